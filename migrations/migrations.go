@@ -1,0 +1,157 @@
+// Package migrations holds botq's database schema as goose migrations, embedded
+// in the binary, and installs River's own tables in the same schema.
+//
+// River's tables are installed by a goose Go migration (version 1) that calls
+// rivermigrate, rather than by copying River's SQL into goose files. River keeps
+// its own ledger (river_migration) and needs one transaction per River version
+// (its v4 adds an enum value that v6 uses), which rivermigrate already does;
+// copied SQL would leave River unaware of what was applied and break
+// `river migrate-up` for anyone who uses River's own tooling on the same
+// schema. The migration pins the River version it installs, so upgrading River
+// to a release with new migrations means adding a new goose version that
+// migrates River to the new target; down migrations stay symmetric.
+//
+// Every object is created unqualified inside the schema chosen at run time
+// (goose runs with search_path set to it), so one database can hold several
+// botq schemas; tests use one schema per package. Trigger functions capture
+// that schema with `SET search_path FROM CURRENT` and run as their owner
+// (SECURITY DEFINER), so an INSERT from any session and any role with the
+// right grants behaves the same.
+package migrations
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"regexp"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+	"github.com/riverqueue/river/riverdriver/riverdatabasesql"
+	"github.com/riverqueue/river/rivermigrate"
+)
+
+//go:embed *.sql
+var sqlFS embed.FS
+
+// riverTargetVersion is the River migration version that goose version 1
+// installs (River v0.51's latest).
+const riverTargetVersion = 8
+
+// DefaultSchema is the schema botq uses unless configured otherwise.
+const DefaultSchema = "botq"
+
+var schemaRe = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// ValidateSchema reports whether name can be used as botq's schema: a plain
+// lower-case identifier, so it never needs quoting in SQL or in River's NOTIFY
+// channel name.
+func ValidateSchema(name string) error {
+	if !schemaRe.MatchString(name) {
+		return fmt.Errorf("schema %q is not a lower-case identifier (letters, digits, underscore; at most 63)", name)
+	}
+	return nil
+}
+
+// NewProvider returns a goose provider that migrates schema through db. Every
+// connection of db must already have search_path set to schema (see
+// OpenDB); the schema itself must exist.
+func NewProvider(db *sql.DB, schema string, logger *slog.Logger) (*goose.Provider, error) {
+	if err := ValidateSchema(schema); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	// One advisory lock per schema: several processes (or test packages) may
+	// migrate at once, but never the same schema concurrently.
+	h := fnv.New64a()
+	_, _ = h.Write([]byte("botq-migrate:" + schema))
+	locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(int64(h.Sum64() >> 1)))
+	if err != nil {
+		return nil, fmt.Errorf("new migration locker: %w", err)
+	}
+	riverMigrator := func(db *sql.DB) (*rivermigrate.Migrator[*sql.Tx], error) {
+		return rivermigrate.New(riverdatabasesql.New(db), &rivermigrate.Config{Schema: schema, Logger: logger})
+	}
+	river := goose.NewGoMigration(1,
+		&goose.GoFunc{RunDB: func(ctx context.Context, db *sql.DB) error {
+			m, err := riverMigrator(db)
+			if err != nil {
+				return err
+			}
+			_, err = m.Migrate(ctx, rivermigrate.DirectionUp, &rivermigrate.MigrateOpts{TargetVersion: riverTargetVersion})
+			return err
+		}},
+		&goose.GoFunc{RunDB: func(ctx context.Context, db *sql.DB) error {
+			m, err := riverMigrator(db)
+			if err != nil {
+				return err
+			}
+			_, err = m.Migrate(ctx, rivermigrate.DirectionDown, &rivermigrate.MigrateOpts{TargetVersion: -1})
+			return err
+		}},
+	)
+	p, err := goose.NewProvider(goose.DialectPostgres, db, sqlFS,
+		goose.WithGoMigrations(river),
+		goose.WithDisableGlobalRegistry(true),
+		goose.WithSessionLocker(locker),
+		goose.WithSlog(logger),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("new goose provider: %w", err)
+	}
+	return p, nil
+}
+
+// ErrBehind is returned by CheckCurrent when migrations are pending.
+var ErrBehind = errors.New("database schema is behind")
+
+// CheckCurrent returns an error wrapping ErrBehind, saying which versions
+// differ, when schema has pending migrations.
+func CheckCurrent(ctx context.Context, p *goose.Provider) error {
+	current, target, err := p.GetVersions(ctx)
+	if err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if current < target {
+		return fmt.Errorf("%w: at version %d, this botq needs %d", ErrBehind, current, target)
+	}
+	if current > target {
+		return fmt.Errorf("database schema is ahead: at version %d, this botq knows up to %d (an older binary?)", current, target)
+	}
+	return nil
+}
+
+// Open returns a goose provider over pool for schema, creating the schema if
+// it is missing. pool's connections must have search_path set to schema (as
+// store.NewPool does). Close the provider when done; that leaves pool open.
+func Open(ctx context.Context, pool *pgxpool.Pool, schema string, logger *slog.Logger) (*goose.Provider, error) {
+	if err := ValidateSchema(schema); err != nil {
+		return nil, err
+	}
+	if _, err := pool.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+schema); err != nil {
+		return nil, fmt.Errorf("create schema %s: %w", schema, err)
+	}
+	return NewProvider(stdlib.OpenDBFromPool(pool), schema, logger)
+}
+
+// Up migrates schema to the latest version.
+func Up(ctx context.Context, pool *pgxpool.Pool, schema string, logger *slog.Logger) ([]*goose.MigrationResult, error) {
+	p, err := Open(ctx, pool, schema, logger)
+	if err != nil {
+		return nil, err
+	}
+	defer p.Close()
+	res, err := p.Up(ctx)
+	if err != nil {
+		return res, fmt.Errorf("migrate %s up: %w", schema, err)
+	}
+	return res, nil
+}

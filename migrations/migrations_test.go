@@ -1,0 +1,115 @@
+package migrations_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botq/botq/migrations"
+	"github.com/botq/botq/store/storetest"
+)
+
+func TestMain(m *testing.M) { storetest.Main(m) }
+
+type pingArgs struct{ N int }
+
+func (pingArgs) Kind() string { return "test_ping" }
+
+type pingWorker struct {
+	river.WorkerDefaults[pingArgs]
+	done chan int
+}
+
+func (w *pingWorker) Work(_ context.Context, j *river.Job[pingArgs]) error {
+	w.done <- j.Args.N
+	return nil
+}
+
+func TestUpDownUp(t *testing.T) {
+	ctx := context.Background()
+	schema, pool := storetest.NewSchema(t, 8)
+
+	countTables := func() int {
+		var n int
+		require.NoError(t, pool.QueryRow(ctx,
+			`SELECT count(*) FROM pg_tables WHERE schemaname = $1 AND tablename <> 'goose_db_version'`, schema).Scan(&n))
+		return n
+	}
+	full := countTables()
+	require.GreaterOrEqual(t, full, 12, "botq and River tables after the first up")
+
+	p, err := migrations.Open(ctx, pool, schema, nil)
+	require.NoError(t, err)
+	defer p.Close()
+
+	res, err := p.Up(ctx)
+	require.NoError(t, err)
+	require.Empty(t, res, "a second up applies nothing")
+	require.NoError(t, migrations.CheckCurrent(ctx, p))
+
+	_, err = p.DownTo(ctx, 0)
+	require.NoError(t, err)
+	require.Equal(t, 0, countTables(), "down to zero removes every table, River's included")
+	require.ErrorIs(t, migrations.CheckCurrent(ctx, p), migrations.ErrBehind)
+
+	res, err = p.Up(ctx)
+	require.NoError(t, err)
+	require.Len(t, res, 2)
+	require.Equal(t, full, countTables())
+
+	// River works in the schema: a client inserts a job and a worker runs it.
+	workers := river.NewWorkers()
+	w := &pingWorker{done: make(chan int, 1)}
+	river.AddWorker(workers, w)
+	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
+		Schema:            schema,
+		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 2}},
+		Workers:           workers,
+		FetchCooldown:     10 * time.Millisecond,
+		FetchPollInterval: 50 * time.Millisecond,
+		TestOnly:          true,
+	})
+	require.NoError(t, err)
+	require.NoError(t, client.Start(ctx))
+	defer func() { require.NoError(t, client.Stop(context.WithoutCancel(ctx))) }()
+
+	_, err = client.Insert(ctx, pingArgs{N: 42}, nil)
+	require.NoError(t, err)
+	select {
+	case n := <-w.done:
+		require.Equal(t, 42, n)
+	case <-time.After(10 * time.Second):
+		t.Fatal("River did not work the job in the migrated schema")
+	}
+}
+
+func TestValidateSchema(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		give    string
+		wantErr bool
+	}{
+		{give: "botq"},
+		{give: "botq_test_1"},
+		{give: "_x"},
+		{give: "Botq", wantErr: true},
+		{give: "1botq", wantErr: true},
+		{give: "bo-tq", wantErr: true},
+		{give: "botq; drop table x", wantErr: true},
+		{give: "", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.give, func(t *testing.T) {
+			err := migrations.ValidateSchema(tt.give)
+			if tt.wantErr {
+				require.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+		})
+	}
+}

@@ -1,0 +1,291 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ActionState is the state of an action. The legal moves between states are
+// the rows of the action_transition table.
+type ActionState string
+
+// Action states. An action is `queued` until its call is made; `retrying`
+// between failed attempts; `sent` once Khoros accepted the call and the
+// request awaits its final status; `unknown` when a non-idempotent call
+// reached the wire and no answer came back (the reconciler decides);
+// `succeeded`, `failed` and `cancelled` are final.
+const (
+	ActionQueued    ActionState = "queued"
+	ActionRetrying  ActionState = "retrying"
+	ActionSent      ActionState = "sent"
+	ActionSucceeded ActionState = "succeeded"
+	ActionFailed    ActionState = "failed"
+	ActionUnknown   ActionState = "unknown"
+	ActionCancelled ActionState = "cancelled"
+)
+
+// ActionStates lists every action state.
+var ActionStates = []ActionState{ActionQueued, ActionRetrying, ActionSent, ActionSucceeded, ActionFailed, ActionUnknown, ActionCancelled}
+
+// Final reports whether s is a final state.
+func (s ActionState) Final() bool {
+	return s == ActionSucceeded || s == ActionFailed || s == ActionCancelled
+}
+
+// Action is one logical action a bot asked for.
+type Action struct {
+	ID             int64
+	AppID          string
+	Kind           string
+	Payload        json.RawMessage
+	IdempotencyKey string
+	Lane           string // "" when the action is in no lane
+	State          ActionState
+	RiverJobID     int64
+	ReplayOf       *int64
+	AttemptCount   int
+	ReleaseCount   int
+	RequestID      string
+	LastError      string
+	CreatedAt      time.Time
+	CreatedBy      string
+	UpdatedAt      time.Time
+	FinishedAt     *time.Time
+}
+
+const actionColumns = `id, app_id, kind, payload, idempotency_key, coalesce(lane, ''), state, river_job_id,
+	replay_of, attempt_count, release_count, coalesce(request_id, ''), coalesce(last_error, ''),
+	created_at, created_by, updated_at, finished_at`
+
+func scanAction(row pgx.Row) (*Action, error) {
+	var a Action
+	var state string
+	err := row.Scan(&a.ID, &a.AppID, &a.Kind, &a.Payload, &a.IdempotencyKey, &a.Lane, &state, &a.RiverJobID,
+		&a.ReplayOf, &a.AttemptCount, &a.ReleaseCount, &a.RequestID, &a.LastError,
+		&a.CreatedAt, &a.CreatedBy, &a.UpdatedAt, &a.FinishedAt)
+	if err != nil {
+		return nil, err
+	}
+	a.State = ActionState(state)
+	return &a, nil
+}
+
+// ActionInsertParams is a new action.
+type ActionInsertParams struct {
+	AppID   string
+	Kind    string
+	Payload json.RawMessage
+	// IdempotencyKey makes the insert idempotent per app; "" gets a random key.
+	IdempotencyKey string
+	// Lane orders the action after the lane's earlier actions; "" means the
+	// default lane of its kind (its conversation).
+	Lane      string
+	ReplayOf  *int64
+	CreatedBy string // "" records the database role
+}
+
+// ActionInsertResult is the outcome of one insert: the action, and whether it
+// existed already under the same idempotency key (then nothing was inserted).
+type ActionInsertResult struct {
+	Action  *Action
+	Existed bool
+}
+
+// NewIdempotencyKey returns a random key, for callers that have none.
+func NewIdempotencyKey() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (p *ActionInsertParams) check() error {
+	if p.Payload == nil {
+		p.Payload = json.RawMessage(`{}`)
+	}
+	if !json.Valid(p.Payload) {
+		return &ValidationError{Field: "payload", Message: "botq: payload is not valid JSON", Code: "22P02"}
+	}
+	if p.IdempotencyKey == "" {
+		p.IdempotencyKey = NewIdempotencyKey()
+	}
+	return nil
+}
+
+const actionInsertSQL = `
+INSERT INTO botq.action (app_id, kind, payload, idempotency_key, lane, replay_of, created_by)
+SELECT a, k, p::jsonb, key, nullif(l, ''), r, coalesce(nullif(c, ''), current_user)
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[])
+     WITH ORDINALITY AS t(a, k, p, key, l, r, c, ord)
+ORDER BY ord
+ON CONFLICT (app_id, idempotency_key) DO NOTHING
+RETURNING ` + actionColumns
+
+const actionGetByKeysSQL = `
+SELECT ` + actionColumns + `
+FROM botq.action
+WHERE (app_id, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))`
+
+// ActionInsert enqueues one action, creating its River job in the same
+// statement (the database trigger does), and returns the existing action
+// instead when the app already used the idempotency key. Bad input is a
+// *ValidationError naming the field.
+func (s *Store) ActionInsert(ctx context.Context, db DBTX, p ActionInsertParams) (*ActionInsertResult, error) {
+	res, err := s.ActionInsertMany(ctx, db, []ActionInsertParams{p})
+	if err != nil {
+		return nil, err
+	}
+	return &res[0], nil
+}
+
+// ActionInsertMany enqueues many actions in one statement; results are in
+// the order of ps. A key repeated inside ps enqueues once.
+func (s *Store) ActionInsertMany(ctx context.Context, db DBTX, ps []ActionInsertParams) ([]ActionInsertResult, error) {
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	var (
+		apps     = make([]string, len(ps))
+		kinds    = make([]string, len(ps))
+		payloads = make([]string, len(ps))
+		keys     = make([]string, len(ps))
+		lanes    = make([]string, len(ps))
+		replays  = make([]*int64, len(ps))
+		creators = make([]string, len(ps))
+	)
+	for i := range ps {
+		if err := ps[i].check(); err != nil {
+			if len(ps) > 1 {
+				return nil, fmt.Errorf("action %d: %w", i, err)
+			}
+			return nil, err
+		}
+		apps[i], kinds[i], payloads[i], keys[i] = ps[i].AppID, ps[i].Kind, string(ps[i].Payload), ps[i].IdempotencyKey
+		lanes[i], replays[i], creators[i] = ps[i].Lane, ps[i].ReplayOf, ps[i].CreatedBy
+	}
+	rows, err := db.Query(ctx, s.q(actionInsertSQL), apps, kinds, payloads, keys, lanes, replays, creators)
+	if err != nil {
+		return nil, mapError(err)
+	}
+	inserted, err := collectActions(rows)
+	if err != nil {
+		return nil, mapError(err)
+	}
+	type appKey struct{ app, key string }
+	byKey := make(map[appKey]*Action, len(ps))
+	for _, a := range inserted {
+		byKey[appKey{a.AppID, a.IdempotencyKey}] = a
+	}
+	results := make([]ActionInsertResult, len(ps))
+	var missApps, missKeys []string
+	seen := make(map[appKey]bool, len(ps))
+	for i, p := range ps {
+		k := appKey{p.AppID, p.IdempotencyKey}
+		if a, ok := byKey[k]; ok && !seen[k] {
+			results[i] = ActionInsertResult{Action: a}
+			seen[k] = true
+			continue
+		}
+		missApps, missKeys = append(missApps, p.AppID), append(missKeys, p.IdempotencyKey)
+	}
+	if len(missKeys) == 0 {
+		return results, nil
+	}
+	rows, err = db.Query(ctx, s.q(actionGetByKeysSQL), missApps, missKeys)
+	if err != nil {
+		return nil, mapError(err)
+	}
+	existing, err := collectActions(rows)
+	if err != nil {
+		return nil, mapError(err)
+	}
+	for _, a := range existing {
+		byKey[appKey{a.AppID, a.IdempotencyKey}] = a
+	}
+	for i, p := range ps {
+		if results[i].Action != nil {
+			continue
+		}
+		a, ok := byKey[appKey{p.AppID, p.IdempotencyKey}]
+		if !ok {
+			// The conflicting row belongs to a transaction this one cannot see
+			// (REPEATABLE READ or SERIALIZABLE started before it committed).
+			return nil, fmt.Errorf("%w: idempotency key %q of app %q is taken by an action this transaction cannot see", ErrConflict, p.IdempotencyKey, p.AppID)
+		}
+		results[i] = ActionInsertResult{Action: a, Existed: true}
+	}
+	return results, nil
+}
+
+func collectActions(rows pgx.Rows) ([]*Action, error) {
+	defer rows.Close()
+	var out []*Action
+	for rows.Next() {
+		a, err := scanAction(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// ActionGet returns the action with id, or ErrNotFound.
+func (s *Store) ActionGet(ctx context.Context, db DBTX, id int64) (*Action, error) {
+	a, err := scanAction(db.QueryRow(ctx, s.q(`SELECT `+actionColumns+` FROM botq.action WHERE id = $1`), id))
+	if err != nil {
+		return nil, fmt.Errorf("get action %d: %w", id, mapError(err))
+	}
+	return a, nil
+}
+
+// ActionGetByKey returns the app's action with the idempotency key, or
+// ErrNotFound.
+func (s *Store) ActionGetByKey(ctx context.Context, db DBTX, appID, key string) (*Action, error) {
+	a, err := scanAction(db.QueryRow(ctx, s.q(`SELECT `+actionColumns+` FROM botq.action WHERE app_id = $1 AND idempotency_key = $2`), appID, key))
+	if err != nil {
+		return nil, fmt.Errorf("get action %q/%q: %w", appID, key, mapError(err))
+	}
+	return a, nil
+}
+
+// ActionSetStateParams moves an action to a new state. From, when set, makes
+// the move conditional: if the action is no longer in From the result is
+// ErrConflict and nothing changes.
+type ActionSetStateParams struct {
+	ID        int64
+	From      ActionState
+	To        ActionState
+	LastError *string
+	RequestID *string
+}
+
+// ActionSetState moves an action to p.To. A move the state machine does not
+// allow is ErrIllegalTransition.
+func (s *Store) ActionSetState(ctx context.Context, db DBTX, p ActionSetStateParams) (*Action, error) {
+	a, err := scanAction(db.QueryRow(ctx, s.q(`
+		UPDATE botq.action
+		SET state = $2,
+		    last_error = coalesce($3, last_error),
+		    request_id = coalesce($4, request_id)
+		WHERE id = $1 AND ($5 = '' OR state = $5)
+		RETURNING `+actionColumns), p.ID, p.To, p.LastError, p.RequestID, p.From))
+	if err == nil {
+		return a, nil
+	}
+	err = mapError(err)
+	if errors.Is(err, ErrNotFound) && p.From != "" {
+		cur, getErr := s.ActionGet(ctx, db, p.ID)
+		if getErr != nil {
+			return nil, getErr
+		}
+		return nil, fmt.Errorf("%w: action %d is %s, not %s", ErrConflict, p.ID, cur.State, p.From)
+	}
+	return nil, fmt.Errorf("set action %d state %s: %w", p.ID, p.To, err)
+}

@@ -1,0 +1,293 @@
+package store_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botq/botq/store"
+	"github.com/botq/botq/store/storetest"
+)
+
+func TestMain(m *testing.M) { storetest.Main(m) }
+
+type testBundle struct {
+	ctx   context.Context
+	s     *store.Store
+	tx    pgx.Tx
+	appID string
+}
+
+func setup(t *testing.T) *testBundle {
+	t.Helper()
+	ctx := context.Background()
+	s := storetest.Store(t)
+	tx := storetest.Tx(t)
+	return &testBundle{ctx: ctx, s: s, tx: tx, appID: storetest.App(ctx, t, s, tx, nil)}
+}
+
+func (b *testBundle) insert(t *testing.T, key string) *store.ActionInsertResult {
+	t.Helper()
+	res, err := b.s.ActionInsert(b.ctx, b.tx, store.ActionInsertParams{
+		AppID: b.appID, Kind: "respond", Payload: storetest.RespondPayload("author-"+key, "hello"), IdempotencyKey: key,
+	})
+	require.NoError(t, err)
+	return res
+}
+
+func jobState(ctx context.Context, t *testing.T, s *store.Store, db store.DBTX, jobID int64) string {
+	t.Helper()
+	var state string
+	err := db.QueryRow(ctx, fmt.Sprintf(`SELECT state::text FROM %s.river_job WHERE id = $1`, s.Schema()), jobID).Scan(&state)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ""
+	}
+	require.NoError(t, err)
+	return state
+}
+
+func TestActionInsert(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+
+	res := b.insert(t, "k1")
+	require.False(t, res.Existed)
+	a := res.Action
+	require.Equal(t, store.ActionQueued, a.State)
+	require.Equal(t, "facebook/page-1/author-k1", a.Lane, "default lane is the conversation")
+	require.NotZero(t, a.RiverJobID)
+	require.Equal(t, "available", jobState(b.ctx, t, b.s, b.tx, a.RiverJobID), "the action's River job exists in the same transaction")
+
+	var payload map[string]any
+	require.NoError(t, json.Unmarshal(a.Payload, &payload))
+	require.Equal(t, "message", payload["type"], "the Bot v3 type is filled in")
+}
+
+func TestActionInsertIdempotent(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+
+	first := b.insert(t, "same-key")
+	second := b.insert(t, "same-key")
+	require.True(t, second.Existed)
+	require.Equal(t, first.Action.ID, second.Action.ID)
+
+	var n int
+	require.NoError(t, b.tx.QueryRow(b.ctx, fmt.Sprintf(`SELECT count(*) FROM %s.action WHERE app_id = $1`, b.s.Schema()), b.appID).Scan(&n))
+	require.Equal(t, 1, n)
+
+	// A plain SQL insert with the same key is skipped too, and reports 0 rows.
+	tag, err := b.tx.Exec(b.ctx, fmt.Sprintf(`INSERT INTO %s.action (app_id, kind, payload, idempotency_key) VALUES ($1, 'respond', $2, 'same-key')`, b.s.Schema()),
+		b.appID, storetest.RespondPayload("x", "again"))
+	require.NoError(t, err)
+	require.Zero(t, tag.RowsAffected())
+}
+
+func TestActionInsertManyDuplicatesInBatch(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p := func(key, author string) store.ActionInsertParams {
+		return store.ActionInsertParams{AppID: b.appID, Kind: "respond", Payload: storetest.RespondPayload(author, "hi"), IdempotencyKey: key}
+	}
+	res, err := b.s.ActionInsertMany(b.ctx, b.tx, []store.ActionInsertParams{p("a", "1"), p("b", "2"), p("a", "3")})
+	require.NoError(t, err)
+	require.Len(t, res, 3)
+	require.False(t, res[0].Existed)
+	require.False(t, res[1].Existed)
+	require.True(t, res[2].Existed)
+	require.Equal(t, res[0].Action.ID, res[2].Action.ID)
+}
+
+func TestActionNotFound(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, err := b.s.ActionGet(b.ctx, b.tx, 987654321)
+	require.ErrorIs(t, err, store.ErrNotFound)
+	_, err = b.s.ActionGetByKey(b.ctx, b.tx, b.appID, "nope")
+	require.ErrorIs(t, err, store.ErrNotFound)
+	_, err = b.s.ActionSetState(b.ctx, b.tx, store.ActionSetStateParams{ID: 987654321, To: store.ActionSent})
+	require.ErrorIs(t, err, store.ErrNotFound)
+	_, err = b.s.AppGet(b.ctx, b.tx, "no-such-app")
+	require.ErrorIs(t, err, store.ErrNotFound)
+	_, err = b.s.RequestGet(b.ctx, b.tx, "no-such-request")
+	require.ErrorIs(t, err, store.ErrNotFound)
+}
+
+// legalTransitions is the state machine as documented; the test checks the
+// database enforces exactly this.
+var legalTransitions = map[store.ActionState][]store.ActionState{
+	store.ActionQueued:    {store.ActionRetrying, store.ActionSent, store.ActionSucceeded, store.ActionFailed, store.ActionUnknown, store.ActionCancelled},
+	store.ActionRetrying:  {store.ActionQueued, store.ActionSent, store.ActionSucceeded, store.ActionFailed, store.ActionUnknown, store.ActionCancelled},
+	store.ActionUnknown:   {store.ActionQueued, store.ActionSent, store.ActionSucceeded, store.ActionFailed, store.ActionCancelled},
+	store.ActionSent:      {store.ActionSucceeded, store.ActionFailed},
+	store.ActionSucceeded: nil,
+	store.ActionFailed:    nil,
+	store.ActionCancelled: nil,
+}
+
+// pathTo lists the moves that bring a new (queued) action to state.
+var pathTo = map[store.ActionState][]store.ActionState{
+	store.ActionQueued:    nil,
+	store.ActionRetrying:  {store.ActionRetrying},
+	store.ActionUnknown:   {store.ActionUnknown},
+	store.ActionSent:      {store.ActionSent},
+	store.ActionSucceeded: {store.ActionSucceeded},
+	store.ActionFailed:    {store.ActionFailed},
+	store.ActionCancelled: {store.ActionCancelled},
+}
+
+func TestActionTransitions(t *testing.T) {
+	t.Parallel()
+	for _, from := range store.ActionStates {
+		for _, to := range store.ActionStates {
+			if from == to {
+				continue
+			}
+			legal := false
+			for _, l := range legalTransitions[from] {
+				legal = legal || l == to
+			}
+			t.Run(fmt.Sprintf("%s_to_%s", from, to), func(t *testing.T) {
+				t.Parallel()
+				b := setup(t)
+				a := b.insert(t, "k").Action
+				for _, step := range pathTo[from] {
+					_, err := b.s.ActionSetState(b.ctx, b.tx, store.ActionSetStateParams{ID: a.ID, To: step})
+					require.NoError(t, err)
+				}
+				// A savepoint, so the transaction survives the refusal.
+				sp, err := b.tx.Begin(b.ctx)
+				require.NoError(t, err)
+				got, err := b.s.ActionSetState(b.ctx, sp, store.ActionSetStateParams{ID: a.ID, From: from, To: to})
+				if !legal {
+					require.ErrorIs(t, err, store.ErrIllegalTransition)
+					require.NoError(t, sp.Rollback(b.ctx))
+					cur, err := b.s.ActionGet(b.ctx, b.tx, a.ID)
+					require.NoError(t, err)
+					require.Equal(t, from, cur.State, "a refused move changes nothing")
+					return
+				}
+				require.NoError(t, err)
+				require.Equal(t, to, got.State)
+				require.Equal(t, to.Final(), got.FinishedAt != nil)
+			})
+		}
+	}
+}
+
+func TestActionSetStateConditional(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	a := b.insert(t, "k").Action
+	_, err := b.s.ActionSetState(b.ctx, b.tx, store.ActionSetStateParams{ID: a.ID, From: store.ActionSent, To: store.ActionSucceeded})
+	require.ErrorIs(t, err, store.ErrConflict)
+}
+
+func TestActionImmutable(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	a := b.insert(t, "k").Action
+	_, err := b.tx.Exec(b.ctx, fmt.Sprintf(`UPDATE %s.action SET payload = '{}' WHERE id = $1`, b.s.Schema()), a.ID)
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "what was enqueued is history")
+}
+
+type noopArgs struct{}
+
+func (noopArgs) Kind() string { return "test_noop" }
+
+// An action insert and a River InsertTx in one transaction commit or roll
+// back together.
+func TestActionAndRiverInsertShareTransaction(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	schema, pool := storetest.NewSchema(t, 4)
+	s, err := store.New(schema)
+	require.NoError(t, err)
+	appID := storetest.App(ctx, t, s, pool, nil)
+	client, err := river.NewClient(riverpgxv5.New(nil), &river.Config{Schema: schema})
+	require.NoError(t, err)
+
+	count := func() (actions, jobs int) {
+		require.NoError(t, pool.QueryRow(ctx, fmt.Sprintf(`SELECT (SELECT count(*) FROM %[1]s.action), (SELECT count(*) FROM %[1]s.river_job)`, schema)).Scan(&actions, &jobs))
+		return actions, jobs
+	}
+	enqueue := func(tx pgx.Tx, key string) {
+		_, err := s.ActionInsert(ctx, tx, store.ActionInsertParams{AppID: appID, Kind: "note", IdempotencyKey: key,
+			Payload: []byte(`{"coordinate":{"companyKey":"acme","networkKey":"facebook","externalId":"p"},"author":{"id":"a"},"note":"n"}`)})
+		require.NoError(t, err)
+		_, err = client.InsertTx(ctx, tx, noopArgs{}, nil)
+		require.NoError(t, err)
+	}
+
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	enqueue(tx, "rolled-back")
+	require.NoError(t, tx.Rollback(ctx))
+	actions, jobs := count()
+	require.Zero(t, actions)
+	require.Zero(t, jobs)
+
+	tx, err = pool.Begin(ctx)
+	require.NoError(t, err)
+	enqueue(tx, "committed")
+	require.NoError(t, tx.Commit(ctx))
+	actions, jobs = count()
+	require.Equal(t, 1, actions)
+	require.Equal(t, 2, jobs, "the action's own job and the explicit InsertTx job")
+}
+
+func TestValidationErrorNamesField(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, err := b.s.ActionInsert(b.ctx, b.tx, store.ActionInsertParams{
+		AppID: b.appID, Kind: "priority", IdempotencyKey: "p",
+		Payload: []byte(`{"coordinate":{"companyKey":"acme","networkKey":"facebook","externalId":"p"},"author":{"id":"a"},"newPriority":"high"}`),
+	})
+	var verr *store.ValidationError
+	require.ErrorAs(t, err, &verr)
+	require.Equal(t, "payload.newPriority", verr.Field)
+	require.Equal(t, "22023", verr.Code)
+	require.Contains(t, verr.Message, "must be an integer")
+}
+
+func TestAttemptRecordAndRequest(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	a := b.insert(t, "k").Action
+
+	n, err := b.s.AttemptRecord(b.ctx, b.tx, &store.AttemptRecordParams{
+		ActionID: a.ID, RiverJobID: a.RiverJobID, JobAttempt: 1, WireSent: true, HTTPStatus: 202, RequestID: "req-1",
+		Outcome: store.OutcomeOK, Worker: "test", NewState: store.ActionSent,
+	})
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.NoError(t, b.s.RequestUpsert(b.ctx, b.tx, &store.RequestUpsertParams{RequestID: "req-1", AppID: b.appID, ActionID: &a.ID, State: store.RequestPending, HTTPStatus: 202}))
+
+	got, err := b.s.ActionGet(b.ctx, b.tx, a.ID)
+	require.NoError(t, err)
+	require.Equal(t, store.ActionSent, got.State)
+	require.Equal(t, 1, got.AttemptCount)
+	require.Equal(t, "req-1", got.RequestID)
+
+	// A final state is never overwritten by PENDING.
+	require.NoError(t, b.s.RequestUpsert(b.ctx, b.tx, &store.RequestUpsertParams{RequestID: "req-1", AppID: b.appID, State: store.RequestSuccess}))
+	require.NoError(t, b.s.RequestUpsert(b.ctx, b.tx, &store.RequestUpsertParams{RequestID: "req-1", AppID: b.appID, State: store.RequestPending}))
+	r, err := b.s.RequestGet(b.ctx, b.tx, "req-1")
+	require.NoError(t, err)
+	require.Equal(t, store.RequestSuccess, r.State)
+	require.Equal(t, a.ID, *r.ActionID)
+	require.NotNil(t, r.FinalizedAt)
+
+	attempts, err := b.s.AttemptList(b.ctx, b.tx, a.ID)
+	require.NoError(t, err)
+	require.Len(t, attempts, 1)
+	require.Equal(t, store.OutcomeOK, attempts[0].Outcome)
+}
