@@ -61,8 +61,8 @@ func (t staticToken) Token(context.Context) (string, error) {
 }
 
 func (t staticToken) Format(f fmt.State, _ rune) { fmt.Fprint(f, "botapi.StaticToken("+redacted+")") }
-func (t staticToken) String() string              { return "botapi.StaticToken(" + redacted + ")" }
-func (t staticToken) GoString() string            { return t.String() }
+func (t staticToken) String() string             { return "botapi.StaticToken(" + redacted + ")" }
+func (t staticToken) GoString() string           { return t.String() }
 
 // FileToken returns a TokenSource that reads the token from the file at path
 // and re-reads it whenever the file's size or modification time changes, so an
@@ -102,8 +102,8 @@ func (t *fileToken) Token(context.Context) (string, error) {
 }
 
 func (t *fileToken) Format(f fmt.State, _ rune) { fmt.Fprint(f, t.String()) }
-func (t *fileToken) String() string              { return fmt.Sprintf("botapi.FileToken(%q)", t.path) }
-func (t *fileToken) GoString() string            { return t.String() }
+func (t *fileToken) String() string             { return fmt.Sprintf("botapi.FileToken(%q)", t.path) }
+func (t *fileToken) GoString() string           { return t.String() }
 
 // RefreshFunc obtains a new token given the current one, typically
 // [Client.TokenRefresher]. It is not idempotent on Khoros: each call issues a

@@ -110,7 +110,9 @@ func NewBootstrap(cfg BootstrapConfig) (*Bootstrap, error) {
 }
 
 // Format redacts the credentials.
-func (b *Bootstrap) Format(f fmt.State, _ rune) { fmt.Fprintf(f, "botapi.Bootstrap{BaseURL:%q}", b.c.base) }
+func (b *Bootstrap) Format(f fmt.State, _ rune) {
+	fmt.Fprintf(f, "botapi.Bootstrap{BaseURL:%q}", b.c.base)
+}
 
 // CreateToken issues the first token for appID. A second call while a token
 // exists gets 409 [ErrConflict] ("A token at this path already exists."). NOT
