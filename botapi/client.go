@@ -145,7 +145,7 @@ func defaultHTTPClient() *http.Client {
 func (c *Client) BaseURL() string { return c.base }
 
 // Format keeps the token source out of any formatted output.
-func (c *Client) Format(f fmt.State, _ rune) {
+func (c Client) Format(f fmt.State, _ rune) {
 	fmt.Fprintf(f, "botapi.Client{BaseURL:%q}", c.base)
 }
 
@@ -194,7 +194,15 @@ func encodeBody(body any) ([]byte, error) {
 	case []byte:
 		return b, nil
 	}
-	return json.Marshal(body)
+	// HTML escaping would turn "<" into \u003c: valid, but not what the
+	// caller wrote, and harder to match against Khoros' stored payload.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(body); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 func (c *Client) send(ctx context.Context, in request, out any) (*Response, error) {

@@ -129,13 +129,16 @@ func decodeError(status int, body []byte) *Error {
 		if m := rawString(b.Message); m != "" {
 			e.Messages = append(e.Messages, m)
 		}
-	} else if t := strings.TrimSpace(string(e.Body)); t != "" && !looksLikeJSON(t) {
-		// A plain-text or HTML body from a proxy: keep its first line, bounded.
+	} else if t := strings.TrimSpace(string(e.Body)); t != "" && !looksLikeMarkup(t) {
+		// A plain-text body from a proxy: keep its first line, bounded. HTML
+		// and broken JSON stay in Body only.
 		line, _, _ := strings.Cut(t, "\n")
 		if len(line) > 200 {
-			line = line[:200]
+			line = strings.ToValidUTF8(line[:200], "")
 		}
-		e.Messages = []string{strings.TrimSpace(line)}
+		if line = strings.TrimSpace(line); line != "" {
+			e.Messages = []string{line}
+		}
 	}
 	e.Message = strings.Join(e.Messages, "; ")
 	if e.Message == "" {
@@ -144,7 +147,7 @@ func decodeError(status int, body []byte) *Error {
 	return e
 }
 
-func looksLikeJSON(s string) bool { return s[0] == '{' || s[0] == '[' }
+func looksLikeMarkup(s string) bool { return s[0] == '{' || s[0] == '[' || s[0] == '<' }
 
 // rawString returns a JSON string's value, a number's text, or "".
 func rawString(r json.RawMessage) string {

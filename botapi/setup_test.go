@@ -136,3 +136,7 @@ func registration() *botapi.Registration {
 		Metadata:     map[string]any{"internalBot": false, "botRefUrl": "https://example.com/reference/ABCDEFG"},
 	}
 }
+
+func simFault429(retryAfter string) sim.Fault {
+	return sim.Fault{RateLimitRate: 1, RetryAfter: retryAfter}
+}

@@ -110,7 +110,7 @@ func NewBootstrap(cfg BootstrapConfig) (*Bootstrap, error) {
 }
 
 // Format redacts the credentials.
-func (b *Bootstrap) Format(f fmt.State, _ rune) {
+func (b Bootstrap) Format(f fmt.State, _ rune) {
 	fmt.Fprintf(f, "botapi.Bootstrap{BaseURL:%q}", b.c.base)
 }
 
