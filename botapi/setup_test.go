@@ -123,7 +123,9 @@ func coord() botapi.Coordinate {
 	}
 }
 
-func author() botapi.Author { return botapi.Author{ID: "urn:mbid:AQAAY1", FullName: "Anonymous Alligator"} }
+func author() botapi.Author {
+	return botapi.Author{ID: "urn:mbid:AQAAY1", FullName: "Anonymous Alligator"}
+}
 
 func registration() *botapi.Registration {
 	return &botapi.Registration{
