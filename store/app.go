@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -117,4 +118,214 @@ func (s *Store) AppList(ctx context.Context, db DBTX) ([]*App, error) {
 		return nil, fmt.Errorf("list apps: %w", mapError(err))
 	}
 	return out, nil
+}
+
+// AppSetToken stores a sealed token and its expiry, bumping token_version so
+// every process notices the new token on its next load.
+func (s *Store) AppSetToken(ctx context.Context, db DBTX, appID string, sealed []byte, keyID string, expiresAt *time.Time) (*App, error) {
+	a, err := scanApp(db.QueryRow(ctx, s.q(`
+		UPDATE botq.app
+		SET token_ciphertext = $2, token_key_id = nullif($3, ''), token_expires_at = $4,
+		    token_refreshed_at = now(), token_version = token_version + 1, updated_at = now()
+		WHERE id = $1
+		RETURNING `+appColumns), appID, sealed, keyID, expiresAt))
+	if err != nil {
+		return nil, fmt.Errorf("set token of app %q: %w", appID, mapError(err))
+	}
+	return a, nil
+}
+
+// AppClearToken forgets the stored token (after a revoke).
+func (s *Store) AppClearToken(ctx context.Context, db DBTX, appID string) error {
+	_, err := db.Exec(ctx, s.q(`
+		UPDATE botq.app
+		SET token_ciphertext = NULL, token_key_id = NULL, token_expires_at = NULL,
+		    token_version = token_version + 1, updated_at = now()
+		WHERE id = $1`), appID)
+	if err != nil {
+		return fmt.Errorf("clear token of app %q: %w", appID, mapError(err))
+	}
+	return nil
+}
+
+// AppPause stops calls for the app until until (use Forever for "until an
+// operator resumes it").
+func (s *Store) AppPause(ctx context.Context, db DBTX, appID string, until time.Time, reason string) (*App, error) {
+	a, err := scanApp(db.QueryRow(ctx, s.q(`
+		UPDATE botq.app SET paused_until = $2, pause_reason = nullif($3, ''), updated_at = now()
+		WHERE id = $1
+		RETURNING `+appColumns), appID, until, reason))
+	if err != nil {
+		return nil, fmt.Errorf("pause app %q: %w", appID, mapError(err))
+	}
+	return a, nil
+}
+
+// AppResume clears the app's pause and throttle and makes its waiting jobs
+// due now, so work resumes at once rather than at each job's next check.
+func (s *Store) AppResume(ctx context.Context, db DBTX, appID string) (*App, error) {
+	a, err := scanApp(db.QueryRow(ctx, s.q(`
+		UPDATE botq.app SET paused_until = NULL, pause_reason = NULL, throttled_until = NULL, updated_at = now()
+		WHERE id = $1
+		RETURNING `+appColumns), appID))
+	if err != nil {
+		return nil, fmt.Errorf("resume app %q: %w", appID, mapError(err))
+	}
+	if err := s.AppWake(ctx, db, appID); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// AppWake makes the app's snoozed (scheduled) jobs available now.
+func (s *Store) AppWake(ctx context.Context, db DBTX, appID string) error {
+	_, err := db.Exec(ctx, s.q(`
+		UPDATE botq.river_job j SET state = 'available', scheduled_at = now()
+		FROM botq.action a
+		WHERE a.app_id = $1 AND a.state IN ('queued', 'retrying') AND j.id = a.river_job_id
+		  AND j.state IN ('scheduled', 'available', 'retryable') AND j.scheduled_at > now()`), appID)
+	if err != nil {
+		return fmt.Errorf("wake jobs of app %q: %w", appID, mapError(err))
+	}
+	return nil
+}
+
+// Forever is the pause end of an app paused until an operator resumes it.
+var Forever = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+
+// AppThrottle records that Khoros asked for no calls to the app before until;
+// an earlier deadline never shortens a later one.
+func (s *Store) AppThrottle(ctx context.Context, db DBTX, appID string, until time.Time) error {
+	_, err := db.Exec(ctx, s.q(`
+		UPDATE botq.app SET throttled_until = greatest(coalesce(throttled_until, $2), $2), updated_at = now()
+		WHERE id = $1`), appID, until)
+	if err != nil {
+		return fmt.Errorf("throttle app %q: %w", appID, mapError(err))
+	}
+	return nil
+}
+
+// AppRateReserve takes the app's next call slot under its fleet-wide rate
+// limit (GCRA on the app row). When the slot is at most maxWait away it is
+// reserved and wait says how long to sleep before calling; otherwise nothing
+// is reserved, ok is false, and wait says when to try again.
+func (s *Store) AppRateReserve(ctx context.Context, db DBTX, appID string, maxWait time.Duration) (wait time.Duration, ok bool, err error) {
+	var reservedSecs *float64
+	var retrySecs float64
+	err = db.QueryRow(ctx, s.q(`
+		WITH cur AS (
+			SELECT id,
+			       clock_timestamp() AS now,
+			       greatest(coalesce(rate_tat, clock_timestamp()), clock_timestamp()) AS tat,
+			       make_interval(secs => 1.0 / rate_limit) AS t,
+			       make_interval(secs => (rate_burst - 1) / rate_limit) AS tau
+			FROM botq.app WHERE id = $1 AND rate_limit IS NOT NULL
+			FOR UPDATE
+		), upd AS (
+			UPDATE botq.app a SET rate_tat = cur.tat + cur.t
+			FROM cur
+			WHERE a.id = cur.id AND cur.tat - cur.now <= cur.tau + make_interval(secs => $2)
+			RETURNING extract(epoch FROM greatest(cur.tat - cur.tau, cur.now) - cur.now)::float8 AS wait
+		)
+		SELECT (SELECT wait FROM upd),
+		       coalesce((SELECT extract(epoch FROM cur.tat - cur.tau - cur.now)::float8 - $2 FROM cur), 0)`),
+		appID, maxWait.Seconds()).Scan(&reservedSecs, &retrySecs)
+	if err != nil {
+		return 0, false, fmt.Errorf("reserve rate slot of app %q: %w", appID, mapError(err))
+	}
+	if reservedSecs != nil {
+		return time.Duration(*reservedSecs * float64(time.Second)), true, nil
+	}
+	return time.Duration(retrySecs * float64(time.Second)), false, nil
+}
+
+// AppSlotAcquire leases one of the app's concurrency slots to holder until
+// lease ends. ok is false when every slot is taken.
+func (s *Store) AppSlotAcquire(ctx context.Context, db DBTX, appID string, holder int64, lease time.Duration) (slot int, ok bool, err error) {
+	err = db.QueryRow(ctx, s.q(`
+		UPDATE botq.app_slot SET holder = $2, lease_until = clock_timestamp() + make_interval(secs => $3)
+		WHERE (app_id, slot) = (
+			SELECT app_id, slot FROM botq.app_slot
+			WHERE app_id = $1 AND (holder IS NULL OR lease_until < clock_timestamp())
+			ORDER BY slot
+			LIMIT 1
+			FOR UPDATE SKIP LOCKED)
+		RETURNING slot`), appID, holder, lease.Seconds()).Scan(&slot)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("acquire concurrency slot of app %q: %w", appID, mapError(err))
+	}
+	return slot, true, nil
+}
+
+const appSlotReleaseSQL = `UPDATE botq.app_slot SET holder = NULL, lease_until = NULL WHERE app_id = $1 AND slot = $2 AND holder = $3`
+
+// AppSlotRelease returns a leased slot.
+func (s *Store) AppSlotRelease(ctx context.Context, db DBTX, appID string, slot int, holder int64) error {
+	if _, err := db.Exec(ctx, s.q(appSlotReleaseSQL), appID, slot, holder); err != nil {
+		return fmt.Errorf("release concurrency slot of app %q: %w", appID, mapError(err))
+	}
+	return nil
+}
+
+// AppSlotReleaseQueue queues the release of a leased slot on b.
+func (s *Store) AppSlotReleaseQueue(b *pgx.Batch, appID string, slot int, holder int64) {
+	b.Queue(s.q(appSlotReleaseSQL), appID, slot, holder)
+}
+
+// KindConfigParams overrides a kind's River settings; zero values keep the
+// current ones.
+type KindConfigParams struct {
+	Kind        string
+	MaxAttempts int
+	Queue       string
+	Priority    int
+}
+
+// KindConfigUpdate applies configured River settings of a kind, which the
+// enqueue trigger uses for every new job.
+func (s *Store) KindConfigUpdate(ctx context.Context, db DBTX, p KindConfigParams) error {
+	tag, err := db.Exec(ctx, s.q(`
+		UPDATE botq.kind_config
+		SET max_attempts = coalesce(nullif($2, 0), max_attempts),
+		    queue = coalesce(nullif($3, ''), queue),
+		    priority = coalesce(nullif($4, 0), priority)
+		WHERE kind = $1`), p.Kind, p.MaxAttempts, p.Queue, p.Priority)
+	if err != nil {
+		return fmt.Errorf("configure kind %q: %w", p.Kind, mapError(err))
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("configure kind %q: %w", p.Kind, ErrNotFound)
+	}
+	return nil
+}
+
+// KindConfig is one row of botq.kind_config.
+type KindConfig struct {
+	Kind         string
+	MaxAttempts  int
+	Queue        string
+	Priority     int
+	Idempotent   bool
+	Conversation bool
+}
+
+// KindConfigList returns every kind's settings.
+func (s *Store) KindConfigList(ctx context.Context, db DBTX) ([]KindConfig, error) {
+	rows, err := db.Query(ctx, s.q(`SELECT kind, max_attempts, queue, priority, idempotent, conversation FROM botq.kind_config ORDER BY kind`))
+	if err != nil {
+		return nil, fmt.Errorf("list kinds: %w", mapError(err))
+	}
+	defer rows.Close()
+	var out []KindConfig
+	for rows.Next() {
+		var k KindConfig
+		if err := rows.Scan(&k.Kind, &k.MaxAttempts, &k.Queue, &k.Priority, &k.Idempotent, &k.Conversation); err != nil {
+			return nil, fmt.Errorf("list kinds: %w", err)
+		}
+		out = append(out, k)
+	}
+	return out, rows.Err()
 }

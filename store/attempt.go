@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -82,11 +83,21 @@ RETURNING number`
 func (p *AttemptRecordParams) args() []any {
 	lastErr := ""
 	if p.LastError != nil {
-		lastErr = *p.LastError
+		lastErr = CleanText(*p.LastError, 4096)
 	}
 	return []any{p.ActionID, p.RiverJobID, p.JobAttempt, p.StartedAt, float64(p.Duration) / float64(time.Millisecond),
-		p.WireSent, p.HTTPStatus, p.RequestID, string(p.Outcome), p.Error, string(p.NewState),
-		p.LastError != nil, lastErr, p.ResponseExcerpt, p.Worker}
+		p.WireSent, p.HTTPStatus, p.RequestID, string(p.Outcome), CleanText(p.Error, 4096), string(p.NewState),
+		p.LastError != nil, lastErr, CleanText(p.ResponseExcerpt, MaxResponseExcerpt), p.Worker}
+}
+
+// CleanText makes text from outside (error bodies, messages) storable: valid
+// UTF-8, no NUL bytes (Postgres text refuses both), at most max bytes.
+func CleanText(s string, max int) string {
+	if len(s) > max {
+		s = s[:max]
+	}
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	return strings.ReplaceAll(s, "\x00", "")
 }
 
 // AttemptRecordQueue queues the attempt's statement on b; when the batch

@@ -1,0 +1,27 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// newLogger returns botq's JSON (or console) logger. River and goose log
+// through the same zerolog stream via zerolog's slog handler.
+func newLogger(cfg LogConfig, w io.Writer) zerolog.Logger {
+	level, err := zerolog.ParseLevel(cfg.Level)
+	if err != nil {
+		level = zerolog.InfoLevel
+	}
+	if cfg.Format == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
+
+// slogFor adapts a zerolog logger for libraries that take *slog.Logger.
+func slogFor(l zerolog.Logger) *slog.Logger {
+	return slog.New(zerolog.NewSlogHandler(l))
+}

@@ -1,0 +1,126 @@
+// Command botq is the one binary of botq, a durable, audited action queue for
+// bots on the Khoros Care Bot API v3: `botq serve` runs the HTTP API, the
+// River workers that execute actions against Bot v3 and the reconciler;
+// the other subcommands migrate the schema, inspect and operate the queue,
+// run the Bot v3 simulator and the benchmark.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/botq/botq/botapi"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// usageError marks a mistake in the command line (exit status 2).
+type usageError struct{ error }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+// run executes one command line and returns the exit status. Errors are
+// printed once, as one line naming what is wrong; never a stack trace.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	botapi.Version = version
+	root := newRootCmd(&cliEnv{stdin: stdin, stdout: stdout, stderr: stderr, lookupEnv: os.LookupEnv})
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintln(stderr, "botq: "+err.Error())
+	var ue usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}
+
+// cliEnv is what every command reads: streams, the environment, and the
+// --config flag.
+type cliEnv struct {
+	stdin      io.Reader
+	stdout     io.Writer
+	stderr     io.Writer
+	lookupEnv  func(string) (string, bool)
+	configPath string
+}
+
+// config loads the configuration from --config (or BOTQ_CONFIG).
+func (e *cliEnv) config() (Config, error) {
+	path := e.configPath
+	if path == "" {
+		path, _ = e.lookupEnv("BOTQ_CONFIG")
+	}
+	return LoadConfig(path, e.lookupEnv)
+}
+
+func newRootCmd(env *cliEnv) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "botq",
+		Short:         "A durable, audited action queue for bots on the Khoros Care Bot API v3",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.PersistentFlags().StringVar(&env.configPath, "config", "", "YAML configuration file (default: $BOTQ_CONFIG; see config.example.yaml)")
+	root.AddCommand(
+		newVersionCmd(env),
+		newMigrateCmd(env),
+		newConfigCmd(env),
+		newServeCmd(env),
+	)
+	for _, c := range root.Commands() {
+		wrapArgs(c)
+	}
+	return root
+}
+
+// wrapArgs makes argument-count mistakes usage errors, recursively.
+func wrapArgs(c *cobra.Command) {
+	if c.Args != nil {
+		inner := c.Args
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := inner(cmd, args); err != nil {
+				return usageError{fmt.Errorf("%s: %w", cmd.CommandPath(), err)}
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		wrapArgs(sub)
+	}
+}
+
+func newVersionCmd(env *cliEnv) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print botq's version",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			_, err := fmt.Fprintf(env.stdout, "botq %s\n", version)
+			return err
+		},
+	}
+}

@@ -1,0 +1,172 @@
+// Package jobs enqueues botq actions and executes them as River jobs against
+// Bot v3.
+//
+// Enqueueing is an INSERT into botq.action, from SQL, from Go (Enqueue, on a
+// pool or inside the caller's pgx transaction) or over HTTP; database
+// triggers validate the action, create its River job in the same statement
+// and wake a worker at commit (see migrations/00002_botq.sql).
+//
+// One River worker serves every kind. It is thin: load the action and its
+// app; pass the gates (app paused or throttled, fleet-wide concurrency and
+// rate limits); make one Bot v3 call; classify the answer (outcome.go, the
+// one place API answers become queue decisions); and write the attempt, the
+// request record, the action's new state and the job's final state in one
+// transaction, batched with other jobs' results by the result writer.
+//
+// Per-conversation order comes from lanes: only a lane's head has an
+// available River job, the others wait as `pending` until the head's call is
+// over, when a database trigger releases the next one. Nothing polls.
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/rs/zerolog"
+
+	"github.com/botq/botq/jobs/appclient"
+	"github.com/botq/botq/store"
+)
+
+// ActionArgs are the arguments of every botq River job: the action's id.
+// The payload lives once, in botq.action. One args type serves all kinds:
+// its Kind is botq_respond and the other kinds are its aliases, so one
+// registered worker executes every kind.
+type ActionArgs struct {
+	ActionID int64 `json:"action_id"`
+}
+
+// Kind is the River kind the type is registered under.
+func (ActionArgs) Kind() string { return RiverKind(KindRespond) }
+
+// KindAliases are the River kinds of every other action kind.
+func (ActionArgs) KindAliases() []string {
+	out := make([]string, 0, len(kinds)-1)
+	for _, k := range Kinds() {
+		if k != KindRespond {
+			out = append(out, RiverKind(k))
+		}
+	}
+	return out
+}
+
+// RetryPolicy is a kind's backoff between failed attempts: Base doubled per
+// failure, capped at Max, with ±10% jitter.
+type RetryPolicy struct {
+	Base time.Duration
+	Max  time.Duration
+}
+
+// DefaultRetryPolicy spreads 25 attempts over about three days.
+var DefaultRetryPolicy = RetryPolicy{Base: time.Second, Max: 6 * time.Hour}
+
+func (p RetryPolicy) next(failures int) time.Duration {
+	d := p.Base
+	for i := 1; i < failures && d < p.Max; i++ {
+		d *= 2
+	}
+	d = min(d, p.Max)
+	jitter := time.Duration((rand.Float64()*0.2 - 0.1) * float64(d))
+	return max(d+jitter, time.Millisecond)
+}
+
+// Config configures an Executor.
+type Config struct {
+	Pool   *pgxpool.Pool
+	Store  *store.Store
+	Apps   *appclient.Registry
+	Logger zerolog.Logger
+	// WorkerID identifies this process in attempt rows (default host:pid).
+	WorkerID string
+	// Retry holds per-kind retry policies; kinds without one use
+	// DefaultRetryPolicy.
+	Retry map[string]RetryPolicy
+	// RateMaxWait is how long a worker waits in process for its app's next
+	// rate-limit slot before snoozing instead (default 1s).
+	RateMaxWait time.Duration
+	// SlotLease bounds how long a concurrency slot stays taken if its holder
+	// dies (default 2m).
+	SlotLease time.Duration
+	// PausedRecheck is how often a paused app's jobs look again (default 30s).
+	PausedRecheck time.Duration
+	// BusyRetry is the snooze when every concurrency slot is taken (default
+	// 100ms, with jitter).
+	BusyRetry time.Duration
+	// MaxBatch bounds the results committed in one transaction (default 500).
+	MaxBatch int
+	// Observer receives measurements (metrics); nil for none.
+	Observer Observer
+}
+
+// Observer receives what the executor measures. Implementations must be
+// fast and safe for concurrent use.
+type Observer interface {
+	// CallDone reports one Bot v3 call.
+	CallDone(appID, kind string, outcome store.AttemptOutcome, status int, d time.Duration)
+}
+
+// Executor executes actions. Register its worker with a River client, and
+// Start it before the client and Stop it after.
+type Executor struct {
+	cfg    Config
+	writer *resultWriter
+	stop   chan struct{}
+}
+
+// NewExecutor returns an Executor.
+func NewExecutor(cfg Config) (*Executor, error) {
+	if cfg.Pool == nil || cfg.Store == nil || cfg.Apps == nil {
+		return nil, fmt.Errorf("new executor: Pool, Store and Apps are required")
+	}
+	if cfg.WorkerID == "" {
+		host, _ := os.Hostname()
+		cfg.WorkerID = fmt.Sprintf("%s:%d", host, os.Getpid())
+	}
+	if cfg.RateMaxWait <= 0 {
+		cfg.RateMaxWait = time.Second
+	}
+	if cfg.SlotLease <= 0 {
+		cfg.SlotLease = 2 * time.Minute
+	}
+	if cfg.PausedRecheck <= 0 {
+		cfg.PausedRecheck = 30 * time.Second
+	}
+	if cfg.BusyRetry <= 0 {
+		cfg.BusyRetry = 100 * time.Millisecond
+	}
+	for k := range cfg.Retry {
+		if _, ok := kinds[k]; !ok {
+			return nil, fmt.Errorf("new executor: retry policy for unknown kind %q", k)
+		}
+	}
+	return &Executor{
+		cfg:    cfg,
+		writer: newResultWriter(cfg.Pool, cfg.Store, cfg.Logger, cfg.MaxBatch),
+		stop:   make(chan struct{}),
+	}, nil
+}
+
+// Register adds the action worker to workers.
+func (e *Executor) Register(workers *river.Workers) error {
+	return river.AddWorkerSafely(workers, &actionWorker{e: e})
+}
+
+// Start starts the result writer.
+func (e *Executor) Start() { go e.writer.run(e.stop) }
+
+// Stop waits for every submitted result to be written. Call it after the
+// River client has stopped.
+func (e *Executor) Stop(ctx context.Context) error {
+	close(e.stop)
+	select {
+	case <-e.writer.stopped:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,187 @@
+package jobs_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/botq/botq/botapi"
+	"github.com/botq/botq/botapi/sim"
+	"github.com/botq/botq/jobs"
+	"github.com/botq/botq/jobs/jobstest"
+	"github.com/botq/botq/store"
+	"github.com/botq/botq/store/storetest"
+)
+
+func TestMain(m *testing.M) { storetest.Main(m) }
+
+var fastRetry = map[string]jobs.RetryPolicy{}
+
+func init() {
+	for _, k := range jobs.Kinds() {
+		fastRetry[k] = jobs.RetryPolicy{Base: 20 * time.Millisecond, Max: 100 * time.Millisecond}
+	}
+}
+
+// sqlInsert enqueues through plain SQL, as a bot in any language would.
+func sqlInsert(t *testing.T, env *jobstest.Env, appID, kind, payload, key string) int64 {
+	t.Helper()
+	var id int64
+	err := env.Pool.QueryRow(env.Ctx, fmt.Sprintf(
+		`INSERT INTO %s.action (app_id, kind, payload, idempotency_key) VALUES ($1, $2, $3, $4) RETURNING id`, env.Schema),
+		appID, kind, payload, key).Scan(&id)
+	require.NoError(t, err, "insert %s", kind)
+	return id
+}
+
+func TestEveryKindBySQL(t *testing.T) {
+	t.Parallel()
+	env := jobstest.Start(t, jobstest.Options{Apps: []string{"app-1", "app-tokens"}, Sim: sim.Options{Seed: 1}})
+
+	var ids []int64
+	byKind := map[int64]string{}
+	// Registration changes of one page share a lane, so they run in this
+	// order: create, mode, update, delete.
+	order := []string{jobs.KindRegistrationCreate, jobs.KindMode, jobs.KindRegistrationUpdate, jobs.KindRegistrationDelete}
+	for _, kind := range jobs.Kinds() {
+		if !strings.HasPrefix(kind, "registration_") && kind != jobs.KindMode {
+			order = append(order, kind)
+		}
+	}
+	for _, kind := range order {
+		app, author := "app-1", "kinds-"+kind
+		switch {
+		case strings.HasPrefix(kind, "token_"):
+			app = "app-tokens"
+		case strings.HasPrefix(kind, "registration_"), kind == jobs.KindMode:
+			author = "reg"
+		}
+		id := sqlInsert(t, env, app, kind, jobstest.Payload(kind, author), "k-"+kind)
+		ids = append(ids, id)
+		byKind[id] = kind
+	}
+	env.WaitStates(t, ids, 20*time.Second, store.ActionSent, store.ActionSucceeded, store.ActionFailed)
+
+	for _, id := range ids {
+		a := env.Action(t, id)
+		require.NotEqual(t, store.ActionFailed, a.State, "%s failed: %s", byKind[id], a.LastError)
+		require.NotEmpty(t, a.RequestID, "%s has its requestId", byKind[id])
+		require.Equal(t, 1, a.AttemptCount, byKind[id])
+		reqs, err := env.Store.RequestListByAction(env.Ctx, env.Pool, id)
+		require.NoError(t, err)
+		require.Len(t, reqs, 1, byKind[id])
+		require.Equal(t, a.RequestID, reqs[0].RequestID)
+	}
+	// Each kind reached its own Bot v3 endpoint exactly once.
+	require.Equal(t, len(ids), env.Sim.CallCount(sim.CallFilter{}))
+
+	// The token actions changed the stored token: refreshed, then revoked
+	// (which pauses the app until a new token is set).
+	app, err := env.Store.AppGet(env.Ctx, env.Pool, "app-tokens")
+	require.NoError(t, err)
+	require.Nil(t, app.TokenCiphertext)
+	require.NotNil(t, app.PausedUntil)
+	events, err := env.Store.EventList(env.Ctx, env.Pool, store.EventListParams{AppID: "app-tokens"})
+	require.NoError(t, err)
+	var kinds []string
+	for _, e := range events {
+		kinds = append(kinds, e.Kind)
+	}
+	require.ElementsMatch(t, []string{"token_refresh", "token_revoke"}, kinds)
+}
+
+func TestKindsMatchDatabase(t *testing.T) {
+	t.Parallel()
+	s := storetest.Store(t)
+	_, pool := storetest.Schema(t)
+	rows, err := s.KindConfigList(t.Context(), pool)
+	require.NoError(t, err)
+	var dbKinds []string
+	for _, k := range rows {
+		dbKinds = append(dbKinds, k.Kind)
+		require.Equal(t, jobs.Idempotent(k.Kind), k.Idempotent, "idempotency of %s", k.Kind)
+	}
+	require.Equal(t, jobs.Kinds(), dbKinds)
+}
+
+func TestIdempotencyAcrossSQLAndGo(t *testing.T) {
+	t.Parallel()
+	env := jobstest.Start(t, jobstest.Options{Sim: sim.Options{Seed: 2}})
+	payload := jobstest.Payload(jobs.KindRespond, "idem")
+	id1 := sqlInsert(t, env, "app-1", jobs.KindRespond, payload, "order-42")
+	id2, existed, err := env.Enqueuer.Enqueue(env.Ctx, env.Pool, jobs.Action{
+		AppID: "app-1", Kind: jobs.KindRespond, Payload: json.RawMessage(payload), IdempotencyKey: "order-42",
+	})
+	require.NoError(t, err)
+	require.True(t, existed)
+	require.Equal(t, id1, id2)
+	env.WaitStates(t, []int64{id1}, 10*time.Second, store.ActionSent, store.ActionSucceeded)
+	time.Sleep(200 * time.Millisecond)
+	require.Equal(t, 1, env.Sim.CallCount(sim.CallFilter{Endpoint: "respond"}))
+}
+
+func TestServerErrorsRetriedThenSucceed(t *testing.T) {
+	t.Parallel()
+	env := jobstest.Start(t, jobstest.Options{Sim: sim.Options{Seed: 3}, Retry: fastRetry})
+	require.NoError(t, env.Sim.SetFault("respond", sim.Fault{ErrorRate: 1, ErrorCode: 503, Times: 3}))
+	id := env.Enqueue(t, jobs.Action{AppID: "app-1", Kind: jobs.KindRespond, Payload: jobstest.Payload(jobs.KindRespond, "storm")})
+	env.WaitStates(t, []int64{id}, 15*time.Second, store.ActionSent, store.ActionSucceeded)
+	attempts, err := env.Store.AttemptList(env.Ctx, env.Pool, id)
+	require.NoError(t, err)
+	require.Len(t, attempts, 4)
+	for _, a := range attempts[:3] {
+		require.Equal(t, store.OutcomeRetry, a.Outcome)
+		require.Equal(t, 503, a.HTTPStatus)
+	}
+	require.Equal(t, store.OutcomeOK, attempts[3].Outcome)
+}
+
+func TestClientErrorFailsAtOnce(t *testing.T) {
+	t.Parallel()
+	env := jobstest.Start(t, jobstest.Options{Sim: sim.Options{Seed: 4}, Retry: fastRetry})
+	// The conversation belongs to an agent: Khoros answers 403 to a respond.
+	_, err := env.Sim.SetOwner(sim.Conversation{CompanyKey: "acme", NetworkKey: "facebook", ExternalID: "page-1", AuthorID: "agent-owned"},
+		ownerAgent())
+	require.NoError(t, err)
+	id := env.Enqueue(t, jobs.Action{AppID: "app-1", Kind: jobs.KindRespond, Payload: jobstest.Payload(jobs.KindRespond, "agent-owned")})
+	env.WaitStates(t, []int64{id}, 10*time.Second, store.ActionFailed)
+	a := env.Action(t, id)
+	require.Equal(t, 1, a.AttemptCount)
+	require.Contains(t, a.LastError, "403")
+	attempts, err := env.Store.AttemptList(env.Ctx, env.Pool, id)
+	require.NoError(t, err)
+	require.Equal(t, store.OutcomeCancel, attempts[0].Outcome)
+	require.Contains(t, attempts[0].ResponseExcerpt, "doesn't own the conversation")
+}
+
+func TestRateLimitedSnoozesWithoutUsingAttempt(t *testing.T) {
+	t.Parallel()
+	env := jobstest.Start(t, jobstest.Options{Sim: sim.Options{Seed: 5}})
+	require.NoError(t, env.Sim.SetFault("respond", sim.Fault{RateLimitRate: 1, RetryAfter: "5", Times: 1}))
+	start := time.Now()
+	first := env.Enqueue(t, jobs.Action{AppID: "app-1", Kind: jobs.KindRespond, Payload: jobstest.Payload(jobs.KindRespond, "throttled-1")})
+	// Wait for the 429, then enqueue a second action of the same app.
+	require.Eventually(t, func() bool { return env.Sim.CallCount(sim.CallFilter{AppID: "app-1"}) == 1 }, 5*time.Second, 10*time.Millisecond)
+	second := env.Enqueue(t, jobs.Action{AppID: "app-1", Kind: jobs.KindRespond, Payload: jobstest.Payload(jobs.KindRespond, "throttled-2")})
+	env.WaitStates(t, []int64{first, second}, 15*time.Second, store.ActionSent, store.ActionSucceeded)
+
+	calls := env.Sim.Calls(sim.CallFilter{AppID: "app-1"})
+	require.Len(t, calls, 3)
+	require.Equal(t, 429, calls[0].Status)
+	for _, c := range calls[1:] {
+		require.GreaterOrEqual(t, c.Time.Sub(calls[0].Time), 5*time.Second, "no call to the app before Retry-After passed")
+	}
+	require.GreaterOrEqual(t, time.Since(start), 5*time.Second)
+	var jobAttempt int
+	require.NoError(t, env.Pool.QueryRow(env.Ctx, fmt.Sprintf(`SELECT j.attempt FROM %[1]s.river_job j JOIN %[1]s.action a ON a.river_job_id = j.id WHERE a.id = $1`, env.Schema), first).Scan(&jobAttempt))
+	require.Equal(t, 1, jobAttempt, "the 429 did not use one of the job's attempts")
+	attempts, err := env.Store.AttemptList(env.Ctx, env.Pool, first)
+	require.NoError(t, err)
+	require.Equal(t, store.OutcomeSnooze, attempts[0].Outcome)
+}
+
+func ownerAgent() botapi.Owner { return botapi.Owner{Type: "AGENT"} }

@@ -1,0 +1,185 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/rs/zerolog"
+
+	"github.com/botq/botq/store"
+)
+
+// result is everything one finished call writes: its attempt and the
+// action's new state, its request record, the River job's new state when it
+// leaves `running` for good (completed, cancelled, discarded) or is parked
+// (`pending`, for an ambiguous send), and the release of its concurrency
+// slot. All of it commits in one transaction, or none of it does.
+type result struct {
+	attempt store.AttemptRecordParams
+	request *store.RequestUpsertParams
+	// job is nil when River itself moves the job (retry, snooze): River's
+	// completer runs after Work returns, and a job made available by this
+	// transaction could be fetched again before River's update arrived.
+	job *riverdriver.JobSetStateIfRunningParams
+	// lockKey orders row locks across a batch (app, lane), the order the
+	// enqueue trigger locks lanes in, so batches and enqueues cannot deadlock.
+	lockKey string
+	slot    *slotLease
+	// extra runs in the same transaction (token updates, events).
+	extra func(ctx context.Context, tx pgx.Tx) error
+
+	done chan error
+}
+
+type slotLease struct {
+	appID  string
+	slot   int
+	holder int64
+}
+
+// resultWriter commits results in batches: while one transaction commits, the
+// next batch gathers, as River's own completer batches completions. No
+// worker hears its result is saved before the commit.
+type resultWriter struct {
+	pool     *pgxpool.Pool
+	store    *store.Store
+	driver   *riverpgxv5.Driver
+	logger   zerolog.Logger
+	in       chan *result
+	maxBatch int
+	stopped  chan struct{}
+}
+
+func newResultWriter(pool *pgxpool.Pool, s *store.Store, logger zerolog.Logger, maxBatch int) *resultWriter {
+	if maxBatch <= 0 {
+		maxBatch = 500
+	}
+	return &resultWriter{
+		pool:     pool,
+		store:    s,
+		driver:   riverpgxv5.New(pool),
+		logger:   logger,
+		in:       make(chan *result, maxBatch),
+		maxBatch: maxBatch,
+		stopped:  make(chan struct{}),
+	}
+}
+
+// run writes batches until stop is closed and every submitted result is
+// written.
+func (w *resultWriter) run(stop <-chan struct{}) {
+	defer close(w.stopped)
+	batch := make([]*result, 0, w.maxBatch)
+	for {
+		var first *result
+		select {
+		case first = <-w.in:
+		case <-stop:
+			// Workers have stopped; write whatever is left.
+			for {
+				select {
+				case r := <-w.in:
+					w.commit([]*result{r})
+				default:
+					return
+				}
+			}
+		}
+		batch = append(batch[:0], first)
+	gather:
+		for len(batch) < w.maxBatch {
+			select {
+			case r := <-w.in:
+				batch = append(batch, r)
+			default:
+				break gather
+			}
+		}
+		w.commit(batch)
+	}
+}
+
+// submit hands a result to the writer and waits until it is committed. It
+// does not give up when ctx ends: the call it records has happened, and its
+// record must not be lost because the job's own deadline passed.
+func (w *resultWriter) submit(r *result) error {
+	r.done = make(chan error, 1)
+	w.in <- r
+	return <-r.done
+}
+
+const writeTimeout = 30 * time.Second
+
+func (w *resultWriter) commit(batch []*result) {
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	slices.SortFunc(batch, func(a, b *result) int { return strings.Compare(a.lockKey, b.lockKey) })
+	err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error { return w.write(ctx, tx, batch) })
+	if err == nil || len(batch) == 1 {
+		for _, r := range batch {
+			r.done <- err
+		}
+		return
+	}
+	// One bad result (a state another writer changed meanwhile) must not
+	// fail the others: write each alone.
+	w.logger.Warn().Err(err).Int("batch", len(batch)).Msg("jobs: Batch of results failed; writing them one by one")
+	for _, r := range batch {
+		r.done <- pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error { return w.write(ctx, tx, []*result{r}) })
+	}
+}
+
+func (w *resultWriter) write(ctx context.Context, tx pgx.Tx, batch []*result) error {
+	b := &pgx.Batch{}
+	numbers := make([]int, len(batch))
+	for i, r := range batch {
+		w.store.AttemptRecordQueue(b, &r.attempt, &numbers[i])
+		if r.request != nil {
+			w.store.RequestUpsertQueue(b, r.request)
+		}
+		if r.slot != nil {
+			w.store.AppSlotReleaseQueue(b, r.slot.appID, r.slot.slot, r.slot.holder)
+		}
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return err
+	}
+	var jobs riverdriver.JobSetStateIfRunningManyParams
+	for _, r := range batch {
+		if r.extra != nil {
+			if err := r.extra(ctx, tx); err != nil {
+				return err
+			}
+		}
+		if j := r.job; j != nil {
+			jobs.ID = append(jobs.ID, j.ID)
+			jobs.Attempt = append(jobs.Attempt, j.Attempt)
+			jobs.ErrData = append(jobs.ErrData, j.ErrData)
+			jobs.FinalizedAt = append(jobs.FinalizedAt, j.FinalizedAt)
+			jobs.MetadataDoMerge = append(jobs.MetadataDoMerge, j.MetadataDoMerge)
+			jobs.MetadataUpdates = append(jobs.MetadataUpdates, j.MetadataUpdates)
+			jobs.ScheduledAt = append(jobs.ScheduledAt, j.ScheduledAt)
+			jobs.State = append(jobs.State, j.State)
+		}
+	}
+	if len(jobs.ID) == 0 {
+		return nil
+	}
+	jobs.Schema = w.store.Schema()
+	if _, err := w.driver.UnwrapExecutor(tx).JobSetStateIfRunningMany(ctx, &jobs); err != nil {
+		return fmt.Errorf("set state of %d River jobs: %w", len(jobs.ID), err)
+	}
+	return nil
+}
+
+// errResultNotSaved wraps a failure to record a result. The call it describes
+// happened; the job's next attempt sees the missing attempt row.
+var errResultNotSaved = errors.New("result not recorded")

@@ -1,0 +1,371 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/botq/botq/botapi"
+	"github.com/botq/botq/jobs/appclient"
+	"github.com/botq/botq/store"
+)
+
+type actionWorker struct {
+	river.WorkerDefaults[ActionArgs]
+	e *Executor
+}
+
+// NextRetry applies the kind's retry policy.
+func (w *actionWorker) NextRetry(job *river.Job[ActionArgs]) time.Time {
+	p, ok := w.e.cfg.Retry[strings.TrimPrefix(job.Kind, riverKindPrefix)]
+	if !ok {
+		p = DefaultRetryPolicy
+	}
+	return time.Now().Add(p.next(len(job.Errors) + 1))
+}
+
+func (w *actionWorker) Work(ctx context.Context, job *river.Job[ActionArgs]) error {
+	return w.e.work(ctx, job)
+}
+
+// errData is a River errors element for a job state this package sets.
+func errData(job *river.Job[ActionArgs], msg string) []byte {
+	b, _ := json.Marshal(rivertype.AttemptError{At: time.Now().UTC(), Attempt: job.Attempt, Error: msg})
+	return b
+}
+
+func parkParams(jobID int64) *riverdriver.JobSetStateIfRunningParams {
+	return &riverdriver.JobSetStateIfRunningParams{ID: jobID, State: rivertype.JobStatePending}
+}
+
+func (e *Executor) work(ctx context.Context, job *river.Job[ActionArgs]) error {
+	kind := strings.TrimPrefix(job.Kind, riverKindPrefix)
+	spec, ok := kinds[kind]
+	if !ok {
+		return river.JobCancel(fmt.Errorf("unknown action kind %q", kind))
+	}
+	item, err := e.cfg.Store.WorkLoad(ctx, e.cfg.Pool, job.Args.ActionID, job.ID, job.Attempt)
+	if errors.Is(err, store.ErrNotFound) {
+		return river.JobCancel(fmt.Errorf("action %d does not exist", job.Args.ActionID))
+	}
+	if err != nil {
+		return err
+	}
+	a, app := item.Action, item.App
+
+	switch a.State {
+	case store.ActionQueued, store.ActionRetrying:
+	case store.ActionUnknown:
+		// Someone made a parked job available by hand; only the reconciler may
+		// release an ambiguous send.
+		return e.park(ctx, job)
+	default:
+		return nil // already done; River completes the job
+	}
+
+	base := store.AttemptRecordParams{
+		ActionID: a.ID, RiverJobID: job.ID, JobAttempt: job.Attempt, StartedAt: time.Now(), Worker: e.cfg.WorkerID,
+	}
+
+	// An earlier execution of this job ended without recording its result:
+	// the process died, maybe after its call reached Khoros. A blind resend of
+	// a respond, form or note could reach the customer twice.
+	if !spec.idempotent && item.RecordedJobAttempts < job.Attempt-1 {
+		reason := fmt.Sprintf("an earlier execution (job attempt %d) ended without recording its result; its call may have reached Khoros, so the reconciler decides", job.Attempt-1)
+		base.JobAttempt = job.Attempt - 1
+		base.WireSent = true
+		base.Outcome = store.OutcomeUnknown
+		base.Error = reason
+		base.NewState = store.ActionUnknown
+		base.LastError = &reason
+		return e.finish(&result{attempt: base, job: parkParams(job.ID), lockKey: lockKey(a)}, verdict{outcome: store.OutcomeUnknown})
+	}
+
+	now := time.Now()
+	if app.PausedUntil != nil && app.PausedUntil.After(now) {
+		return river.JobSnooze(min(app.PausedUntil.Sub(now), e.cfg.PausedRecheck))
+	}
+	if app.ThrottledUntil != nil && app.ThrottledUntil.After(now) {
+		return river.JobSnooze(app.ThrottledUntil.Sub(now) + jitter(50*time.Millisecond))
+	}
+
+	var lease *slotLease
+	if app.ConcurrencyLimit != nil {
+		slot, ok, err := e.cfg.Store.AppSlotAcquire(ctx, e.cfg.Pool, app.ID, job.ID, e.cfg.SlotLease)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return river.JobSnooze(e.cfg.BusyRetry + jitter(e.cfg.BusyRetry))
+		}
+		lease = &slotLease{appID: app.ID, slot: slot, holder: job.ID}
+	}
+	releaseEarly := func() {
+		if lease != nil {
+			_ = e.cfg.Store.AppSlotRelease(context.WithoutCancel(ctx), e.cfg.Pool, lease.appID, lease.slot, lease.holder)
+		}
+	}
+	if app.RateLimit != nil {
+		wait, ok, err := e.cfg.Store.AppRateReserve(ctx, e.cfg.Pool, app.ID, e.cfg.RateMaxWait)
+		if err != nil {
+			releaseEarly()
+			return err
+		}
+		if !ok {
+			releaseEarly()
+			return river.JobSnooze(max(wait, time.Millisecond) + jitter(10*time.Millisecond))
+		}
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				releaseEarly()
+				return ctx.Err()
+			}
+		}
+	}
+
+	client, err := e.cfg.Apps.Client(app)
+	if errors.Is(err, appclient.ErrNoToken) {
+		releaseEarly()
+		return e.pauseApp(ctx, app.ID, a.ID, "app has no token; set one with botq token set", "token_unauthorized")
+	}
+	if err != nil {
+		releaseEarly()
+		return err
+	}
+	path, err := spec.path(app.ID, a.Payload)
+	if err != nil {
+		releaseEarly()
+		return river.JobCancel(fmt.Errorf("build request path: %w", err))
+	}
+	var body any
+	if spec.body {
+		body = json.RawMessage(a.Payload)
+	}
+
+	base.StartedAt = time.Now()
+	var okb okBody
+	res, callErr := client.Do(ctx, spec.method, path, body, &okb)
+	base.Duration = time.Since(base.StartedAt)
+	v := classify(kind, okb, res, callErr)
+	if o := e.cfg.Observer; o != nil {
+		status := 0
+		if res != nil {
+			status = res.StatusCode
+		}
+		o.CallDone(app.ID, kind, v.outcome, status, base.Duration)
+	}
+
+	r := &result{lockKey: lockKey(a), slot: lease}
+	base.WireSent = callErr == nil || botapi.Sent(callErr)
+	base.Outcome = v.outcome
+	base.Error = v.reason
+	base.ResponseExcerpt = excerpt(callErr)
+	if res != nil {
+		base.HTTPStatus = res.StatusCode
+		base.RequestID = res.RequestID
+	}
+	if v.outcome == store.OutcomeRetry && job.Attempt >= job.MaxAttempts {
+		v.state = store.ActionFailed
+		v.reason = fmt.Sprintf("gave up after %d attempts: %s", job.Attempt, v.reason)
+	}
+	base.NewState = v.state
+	if v.state != "" {
+		reason := v.reason
+		base.LastError = &reason
+	}
+	r.attempt = base
+	if base.RequestID != "" && v.requestState != "" {
+		next := time.Now()
+		r.request = &store.RequestUpsertParams{
+			RequestID: base.RequestID, AppID: app.ID, ActionID: &a.ID, State: v.requestState,
+			HTTPStatus: base.HTTPStatus, NextCheckAt: &next,
+		}
+	}
+
+	switch {
+	case v.unauthorized:
+		return e.unauthorized(ctx, job, item, r)
+	case v.outcome == store.OutcomeOK:
+		r.job = riverdriver.JobSetStateCompleted(job.ID, time.Now(), nil)
+		r.extra = e.tokenEffects(kind, app.ID, a.ID, okb, base.RequestID)
+	case v.outcome == store.OutcomeCancel:
+		r.job = riverdriver.JobSetStateCancelled(job.ID, time.Now(), errData(job, v.reason), nil)
+	case v.outcome == store.OutcomeRetry && v.state == store.ActionFailed:
+		r.job = riverdriver.JobSetStateDiscarded(job.ID, time.Now(), errData(job, v.reason), nil)
+	case v.outcome == store.OutcomeUnknown:
+		r.job = parkParams(job.ID)
+	}
+	if v.throttle > 0 {
+		until := time.Now().Add(v.throttle)
+		appID := app.ID
+		r.extra = chain(r.extra, func(ctx context.Context, tx pgx.Tx) error {
+			return e.cfg.Store.AppThrottle(ctx, tx, appID, until)
+		})
+	}
+	return e.finish(r, v)
+}
+
+// finish writes the result and returns what River should do with the job.
+func (e *Executor) finish(r *result, v verdict) error {
+	if err := e.writer.submit(r); err != nil {
+		return fmt.Errorf("%w: %v", errResultNotSaved, err)
+	}
+	switch {
+	case v.outcome == store.OutcomeSnooze:
+		return river.JobSnooze(v.snooze)
+	case v.outcome == store.OutcomeRetry && r.job == nil:
+		return errors.New(v.reason)
+	}
+	return nil
+}
+
+// unauthorized handles a 401: the attempt is recorded without using one of
+// the job's attempts; then the token is reloaded or refreshed once, and if
+// that fails the app is paused (with an event) instead of burning attempts.
+func (e *Executor) unauthorized(ctx context.Context, job *river.Job[ActionArgs], item *store.WorkItem, r *result) error {
+	app := item.App
+	if err := e.writer.submit(r); err != nil {
+		return fmt.Errorf("%w: %v", errResultNotSaved, err)
+	}
+	if e.cfg.Apps.External(app.ID) {
+		return e.pauseApp(ctx, app.ID, item.Action.ID, "Khoros refused the app's token (401); it comes from the environment or a file: replace it, then botq app resume", "token_unauthorized")
+	}
+	recently := app.TokenRefreshedAt != nil && time.Since(*app.TokenRefreshedAt) < time.Minute
+	if !recently {
+		res, err := e.cfg.Apps.Refresh(ctx, app.ID, app.TokenVersion, "botq",
+			fmt.Sprintf("Khoros answered 401 to action %d", item.Action.ID))
+		if err == nil && res.App != nil {
+			// A new token (ours, or another process's): try again now.
+			return river.JobSnooze(0)
+		}
+		e.cfg.Logger.Warn().Err(err).Str("app_id", app.ID).Msg("jobs: Token refresh after a 401 failed")
+	}
+	return e.pauseApp(ctx, app.ID, item.Action.ID, "Khoros refused the app's token (401) and a refresh did not help; set a new token with botq token set", "token_unauthorized")
+}
+
+// pauseApp pauses the app until an operator acts, records why, and snoozes
+// the job without using an attempt.
+func (e *Executor) pauseApp(ctx context.Context, appID string, actionID int64, reason, event string) error {
+	err := pgx.BeginFunc(ctx, e.cfg.Pool, func(tx pgx.Tx) error {
+		before, err := e.cfg.Store.AppGet(ctx, tx, appID)
+		if err != nil {
+			return err
+		}
+		if before.PausedUntil != nil && before.PausedUntil.After(time.Now()) {
+			return nil // already paused; one event is enough
+		}
+		if _, err := e.cfg.Store.AppPause(ctx, tx, appID, store.Forever, reason); err != nil {
+			return err
+		}
+		_, err = e.cfg.Store.EventInsert(ctx, tx, store.EventInsertParams{
+			AppID: appID, ActionID: &actionID, Kind: event, Actor: "botq", Reason: reason,
+			After: map[string]any{"paused_until": "until resumed"},
+		})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	e.cfg.Logger.Warn().Str("app_id", appID).Int64("action_id", actionID).Msg("jobs: App paused: " + reason)
+	return river.JobSnooze(e.cfg.PausedRecheck)
+}
+
+// park returns a running job to `pending`, where only the reconciler moves
+// it.
+func (e *Executor) park(ctx context.Context, job *river.Job[ActionArgs]) error {
+	return pgx.BeginFunc(ctx, e.cfg.Pool, func(tx pgx.Tx) error {
+		p := parkParams(job.ID)
+		_, err := e.writer.driver.UnwrapExecutor(tx).JobSetStateIfRunningMany(ctx, &riverdriver.JobSetStateIfRunningManyParams{
+			ID: []int64{p.ID}, Attempt: []*int{nil}, ErrData: [][]byte{nil}, FinalizedAt: []*time.Time{nil},
+			MetadataDoMerge: []bool{false}, MetadataUpdates: [][]byte{nil}, ScheduledAt: []*time.Time{nil},
+			State: []rivertype.JobState{p.State}, Schema: e.cfg.Store.Schema(),
+		})
+		return err
+	})
+}
+
+// tokenEffects are the database side effects of a successful token action.
+func (e *Executor) tokenEffects(kind, appID string, actionID int64, okb okBody, requestID string) func(context.Context, pgx.Tx) error {
+	switch kind {
+	case KindTokenRefresh:
+		tok := okb.Data.Token
+		if tok == "" || e.cfg.Apps.External(appID) {
+			return nil
+		}
+		return func(ctx context.Context, tx pgx.Tx) error {
+			k := e.cfg.Apps.Keyring()
+			if k == nil {
+				return errors.New("store refreshed token: no encryption key is configured (BOTQ_ENCRYPTION_KEY)")
+			}
+			var exp *time.Time
+			if okb.Data.ExpiresAtMillis > 0 {
+				t := time.UnixMilli(okb.Data.ExpiresAtMillis)
+				exp = &t
+			} else if t, err := botapi.TokenExpiry(tok); err == nil {
+				exp = &t
+			}
+			app, err := e.cfg.Store.AppSetToken(ctx, tx, appID, k.Seal(appID, tok), k.ID(), exp)
+			if err != nil {
+				return err
+			}
+			_, err = e.cfg.Store.EventInsert(ctx, tx, store.EventInsertParams{
+				AppID: appID, ActionID: &actionID, Kind: "token_refresh", Actor: "botq", Reason: "token_refresh action",
+				After: map[string]any{"expires_at": exp, "token_version": app.TokenVersion, "request_id": requestID},
+			})
+			return err
+		}
+	case KindTokenRevoke:
+		return func(ctx context.Context, tx pgx.Tx) error {
+			if err := e.cfg.Store.AppClearToken(ctx, tx, appID); err != nil {
+				return err
+			}
+			reason := "tokens revoked by a token_revoke action; bootstrap a new one and set it with botq token set"
+			if _, err := e.cfg.Store.AppPause(ctx, tx, appID, store.Forever, reason); err != nil {
+				return err
+			}
+			_, err := e.cfg.Store.EventInsert(ctx, tx, store.EventInsertParams{
+				AppID: appID, ActionID: &actionID, Kind: "token_revoke", Actor: "botq", Reason: reason,
+				After: map[string]any{"request_id": requestID},
+			})
+			return err
+		}
+	}
+	return nil
+}
+
+func chain(fs ...func(context.Context, pgx.Tx) error) func(context.Context, pgx.Tx) error {
+	return func(ctx context.Context, tx pgx.Tx) error {
+		for _, f := range fs {
+			if f == nil {
+				continue
+			}
+			if err := f(ctx, tx); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// lockKey orders a result's row locks like the enqueue trigger does.
+func lockKey(a *store.Action) string { return a.AppID + "\x00" + a.Lane }
+
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return time.Duration(rand.Int64N(int64(d)))
+}
