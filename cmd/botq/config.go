@@ -138,16 +138,16 @@ type KindConfig struct {
 
 // AppConfig is one Bot v3 app.
 type AppConfig struct {
-	ID               string  `yaml:"id"`
-	Region           string  `yaml:"region"`
-	BaseURL          string  `yaml:"base_url"`
-	CompanyKey       string  `yaml:"company_key"`
-	RateLimit        float64 `yaml:"rate_limit"`
-	RateBurst        int     `yaml:"rate_burst"`
-	Concurrency      int     `yaml:"concurrency"`
-	LaneOnFailure    string  `yaml:"lane_on_failure"`
-	TokenFile        string  `yaml:"token_file"`
-	TokenEnv         string  `yaml:"token_env"`
+	ID            string  `yaml:"id"`
+	Region        string  `yaml:"region"`
+	BaseURL       string  `yaml:"base_url"`
+	CompanyKey    string  `yaml:"company_key"`
+	RateLimit     float64 `yaml:"rate_limit"`
+	RateBurst     int     `yaml:"rate_burst"`
+	Concurrency   int     `yaml:"concurrency"`
+	LaneOnFailure string  `yaml:"lane_on_failure"`
+	TokenFile     string  `yaml:"token_file"`
+	TokenEnv      string  `yaml:"token_env"`
 }
 
 // actionKinds are the kinds botq executes (the rows of kind_config).
