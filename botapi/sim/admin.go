@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/botq/botq/botapi"
@@ -131,17 +130,17 @@ type RecordFilter struct {
 	State  string
 }
 
-// Records returns the simulator's own request records (oldest first) with
-// their state as of now and payload as raw JSON, to compare with botq's copy.
+// Records returns the simulator's own request records in creation order,
+// with their state as of now and payload as raw JSON, to compare with botq's copy.
 func (s *Server) Records(f RecordFilter) []botapi.RequestRecord {
 	nowMs := s.now().UnixMilli()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []botapi.RequestRecord
+	var recs []*record
 	add := func(a *app) {
 		for _, r := range a.recs[a.head:] {
 			if (f.Origin == "" || r.origin == f.Origin) && (f.State == "" || r.stateAt(nowMs) == f.State) {
-				out = append(out, r.public(nowMs))
+				recs = append(recs, r)
 			}
 		}
 	}
@@ -149,23 +148,17 @@ func (s *Server) Records(f RecordFilter) []botapi.RequestRecord {
 		if a := s.st.apps[f.AppID]; a != nil {
 			add(a)
 		}
-		return out
-	}
-	for _, a := range s.st.apps {
-		add(a)
-	}
-	sortRecords(out)
-	return out
-}
-
-func sortRecords(rs []botapi.RequestRecord) {
-	// Across apps, creation time then id gives a stable order.
-	slices.SortFunc(rs, func(a, b botapi.RequestRecord) int {
-		if c := cmp.Compare(a.CreatedEpochMillis, b.CreatedEpochMillis); c != 0 {
-			return c
+	} else {
+		for _, a := range s.st.apps {
+			add(a)
 		}
-		return strings.Compare(a.ID, b.ID)
-	})
+		slices.SortFunc(recs, func(a, b *record) int { return cmp.Compare(a.seq, b.seq) })
+	}
+	out := make([]botapi.RequestRecord, len(recs))
+	for i, r := range recs {
+		out[i] = r.public(nowMs)
+	}
+	return out
 }
 
 // SettleAll moves every PENDING record to its final state now and returns how many moved.

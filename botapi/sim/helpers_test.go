@@ -2,8 +2,10 @@ package sim_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -183,4 +185,16 @@ func readResult(t *testing.T, res *http.Response) result {
 	raw, err := io.ReadAll(res.Body)
 	require.NoError(t, err)
 	return result{res.StatusCode, res.Header, raw}
+}
+
+func contextWithCancel(t *testing.T) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	return ctx, cancel
+}
+
+func listen(t *testing.T) net.Listener {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	return ln
 }

@@ -24,6 +24,7 @@ type state struct {
 	order     []*record // every record in creation order, for MaxRecords eviction
 	orderHead int
 	messageID int64
+	recordSeq uint64
 }
 
 func newState() *state {
@@ -65,6 +66,7 @@ type pageKey struct{ company, nk, ext string }
 type convKey struct{ company, nk, ext, author string }
 
 type record struct {
+	seq       uint64 // creation order across apps
 	id        string
 	app       *app
 	nk, ext   string
@@ -233,6 +235,8 @@ func (s *Server) settleDelayMs() int64 {
 
 func (s *Server) insertRecordLocked(r *record, nowMs int64) {
 	a := r.app
+	s.st.recordSeq++
+	r.seq = s.st.recordSeq
 	r.createdMs = nowMs
 	// Keep each app's slice sorted even if the injected clock steps back.
 	if n := len(a.recs); n > a.head && a.recs[n-1].createdMs > r.createdMs {
