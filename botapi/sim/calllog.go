@@ -72,11 +72,7 @@ const (
 
 // Endpoints returns the endpoint names the simulator knows, for faults and call-log filters.
 func Endpoints() []string {
-	out := make([]string, 0, numEndpoints-1)
-	for _, n := range endpointNames[1:] {
-		out = append(out, n)
-	}
-	return out
+	return append([]string(nil), endpointNames[1:]...)
 }
 
 func endpointByName(name string) uint8 {
