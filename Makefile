@@ -1,0 +1,69 @@
+# botq's Makefile. `make` alone lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+GO             ?= go
+BIN            := bin/botq
+VERSION        ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS        := -X main.version=$(VERSION) -X github.com/botq/botq/botapi.Version=$(VERSION)
+STATICCHECK    := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
+# Fuzz targets run briefly by `make test`; `make fuzz FUZZTIME=5m` runs them longer.
+FUZZTIME       ?= 4s
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z0-9/_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## Build bin/botq
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/botq
+
+.PHONY: run
+run: build ## Run botq locally: Postgres (found or started), the simulator, botq, sample actions (botq dev)
+	./$(BIN) dev
+
+.PHONY: migrate
+migrate: build ## Migrate the schema of DATABASE_URL (botq migrate up)
+	./$(BIN) migrate up
+
+.PHONY: lint
+lint: ## go vet, staticcheck and gofmt
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
+
+.PHONY: test
+test: lint ## Lint, then every test (needs Postgres: TEST_DATABASE_URL), then a short fuzz of every parser
+	$(GO) test -count=1 -timeout 25m ./...
+	$(MAKE) --no-print-directory fuzz
+
+.PHONY: test/race
+test/race: ## Every test with the race detector
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+.PHONY: test/chaos
+test/chaos: build ## The long fault tests (kill -9, Postgres restart, fault storms) at full size
+	BOTQ_CHAOS=full $(GO) test -count=1 -timeout 60m -run 'Chaos' -v ./cmd/botq/
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZTIME (default 4s)
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg > /tmp/botq-fuzz.log 2>&1 || { cat /tmp/botq-fuzz.log; exit 1; }; \
+	  done; \
+	done
+
+.PHONY: bench
+bench: build ## The benchmark: botq against plain River, same machine, same run (botq bench)
+	./$(BIN) bench --out docs/bench-latest.json
+
+.PHONY: verify
+verify: ## Fail if go.mod/go.sum or formatting are not tidy
+	$(GO) mod tidy -diff
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
+
+.PHONY: db/reset/test
+db/reset/test: ## Drop and recreate the test database
+	psql "$${TEST_DATABASE_URL%/*}/postgres" -c 'DROP DATABASE IF EXISTS test' -c 'CREATE DATABASE test'
