@@ -47,6 +47,7 @@ type Error struct {
 	Body []byte
 }
 
+// Error reports the call, status, message and request id; never a token.
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString("botapi: ")
@@ -210,6 +211,7 @@ type TransportError struct {
 	Err error
 }
 
+// Error reports the call, whether it was sent, and the cause.
 func (e *TransportError) Error() string {
 	state := "not sent"
 	if e.Sent {
@@ -218,6 +220,7 @@ func (e *TransportError) Error() string {
 	return fmt.Sprintf("botapi: %s (%s): %v", e.Op, state, e.Err)
 }
 
+// Unwrap returns the underlying error (usually a *url.Error).
 func (e *TransportError) Unwrap() error { return e.Err }
 
 // Sent reports whether the request behind err reached the wire: true for any
