@@ -637,18 +637,27 @@ DECLARE
     wake text[];
 BEGIN
     WITH laned AS (
-        SELECT app_id, lane, min(id) AS first_id
-        FROM new_rows
-        WHERE lane IS NOT NULL
-        GROUP BY app_id, lane
+        -- unblocker: a replay of the action that blocks its lane (under
+        -- lane_on_failure 'block') takes the blocked head's place.
+        SELECT r.app_id, r.lane, min(r.id) AS first_id,
+               min(r.id) FILTER (WHERE r.replay_of IS NOT NULL AND r.replay_of = b.blocked_by) AS unblocker,
+               min(b.blocked_by) FILTER (WHERE r.replay_of IS NOT NULL AND r.replay_of = b.blocked_by) AS unblocks
+        FROM new_rows r
+        LEFT JOIN lane b ON b.app_id = r.app_id AND b.lane = r.lane
+        WHERE r.lane IS NOT NULL
+        GROUP BY r.app_id, r.lane
     ), heads AS (
-        INSERT INTO lane AS l (app_id, lane, head_action_id)
-        SELECT app_id, lane, first_id FROM laned ORDER BY app_id, lane
+        -- blocked_by of the proposed row carries the blocker a replay
+        -- unblocks, for the conflict branch to compare.
+        INSERT INTO lane AS l (app_id, lane, head_action_id, blocked_by)
+        SELECT app_id, lane, coalesce(unblocker, first_id), unblocks FROM laned ORDER BY app_id, lane
         ON CONFLICT (app_id, lane) DO UPDATE
             SET head_action_id = CASE
                     WHEN l.head_action_id IS NULL AND l.blocked_by IS NULL THEN EXCLUDED.head_action_id
+                    WHEN l.head_action_id IS NULL AND l.blocked_by = EXCLUDED.blocked_by THEN EXCLUDED.head_action_id
                     ELSE l.head_action_id
                 END,
+                blocked_by = CASE WHEN l.blocked_by = EXCLUDED.blocked_by THEN NULL ELSE l.blocked_by END,
                 updated_at = now()
         RETURNING l.head_action_id
     ), jobs AS (
@@ -762,6 +771,26 @@ END
 $$;
 -- +goose StatementEnd
 
+-- lane_unblock lets a lane blocked by a failed head (lane_on_failure
+-- 'block') continue with its next queued action, skipping the failed one.
+-- +goose StatementBegin
+CREATE FUNCTION lane_unblock(p_app_id text, p_lane text) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    blocker bigint;
+BEGIN
+    SELECT blocked_by INTO blocker FROM lane WHERE app_id = p_app_id AND lane = p_lane FOR UPDATE;
+    IF blocker IS NULL THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO event (app_id, action_id, kind, actor, reason, after)
+    VALUES (p_app_id, blocker, 'lane_unblocked', current_user, 'lane released past its failed head',
+            jsonb_build_object('lane', p_lane));
+    RETURN lane_release_next(p_app_id, p_lane);
+END
+$$;
+-- +goose StatementEnd
+
 CREATE TRIGGER action_before_insert BEFORE INSERT ON action
     FOR EACH ROW EXECUTE FUNCTION action_before_insert();
 CREATE TRIGGER action_after_insert AFTER INSERT ON action
@@ -862,6 +891,7 @@ DROP TABLE kind_config;
 DROP TABLE app;
 DROP FUNCTION payload_redacted(jsonb);
 DROP FUNCTION app_slot_sync();
+DROP FUNCTION lane_unblock(text, text);
 DROP FUNCTION lane_release_next(text, text);
 DROP FUNCTION action_lane_advance();
 DROP FUNCTION action_before_update();
