@@ -149,15 +149,16 @@ func (s *Server) resetLocked() {
 // Reset forgets every app, token, registration, conversation, record, fault
 // and logged call, and reseeds the generator.
 func (s *Server) Reset() {
-	s.rndMu.Lock()
+	// Lock order everywhere: mu or faultMu before rndMu; logMu alone.
 	s.mu.Lock()
 	s.faultMu.Lock()
 	s.logMu.Lock()
+	s.rndMu.Lock()
 	s.resetLocked()
+	s.rndMu.Unlock()
 	s.logMu.Unlock()
 	s.faultMu.Unlock()
 	s.mu.Unlock()
-	s.rndMu.Unlock()
 }
 
 // Close releases calls blocked by a hang fault. The Server keeps answering

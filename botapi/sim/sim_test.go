@@ -414,3 +414,26 @@ func BenchmarkRespond(b *testing.B) {
 		}
 	})
 }
+
+// Reset takes every lock; concurrent calls with faults and records must not deadlock.
+func TestResetUnderLoad(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(o *sim.Options) { o.ErrorRate = 0.5 })
+	require.NoError(t, b.sim.SetFault("*", sim.Fault{ErrorRate: 0.2}))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 200 {
+			req, _ := http.NewRequest("PUT", b.srv.URL+"/bots/v3/tag", strings.NewReader(actionJSON("tag", `"tagIds":[1]`)))
+			req.Header.Set("Authorization", "Bearer "+b.token)
+			if res, err := http.DefaultClient.Do(req); err == nil {
+				res.Body.Close()
+			}
+		}
+	}()
+	for range 50 {
+		b.sim.Reset()
+		require.NoError(t, b.sim.SetFault("*", sim.Fault{ErrorRate: 0.2}))
+	}
+	<-done
+}
