@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha512"
 	"encoding/binary"
@@ -342,6 +343,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, ep uint8, auth
 	if err != nil {
 		logged.status = 400
 		return
+	}
+	if cap(body)-len(body) > 32 {
+		body = bytes.Clone(body) // records keep the body: do not keep ReadAll's slack too
 	}
 	c.body = body
 	if auth == authBearer {
