@@ -79,10 +79,10 @@ func (e *Executor) work(ctx context.Context, job *river.Job[ActionArgs]) error {
 	// An earlier execution of this job ended without recording its result:
 	// the process died, maybe after its call reached Khoros. A blind resend of
 	// a respond, form or note could reach the customer twice.
-	if !spec.idempotent && item.RecordedJobAttempts < job.Attempt-1 {
-		reason := fmt.Sprintf("an earlier execution (job attempt %d) ended without recording its result; its call may have reached Khoros, so the reconciler decides", job.Attempt-1)
-		base.JobAttempt = job.Attempt - 1
-		base.WireSent = true
+	// The row written here stands in for the lost result, so this check
+	// passes once the reconciler releases the job.
+	if !spec.idempotent && !item.PreviousRecorded {
+		reason := fmt.Sprintf("the previous execution (job attempt %d) ended without recording its result; its call may have reached Khoros, so the reconciler decides", job.Attempt-1)
 		base.Outcome = store.OutcomeUnknown
 		base.Error = reason
 		base.NewState = store.ActionUnknown

@@ -1,5 +1,470 @@
 // Package reconciler settles the final status of every Bot v3 request botq
 // made, resolves ambiguous sends, refreshes app tokens before they expire and
-// polls app health. It runs as River periodic jobs on the maintenance queue,
-// enqueued by whichever process River elects leader.
+// polls app health.
+//
+// It runs as River periodic jobs on the maintenance queue. Every process
+// registers them, River's elected leader enqueues them, and their unique
+// options keep one run of each at a time across the fleet, so leadership can
+// move without anything running twice.
+//
+// Settling is cheap by design: for an app with more than a few records due,
+// one listing call (GET /bots/v3/request/appId/{appId}?from=...&origin=BOT)
+// covering its oldest pending record settles them all; single GETs are used
+// only when a few are due, with per-record backoff. Records older than the
+// 31-day window Khoros keeps become EXPIRED. An ambiguous send (a respond,
+// form or note that reached the wire with no answer) is matched by payload
+// against the BOT-origin records around its send time: found, it takes that
+// record's state; not found after a grace period, it never reached Khoros and
+// gets exactly one more attempt.
+//
+// Everything timed reads the injected clock (Config.Now).
 package reconciler
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/rs/zerolog"
+
+	"github.com/botq/botq/botapi"
+	"github.com/botq/botq/jobs/appclient"
+	"github.com/botq/botq/store"
+)
+
+// Config configures a Reconciler; zero values get the defaults noted.
+type Config struct {
+	Pool   *pgxpool.Pool
+	Store  *store.Store
+	Apps   *appclient.Registry
+	Logger zerolog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Interval is how often settling runs (default 2s).
+	Interval time.Duration
+	// SingleGetMax: an app with at most this many due records (and no
+	// ambiguous sends) is checked with single GETs; more use one listing
+	// (default 2).
+	SingleGetMax int
+	// MaxWindow is the oldest Khoros keeps request records (default and
+	// maximum 31 days); pending records older than it become EXPIRED.
+	MaxWindow time.Duration
+	// AmbiguousGrace is how long an ambiguous send waits for its record to
+	// show up before it is deemed never sent (default 2m).
+	AmbiguousGrace time.Duration
+	// MaxReleases bounds how many times one action is resent after ambiguous
+	// sends that left no record (default 1).
+	MaxReleases int
+	// RecordKhorosOrigin also stores KHOROS-origin records (webhook
+	// deliveries to the bot).
+	RecordKhorosOrigin bool
+	// TokenRefreshBefore refreshes a stored token this long before it expires
+	// (default 7 days).
+	TokenRefreshBefore time.Duration
+	// Observer receives measurements; nil for none.
+	Observer Observer
+}
+
+// Reconciler does the reconciler's work; its methods are safe to call from
+// River jobs (one run of each at a time).
+type Reconciler struct {
+	cfg Config
+}
+
+// New returns a Reconciler.
+func New(cfg Config) (*Reconciler, error) {
+	if cfg.Pool == nil || cfg.Store == nil || cfg.Apps == nil {
+		return nil, errors.New("new reconciler: Pool, Store and Apps are required")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = 2 * time.Second
+	}
+	if cfg.SingleGetMax < 0 {
+		cfg.SingleGetMax = 0
+	} else if cfg.SingleGetMax == 0 {
+		cfg.SingleGetMax = 2
+	}
+	if cfg.MaxWindow <= 0 || cfg.MaxWindow > botapi.MaxListWindow {
+		cfg.MaxWindow = botapi.MaxListWindow
+	}
+	if cfg.AmbiguousGrace <= 0 {
+		cfg.AmbiguousGrace = 2 * time.Minute
+	}
+	if cfg.MaxReleases <= 0 {
+		cfg.MaxReleases = 1
+	}
+	if cfg.TokenRefreshBefore <= 0 {
+		cfg.TokenRefreshBefore = 7 * 24 * time.Hour
+	}
+	return &Reconciler{cfg: cfg}, nil
+}
+
+// Stats says what one RunOnce did.
+type Stats struct {
+	Apps     int
+	Calls    int // Bot v3 calls made
+	Settled  int // records that reached a final state (EXPIRED included)
+	Expired  int
+	Resolved int // ambiguous sends matched to a record
+	Released int // ambiguous sends given one more attempt
+	Failed   int // ambiguous sends failed after their last release
+}
+
+func (s *Stats) add(o Stats) {
+	s.Apps += o.Apps
+	s.Calls += o.Calls
+	s.Settled += o.Settled
+	s.Expired += o.Expired
+	s.Resolved += o.Resolved
+	s.Released += o.Released
+	s.Failed += o.Failed
+}
+
+// RunOnce settles what is due for every app and resolves ambiguous sends.
+// An error with one app does not stop the others; the errors are joined.
+func (r *Reconciler) RunOnce(ctx context.Context) (Stats, error) {
+	now := r.cfg.Now()
+	apps, err := r.cfg.Store.ReconcileDueApps(ctx, r.cfg.Pool, now)
+	if err != nil {
+		return Stats{}, err
+	}
+	var total Stats
+	var errs []error
+	for _, due := range apps {
+		st, err := r.reconcileApp(ctx, due, now)
+		total.add(st)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("app %q: %w", due.AppID, err))
+		}
+	}
+	total.Apps = len(apps)
+	return total, errors.Join(errs...)
+}
+
+func (r *Reconciler) reconcileApp(ctx context.Context, due store.DueApp, now time.Time) (Stats, error) {
+	var st Stats
+	app, err := r.cfg.Store.AppGet(ctx, r.cfg.Pool, due.AppID)
+	if err != nil {
+		return st, err
+	}
+	if app.PausedUntil != nil && app.PausedUntil.After(now) {
+		return st, nil // its token is refused; calls would fail
+	}
+	client, err := r.cfg.Apps.Client(app)
+	if err != nil {
+		return st, err
+	}
+
+	// Records older than Khoros keeps will never settle.
+	cutoff := now.Add(-r.cfg.MaxWindow)
+	if !due.OldestPending.IsZero() && due.OldestPending.Before(cutoff) {
+		var expired []store.SettledAction
+		err := r.inTx(ctx, func(tx pgx.Tx) error {
+			var err error
+			expired, err = r.cfg.Store.RequestExpire(ctx, tx, app.ID, cutoff, now)
+			return err
+		})
+		if err != nil {
+			return st, err
+		}
+		st.Expired += len(expired)
+		st.Settled += len(expired)
+	}
+
+	if due.Unknown == 0 && due.Due <= r.cfg.SingleGetMax {
+		return r.singleGets(ctx, client, app.ID, now, st)
+	}
+	return r.listing(ctx, client, app.ID, due, now, st)
+}
+
+// inTx runs fn in a transaction.
+func (r *Reconciler) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, r.cfg.Pool, fn)
+}
+
+// backoff is the wait before a still-pending record is looked at again by a
+// single GET: the interval, doubled per check, at most 5 minutes.
+func (r *Reconciler) backoff(checks int) time.Duration {
+	d := r.cfg.Interval
+	for i := 0; i < checks && d < 5*time.Minute; i++ {
+		d *= 2
+	}
+	return min(d, 5*time.Minute)
+}
+
+func (r *Reconciler) singleGets(ctx context.Context, client *botapi.Client, appID string, now time.Time, st Stats) (Stats, error) {
+	pending, err := r.cfg.Store.RequestPendingList(ctx, r.cfg.Pool, appID, now, true)
+	if err != nil {
+		return st, err
+	}
+	var settled []store.Settlement
+	var stillIDs []string
+	var stillNext []time.Time
+	var errs []error
+	for _, p := range pending {
+		start := time.Now()
+		rec, res, err := client.GetRequest(ctx, p.RequestID)
+		st.Calls++
+		r.observeCall(appID, "get", res, time.Since(start))
+		switch {
+		case err == nil && rec != nil && rec.State != botapi.StatePending:
+			settled = append(settled, settlementOf(rec))
+			r.observeSettled(appID, rec, now)
+		case err == nil || errors.Is(err, botapi.ErrNotFound):
+			// Still pending, or not visible yet.
+			stillIDs = append(stillIDs, p.RequestID)
+			stillNext = append(stillNext, now.Add(r.backoff(p.CheckCount)))
+		default:
+			errs = append(errs, err)
+		}
+	}
+	err = r.inTx(ctx, func(tx pgx.Tx) error {
+		if err := r.cfg.Store.RequestChecked(ctx, tx, now, stillIDs, stillNext); err != nil {
+			return err
+		}
+		_, err := r.cfg.Store.RequestSettle(ctx, tx, now, settled)
+		return err
+	})
+	if err != nil {
+		return st, err
+	}
+	st.Settled += len(settled)
+	return st, errors.Join(errs...)
+}
+
+// listWindow is the `from` window that covers since, with a margin for
+// clock skew, rounded up to a whole minute and at most max.
+func listWindow(now, since time.Time, limit time.Duration) time.Duration {
+	d := now.Sub(since) + time.Minute
+	d = (d + time.Minute - 1) / time.Minute * time.Minute
+	return min(max(d, time.Minute), limit)
+}
+
+func (r *Reconciler) listing(ctx context.Context, client *botapi.Client, appID string, due store.DueApp, now time.Time, st Stats) (Stats, error) {
+	since := now
+	if !due.OldestPending.IsZero() {
+		since = due.OldestPending
+	}
+	if due.Unknown > 0 && due.OldestUnknown.Before(since) {
+		since = due.OldestUnknown
+	}
+	opts := &botapi.ListRequestsOptions{From: listWindow(now, since, r.cfg.MaxWindow), Origin: botapi.OriginBot}
+	if due.Unknown == 0 {
+		// Only final records can settle anything; skip the pending ones.
+		opts.States = []string{botapi.StateSuccess, botapi.StateError}
+	}
+	start := time.Now()
+	recs, res, err := client.ListRequests(ctx, appID, opts)
+	st.Calls++
+	r.observeCall(appID, "list", res, time.Since(start))
+	if err != nil {
+		return st, fmt.Errorf("list requests: %w", err)
+	}
+	pending, err := r.cfg.Store.RequestPendingList(ctx, r.cfg.Pool, appID, now, false)
+	if err != nil {
+		return st, err
+	}
+	pendingSet := make(map[string]bool, len(pending))
+	for _, p := range pending {
+		pendingSet[p.RequestID] = true
+	}
+	var settled []store.Settlement
+	final := make(map[string]bool, len(recs))
+	for i := range recs {
+		rec := &recs[i]
+		if rec.State == botapi.StatePending {
+			continue
+		}
+		final[rec.ID] = true
+		if pendingSet[rec.ID] {
+			settled = append(settled, settlementOf(rec))
+			r.observeSettled(appID, rec, now)
+		}
+	}
+	var stillIDs []string
+	var stillNext []time.Time
+	next := now.Add(r.cfg.Interval)
+	for _, p := range pending {
+		if !final[p.RequestID] {
+			stillIDs = append(stillIDs, p.RequestID)
+			stillNext = append(stillNext, next)
+		}
+	}
+	if err := r.inTx(ctx, func(tx pgx.Tx) error {
+		if err := r.cfg.Store.RequestChecked(ctx, tx, now, stillIDs, stillNext); err != nil {
+			return err
+		}
+		_, err := r.cfg.Store.RequestSettle(ctx, tx, now, settled)
+		return err
+	}); err != nil {
+		return st, err
+	}
+	st.Settled += len(settled)
+
+	if due.Unknown > 0 {
+		res, err := r.resolveAmbiguous(ctx, appID, recs, now)
+		st.Resolved += res.Resolved
+		st.Released += res.Released
+		st.Failed += res.Failed
+		if err != nil {
+			return st, err
+		}
+	}
+	return st, nil
+}
+
+// resolveAmbiguous matches the app's unknown actions against the listed
+// BOT-origin records: same payload, created no earlier than the action, and
+// not already linked to another action. Oldest actions match first, each to
+// the oldest record left, so two identical messages pair in order.
+func (r *Reconciler) resolveAmbiguous(ctx context.Context, appID string, recs []botapi.RequestRecord, now time.Time) (Stats, error) {
+	var st Stats
+	unknown, err := r.cfg.Store.ActionUnknownList(ctx, r.cfg.Pool, appID)
+	if err != nil {
+		return st, err
+	}
+	ids := make([]string, len(recs))
+	for i := range recs {
+		ids[i] = recs[i].ID
+	}
+	links, err := r.cfg.Store.RequestLinks(ctx, r.cfg.Pool, ids)
+	if err != nil {
+		return st, err
+	}
+	// Candidates oldest first, payloads canonicalised once.
+	type cand struct {
+		rec     *botapi.RequestRecord
+		payload []byte
+		used    bool
+	}
+	var cands []*cand
+	for i := range recs {
+		rec := &recs[i]
+		if _, linked := links[rec.ID]; linked || len(rec.Payload) == 0 {
+			continue
+		}
+		cands = append(cands, &cand{rec: rec, payload: canonicalJSON(rec.Payload)})
+	}
+	slices.SortFunc(cands, func(a, b *cand) int { return int(a.rec.CreatedEpochMillis - b.rec.CreatedEpochMillis) })
+
+	var errs []error
+	for _, u := range unknown {
+		want := canonicalJSON(u.Payload)
+		skew := time.Minute
+		var match *cand
+		for _, c := range cands {
+			if c.used || time.UnixMilli(int64(c.rec.CreatedEpochMillis)).Before(u.CreatedAt.Add(-skew)) {
+				continue
+			}
+			if bytes.Equal(c.payload, want) {
+				match = c
+				break
+			}
+		}
+		if match != nil {
+			match.used = true
+			set := settlementOf(match.rec)
+			err := pgx.BeginFunc(ctx, r.cfg.Pool, func(tx pgx.Tx) error {
+				_, err := r.cfg.Store.AmbiguousResolve(ctx, tx, u.ID, set, "reconciler")
+				return err
+			})
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			st.Resolved++
+			continue
+		}
+		if now.Sub(u.SentAt) < r.cfg.AmbiguousGrace {
+			continue // its record may still appear
+		}
+		var state store.ActionState
+		err := pgx.BeginFunc(ctx, r.cfg.Pool, func(tx pgx.Tx) error {
+			var err error
+			state, err = r.cfg.Store.AmbiguousRelease(ctx, tx, u.ID, r.cfg.MaxReleases, "reconciler")
+			return err
+		})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if state == store.ActionFailed {
+			st.Failed++
+		} else {
+			st.Released++
+		}
+	}
+	return st, errors.Join(errs...)
+}
+
+// canonicalJSON re-encodes a JSON value with sorted object keys, so two
+// encodings of the same value compare equal.
+func canonicalJSON(b []byte) []byte {
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		return b
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		return b
+	}
+	return out
+}
+
+func settlementOf(rec *botapi.RequestRecord) store.Settlement {
+	s := store.Settlement{RequestID: rec.ID, State: store.RequestState(rec.State)}
+	if rec.Details != nil {
+		s.Details, _ = json.Marshal(rec.Details)
+		if rec.State == botapi.StateError {
+			s.Reason = strings.TrimSpace("Khoros reported ERROR: " + string(rec.Details.Code) + " " + rec.Details.Message)
+		}
+	} else if rec.State == botapi.StateError {
+		s.Reason = "Khoros reported ERROR"
+	}
+	s.KhorosCreatedAt = epochPtr(rec.CreatedEpochMillis)
+	s.KhorosCompletedAt = epochPtr(rec.CompletedEpochMillis)
+	s.KhorosUpdatedAt = epochPtr(rec.LastUpdatedEpochMillis)
+	return s
+}
+
+func epochPtr(ms botapi.EpochMillis) *time.Time {
+	if ms <= 0 {
+		return nil
+	}
+	t := time.UnixMilli(int64(ms))
+	return &t
+}
+
+func (r *Reconciler) observeCall(appID, op string, res *botapi.Response, d time.Duration) {
+	if r.cfg.Observer == nil {
+		return
+	}
+	status := 0
+	if res != nil {
+		status = res.StatusCode
+	}
+	r.cfg.Observer.Call(appID, op, status, d)
+}
+
+func (r *Reconciler) observeSettled(appID string, rec *botapi.RequestRecord, now time.Time) {
+	if r.cfg.Observer == nil {
+		return
+	}
+	var lag time.Duration
+	if rec.CompletedEpochMillis > 0 {
+		lag = max(now.Sub(time.UnixMilli(int64(rec.CompletedEpochMillis))), 0)
+	}
+	r.cfg.Observer.Settled(appID, rec.State, lag)
+}

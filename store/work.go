@@ -11,12 +11,13 @@ import (
 type WorkItem struct {
 	Action *Action
 	App    *App
-	// RecordedJobAttempts counts the distinct earlier River attempts (below
-	// the current one) of this job that recorded a result. River counts an
-	// attempt when it fetches the job, so a gap means an execution ended
+	// PreviousRecorded reports whether the job's previous River attempt
+	// (attempt-1) left an attempt row. River counts an attempt when it fetches
+	// the job and gives it back when the job snoozes, so the previous attempt
+	// was an execution that ended with a retry; without a row, it ended
 	// without writing its result: the process died, perhaps after its call
-	// reached Khoros.
-	RecordedJobAttempts int
+	// reached Khoros. True for a first attempt.
+	PreviousRecorded bool
 }
 
 // qualify prefixes the column names of a column list with alias.
@@ -36,8 +37,8 @@ func qualify(cols, alias string) string {
 
 var workLoadSQL = `
 SELECT ` + qualify(actionColumns, "a") + `, ` + qualify(appColumns, "p") + `,
-	(SELECT count(DISTINCT t.job_attempt) FROM botq.attempt t
-	 WHERE t.action_id = a.id AND t.river_job_id = $2 AND t.job_attempt < $3)
+	($3 <= 1 OR EXISTS (SELECT 1 FROM botq.attempt t
+	 WHERE t.action_id = a.id AND t.river_job_id = $2 AND t.job_attempt = $3 - 1))
 FROM botq.action a
 JOIN botq.app p ON p.id = a.app_id
 WHERE a.id = $1`
@@ -57,7 +58,7 @@ func (s *Store) WorkLoad(ctx context.Context, db DBTX, actionID, jobID int64, jo
 		&p.TokenExpiresAt, &p.TokenRefreshedAt, &p.TokenVersion, &p.RateLimit, &p.RateBurst, &p.ConcurrencyLimit,
 		&p.PausedUntil, &p.PauseReason, &p.ThrottledUntil, &p.LaneOnFailure, &p.HealthStatus,
 		&p.HealthCheckedAt, &p.CreatedAt, &p.UpdatedAt,
-		&item.RecordedJobAttempts)
+		&item.PreviousRecorded)
 	if err != nil {
 		return nil, fmt.Errorf("load action %d for work: %w", actionID, mapError(err))
 	}

@@ -90,6 +90,8 @@ func newRootCmd(env *cliEnv) *cobra.Command {
 		newMigrateCmd(env),
 		newConfigCmd(env),
 		newServeCmd(env),
+		newSimCmd(env),
+		newDevCmd(env),
 	)
 	for _, c := range root.Commands() {
 		wrapArgs(c)

@@ -1,16 +1,43 @@
 package main
 
 import (
+	"time"
+
 	"github.com/riverqueue/river"
+
+	"github.com/botq/botq/reconciler"
 )
 
-// registerMaintenance registers the reconciler's workers.
-func (m *Main) registerMaintenance(workers *river.Workers) error {
-	return nil
+// registerMaintenance builds the reconciler, registers its worker and
+// returns the periodic jobs. Every process registers them, because
+// whichever process River elects leader enqueues them; only processes with
+// the reconciler role work the maintenance queue.
+func (m *Main) registerMaintenance(workers *river.Workers) ([]*river.PeriodicJob, error) {
+	cfg := m.Config.Reconciler
+	r, err := reconciler.New(reconciler.Config{
+		Pool: m.Pool, Store: m.Store, Apps: m.Apps, Logger: m.Logger,
+		Interval: cfg.Interval, SingleGetMax: cfg.SingleGetMax, MaxWindow: cfg.MaxWindow,
+		AmbiguousGrace: cfg.AmbiguousGrace, RecordKhorosOrigin: cfg.RecordKhorosOrigin,
+		TokenRefreshBefore: cfg.TokenRefreshBefore, Observer: m.reconcilerObserver(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	m.Reconciler = r
+	sch := reconciler.Schedule{
+		Reconcile: cfg.Interval,
+		Tokens:    time.Minute,
+		Health:    cfg.HealthInterval,
+		Extra:     m.extraMaintenance(),
+	}
+	if cfg.RecordKhorosOrigin {
+		sch.Inbound = 30 * time.Second
+	}
+	return r.Periodic(workers, sch)
 }
 
-// periodicJobs are the reconciler's periodic jobs. Every process registers
-// them, because whichever process River elects leader enqueues them.
-func (m *Main) periodicJobs() []*river.PeriodicJob {
-	return nil
-}
+// extraMaintenance is leader-run periodic work other than reconciliation.
+func (m *Main) extraMaintenance() []reconciler.ExtraTask { return nil }
+
+// reconcilerObserver receives the reconciler's measurements (metrics).
+func (m *Main) reconcilerObserver() reconciler.Observer { return nil }

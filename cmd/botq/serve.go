@@ -21,6 +21,7 @@ import (
 	"github.com/botq/botq/jobs"
 	"github.com/botq/botq/jobs/appclient"
 	"github.com/botq/botq/migrations"
+	"github.com/botq/botq/reconciler"
 	"github.com/botq/botq/store"
 )
 
@@ -65,13 +66,14 @@ type Main struct {
 	// LookupEnv reads the environment (token_env of apps); default os.LookupEnv.
 	LookupEnv func(string) (string, bool)
 
-	Pool     *pgxpool.Pool
-	Store    *store.Store
-	Keyring  *store.Keyring
-	Apps     *appclient.Registry
-	Executor *jobs.Executor
-	River    *river.Client[pgx.Tx]
-	HTTP     *http.Server
+	Pool       *pgxpool.Pool
+	Store      *store.Store
+	Keyring    *store.Keyring
+	Apps       *appclient.Registry
+	Executor   *jobs.Executor
+	Reconciler *reconciler.Reconciler
+	River      *river.Client[pgx.Tx]
+	HTTP       *http.Server
 
 	// Addr is the HTTP server's address once listening.
 	Addr  atomic.Pointer[string]
@@ -216,7 +218,8 @@ func (m *Main) open(ctx context.Context) error {
 	if cfg.Roles.Reconciler {
 		queues[maintenanceQueue] = river.QueueConfig{MaxWorkers: cfg.River.Queues[maintenanceQueue].MaxWorkers}
 	}
-	if err := m.registerMaintenance(workers); err != nil {
+	periodic, err := m.registerMaintenance(workers)
+	if err != nil {
 		return err
 	}
 	m.River, err = river.NewClient(riverpgxv5.New(pool), &river.Config{
@@ -224,7 +227,7 @@ func (m *Main) open(ctx context.Context) error {
 		Logger:                      slogFor(m.Logger),
 		Queues:                      queues,
 		Workers:                     workers,
-		PeriodicJobs:                m.periodicJobs(),
+		PeriodicJobs:                periodic,
 		FetchCooldown:               cfg.River.FetchCooldown,
 		FetchPollInterval:           cfg.River.FetchPollInterval,
 		JobTimeout:                  cfg.River.JobTimeout,
@@ -241,9 +244,7 @@ func (m *Main) open(ctx context.Context) error {
 	return nil
 }
 
-// maintenanceQueue is where the reconciler's periodic jobs run, apart from
-// actions, so a backlog of actions never delays reconciliation.
-const maintenanceQueue = "botq_maintenance"
+const maintenanceQueue = reconciler.Queue
 
 func (m *Main) close() {
 	if m.Pool != nil {

@@ -1,0 +1,267 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/botq/botq/botapi"
+	"github.com/botq/botq/store"
+)
+
+// RefreshTokens refreshes every stored token that expires within
+// TokenRefreshBefore. appclient.Registry.Refresh holds a per-app lock across
+// the call and skips an app whose token another process just replaced, so an
+// app is never refreshed twice at once.
+func (r *Reconciler) RefreshTokens(ctx context.Context) (int, error) {
+	now := r.cfg.Now()
+	apps, err := r.cfg.Store.AppTokenDue(ctx, r.cfg.Pool, now.Add(r.cfg.TokenRefreshBefore))
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	var errs []error
+	for _, app := range apps {
+		if r.cfg.Apps.External(app.ID) || (app.PausedUntil != nil && app.PausedUntil.After(now)) {
+			continue
+		}
+		start := time.Now()
+		res, err := r.cfg.Apps.Refresh(ctx, app.ID, app.TokenVersion, "reconciler",
+			fmt.Sprintf("token expires at %s", app.TokenExpiresAt.UTC().Format(time.RFC3339)))
+		var resp *botapi.Response
+		if res != nil {
+			resp = res.Response
+		}
+		r.observeCall(app.ID, "token_refresh", resp, time.Since(start))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("app %q: %w", app.ID, err))
+			continue
+		}
+		if res.Refreshed {
+			n++
+			if r.cfg.Observer != nil && res.App.TokenExpiresAt != nil {
+				r.cfg.Observer.TokenExpiry(app.ID, *res.App.TokenExpiresAt)
+			}
+			r.cfg.Logger.Info().Str("app_id", app.ID).Msg("reconciler: Token refreshed")
+		}
+	}
+	return n, errors.Join(errs...)
+}
+
+// worstHealth folds the per-registration entries of GET /health into one
+// status: the worst of them.
+func worstHealth(hs []botapi.Health) string {
+	rank := map[string]int{botapi.HealthHealthy: 1, botapi.HealthDegraded: 2, botapi.HealthDown: 3}
+	worst := ""
+	for _, h := range hs {
+		if rank[h.Status] > rank[worst] {
+			worst = h.Status
+		}
+	}
+	return worst
+}
+
+// PollHealth reads every active app's health and records changes as
+// events.
+func (r *Reconciler) PollHealth(ctx context.Context) error {
+	apps, err := r.cfg.Store.AppList(ctx, r.cfg.Pool)
+	if err != nil {
+		return err
+	}
+	now := r.cfg.Now()
+	var errs []error
+	for _, app := range apps {
+		if app.PausedUntil != nil && app.PausedUntil.After(now) {
+			continue
+		}
+		if len(app.TokenCiphertext) == 0 && !r.cfg.Apps.External(app.ID) {
+			continue
+		}
+		client, err := r.cfg.Apps.Client(app)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("app %q: %w", app.ID, err))
+			continue
+		}
+		start := time.Now()
+		hs, res, err := client.GetHealth(ctx, app.ID)
+		r.observeCall(app.ID, "health", res, time.Since(start))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("app %q: health: %w", app.ID, err))
+			continue
+		}
+		status := worstHealth(hs)
+		if status == "" {
+			continue
+		}
+		if r.cfg.Observer != nil {
+			r.cfg.Observer.Health(app.ID, status)
+		}
+		var changed bool
+		err = r.inTx(ctx, func(tx pgx.Tx) error {
+			var err error
+			changed, err = r.cfg.Store.AppSetHealth(ctx, tx, app.ID, status, now, hs)
+			return err
+		})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if changed {
+			r.cfg.Logger.Info().Str("app_id", app.ID).Str("status", status).Msg("reconciler: App health changed")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RecordInbound stores the KHOROS-origin records (webhook deliveries to the
+// bot) of the last lookback, so auditors see both directions.
+func (r *Reconciler) RecordInbound(ctx context.Context, lookback time.Duration) (int, error) {
+	apps, err := r.cfg.Store.AppList(ctx, r.cfg.Pool)
+	if err != nil {
+		return 0, err
+	}
+	now := r.cfg.Now()
+	var n int
+	var errs []error
+	for _, app := range apps {
+		if (app.PausedUntil != nil && app.PausedUntil.After(now)) || (len(app.TokenCiphertext) == 0 && !r.cfg.Apps.External(app.ID)) {
+			continue
+		}
+		client, err := r.cfg.Apps.Client(app)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		start := time.Now()
+		recs, res, err := client.ListRequests(ctx, app.ID, &botapi.ListRequestsOptions{From: lookback, Origin: botapi.OriginKhoros})
+		r.observeCall(app.ID, "list", res, time.Since(start))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("app %q: list inbound: %w", app.ID, err))
+			continue
+		}
+		out := make([]store.KhorosRecord, 0, len(recs))
+		for i := range recs {
+			out = append(out, store.KhorosRecord{Settlement: settlementOf(&recs[i]), AppID: app.ID, Payload: recs[i].Payload})
+		}
+		if len(out) == 0 {
+			continue
+		}
+		if err := r.cfg.Store.RequestRecordKhoros(ctx, r.cfg.Pool, now, out); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		n += len(out)
+	}
+	return n, errors.Join(errs...)
+}
+
+// Tasks of the reconciler's periodic job.
+const (
+	TaskReconcile = "reconcile"
+	TaskTokens    = "tokens"
+	TaskHealth    = "health"
+	TaskInbound   = "inbound"
+)
+
+// Queue is the River queue the reconciler's jobs run in, apart from actions
+// so that a backlog of actions never delays reconciliation.
+const Queue = "botq_maintenance"
+
+// TaskArgs are the arguments of the maintenance job: Task names the work.
+type TaskArgs struct {
+	Task string `json:"task"`
+}
+
+// Kind is the River kind of every maintenance job.
+func (TaskArgs) Kind() string { return "botq_maintenance" }
+
+// uniqueWhileActive keeps one job per task queued or running at a time,
+// fleet-wide; a finished one does not block the next.
+var uniqueWhileActive = river.UniqueOpts{
+	ByArgs: true,
+	ByState: []rivertype.JobState{
+		rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
+		rivertype.JobStateRetryable, rivertype.JobStateScheduled,
+	},
+}
+
+// Schedule says how often each periodic task runs.
+type Schedule struct {
+	Reconcile time.Duration
+	Tokens    time.Duration
+	Health    time.Duration
+	// Inbound is zero unless KHOROS-origin records are recorded.
+	Inbound time.Duration
+	// Extra is periodic work owned elsewhere (retention) that runs on the
+	// same queue, one at a time.
+	Extra []ExtraTask
+}
+
+// ExtraTask is periodic work owned elsewhere.
+type ExtraTask struct {
+	Task     string
+	Interval time.Duration
+	Run      func(ctx context.Context) error
+}
+
+// Periodic registers the maintenance worker and returns the periodic jobs.
+// Every process must call it with the same schedule, so that whichever is
+// elected leader enqueues them; only processes that work Queue run them.
+func (r *Reconciler) Periodic(workers *river.Workers, sch Schedule) ([]*river.PeriodicJob, error) {
+	w := &taskWorker{r: r, extra: map[string]ExtraTask{}, lookback: 2 * sch.Inbound}
+	if err := river.AddWorkerSafely(workers, river.Worker[TaskArgs](w)); err != nil {
+		return nil, err
+	}
+	job := func(task string, every time.Duration) *river.PeriodicJob {
+		return river.NewPeriodicJob(river.PeriodicInterval(every), func() (river.JobArgs, *river.InsertOpts) {
+			return TaskArgs{Task: task}, &river.InsertOpts{Queue: Queue, UniqueOpts: uniqueWhileActive, MaxAttempts: 1}
+		}, &river.PeriodicJobOpts{ID: task, RunOnStart: true})
+	}
+	jobs := []*river.PeriodicJob{job(TaskReconcile, sch.Reconcile), job(TaskTokens, sch.Tokens), job(TaskHealth, sch.Health)}
+	if sch.Inbound > 0 {
+		jobs = append(jobs, job(TaskInbound, sch.Inbound))
+	}
+	for _, t := range sch.Extra {
+		w.extra[t.Task] = t
+		jobs = append(jobs, job(t.Task, t.Interval))
+	}
+	return jobs, nil
+}
+
+type taskWorker struct {
+	river.WorkerDefaults[TaskArgs]
+	r        *Reconciler
+	extra    map[string]ExtraTask
+	lookback time.Duration
+}
+
+func (w *taskWorker) Timeout(*river.Job[TaskArgs]) time.Duration { return 5 * time.Minute }
+
+func (w *taskWorker) Work(ctx context.Context, job *river.Job[TaskArgs]) error {
+	switch job.Args.Task {
+	case TaskReconcile:
+		st, err := w.r.RunOnce(ctx)
+		if st.Settled+st.Resolved+st.Released+st.Failed > 0 {
+			w.r.cfg.Logger.Debug().Int("calls", st.Calls).Int("settled", st.Settled).Int("expired", st.Expired).
+				Int("resolved", st.Resolved).Int("released", st.Released).Msg("reconciler: Settled")
+		}
+		return err
+	case TaskTokens:
+		_, err := w.r.RefreshTokens(ctx)
+		return err
+	case TaskHealth:
+		return w.r.PollHealth(ctx)
+	case TaskInbound:
+		_, err := w.r.RecordInbound(ctx, max(w.lookback, time.Minute))
+		return err
+	}
+	if t, ok := w.extra[job.Args.Task]; ok {
+		return t.Run(ctx)
+	}
+	return river.JobCancel(fmt.Errorf("unknown maintenance task %q", job.Args.Task))
+}

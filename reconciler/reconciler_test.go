@@ -1,0 +1,332 @@
+package reconciler_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/botq/botq/botapi"
+	"github.com/botq/botq/botapi/sim"
+	"github.com/botq/botq/jobs"
+	"github.com/botq/botq/jobs/jobstest"
+	"github.com/botq/botq/reconciler"
+	"github.com/botq/botq/store"
+	"github.com/botq/botq/store/storetest"
+)
+
+func TestMain(m *testing.M) { storetest.Main(m) }
+
+// clock is real time plus an offset the test moves forward.
+type clock struct{ off atomic.Int64 }
+
+func (c *clock) Now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
+func (c *clock) Advance(d time.Duration) { c.off.Add(int64(d)) }
+func (c *clock) Offset() time.Duration   { return time.Duration(c.off.Load()) }
+func newReconciler(t *testing.T, env *jobstest.Env, c *clock, mod func(*reconciler.Config)) *reconciler.Reconciler {
+	t.Helper()
+	cfg := reconciler.Config{Pool: env.Pool, Store: env.Store, Apps: env.Apps, Now: c.Now, Interval: time.Second}
+	if mod != nil {
+		mod(&cfg)
+	}
+	r, err := reconciler.New(cfg)
+	require.NoError(t, err)
+	return r
+}
+
+func respond(author, text string) json.RawMessage {
+	return json.RawMessage(fmt.Sprintf(`{"coordinate":{"companyKey":"acme","networkKey":"facebook","externalId":"page-1","scope":"PRIVATE"},"author":{"id":%q},"text":%q}`, author, text))
+}
+
+// Every request record botq holds ends up equal to the simulator's own
+// record: state and details, with no mismatch, after settle delays of up to
+// 30 s and 10% of records ending in ERROR.
+func TestSettleMatchesKhoros(t *testing.T) {
+	t.Parallel()
+	n := 10000
+	if testing.Short() {
+		n = 2000
+	}
+	c := &clock{}
+	env := jobstest.Start(t, jobstest.Options{
+		Sim:        sim.Options{Seed: 11, SettleDelayMin: 0, SettleDelayMax: 30 * time.Second, ErrorRate: 0.1, Now: c.Now, MaxCallLog: -1},
+		MaxWorkers: 100,
+	})
+	actions := make([]jobs.Action, n)
+	for i := range actions {
+		actions[i] = jobs.Action{AppID: "app-1", Kind: jobs.KindRespond, Payload: respond(fmt.Sprintf("author-%d", i%500), fmt.Sprintf("message %d", i))}
+	}
+	var ids []int64
+	for start := 0; start < n; start += 1000 {
+		res, err := env.Enqueuer.EnqueueMany(env.Ctx, env.Pool, actions[start:min(start+1000, n)])
+		require.NoError(t, err)
+		for _, r := range res {
+			ids = append(ids, r.ActionID)
+		}
+	}
+	env.WaitStates(t, ids, 90*time.Second, store.ActionSent, store.ActionSucceeded, store.ActionFailed)
+
+	r := newReconciler(t, env, c, nil)
+	// Reconcile while Khoros is still settling, then after every delay has
+	// passed.
+	st1, err := r.RunOnce(env.Ctx)
+	require.NoError(t, err)
+	c.Advance(31 * time.Second)
+	st2, err := r.RunOnce(env.Ctx)
+	require.NoError(t, err)
+	settled := st1.Settled + st2.Settled
+	require.Equal(t, n, settled)
+	t.Logf("%d requests settled with %d Bot v3 calls (%.4f calls per settled request)", settled, st1.Calls+st2.Calls,
+		float64(st1.Calls+st2.Calls)/float64(settled))
+
+	khoros := map[string]botapi.RequestRecord{}
+	for _, rec := range env.Sim.Records(sim.RecordFilter{AppID: "app-1", Origin: botapi.OriginBot}) {
+		khoros[rec.ID] = rec
+	}
+	rows, err := env.Pool.Query(env.Ctx, fmt.Sprintf(`
+		SELECT r.request_id, r.state, coalesce(r.details::text, ''), a.state
+		FROM %[1]s.request r JOIN %[1]s.action a ON a.id = r.action_id`, env.Schema))
+	require.NoError(t, err)
+	defer rows.Close()
+	var checked, mismatches, errors int
+	for rows.Next() {
+		var id, state, details, actionState string
+		require.NoError(t, rows.Scan(&id, &state, &details, &actionState))
+		k, ok := khoros[id]
+		checked++
+		wantDetails := ""
+		if k.Details != nil {
+			b, _ := json.Marshal(k.Details)
+			wantDetails = string(b)
+		}
+		if !ok || k.State != state || !sameJSON(details, wantDetails) {
+			mismatches++
+			if mismatches < 5 {
+				t.Errorf("request %s: botq has %s %s, Khoros %s %s", id, state, details, k.State, wantDetails)
+			}
+		}
+		wantAction := "succeeded"
+		if state == "ERROR" {
+			wantAction = "failed"
+			errors++
+		}
+		if actionState != wantAction {
+			mismatches++
+		}
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, n, checked)
+	require.Zero(t, mismatches)
+	require.InDelta(t, 0.1, float64(errors)/float64(n), 0.03, "about 10%% end in ERROR")
+}
+
+func sameJSON(a, b string) bool {
+	if a == "" || b == "" {
+		return a == b
+	}
+	var x, y any
+	if json.Unmarshal([]byte(a), &x) != nil || json.Unmarshal([]byte(b), &y) != nil {
+		return false
+	}
+	bx, _ := json.Marshal(x)
+	by, _ := json.Marshal(y)
+	return string(bx) == string(by)
+}
+
+// A respond that Khoros applied but whose answer was lost is linked to its
+// request record, and the customer got exactly one message.
+func TestApplyThenDropIsReconciledNotResent(t *testing.T) {
+	t.Parallel()
+	c := &clock{}
+	env := jobstest.Start(t, jobstest.Options{Sim: sim.Options{Seed: 12, Now: c.Now, SettleDelayMax: -1}})
+	require.NoError(t, env.Sim.SetFault("respond", sim.Fault{DropRate: 1, Times: 1}))
+	id := env.Enqueue(t, jobs.Action{AppID: "app-1", Kind: jobs.KindRespond, Payload: respond("dropped", "Your order shipped")})
+	env.WaitStates(t, []int64{id}, 10*time.Second, store.ActionUnknown)
+	// Another action with a different text must not be mistaken for it.
+	other := env.Enqueue(t, jobs.Action{AppID: "app-1", Kind: jobs.KindRespond, Payload: respond("someone-else", "Hello")})
+	env.WaitStates(t, []int64{other}, 10*time.Second, store.ActionSent, store.ActionSucceeded)
+
+	r := newReconciler(t, env, c, nil)
+	st, err := r.RunOnce(env.Ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, st.Resolved)
+	a := env.Action(t, id)
+	require.Equal(t, store.ActionSucceeded, a.State)
+	calls := env.Sim.Calls(sim.CallFilter{Endpoint: "respond"})
+	require.Len(t, calls, 2, "one call per action: nothing was resent")
+	require.True(t, calls[0].Dropped)
+	require.Equal(t, calls[0].RequestID, a.RequestID, "linked to the request Khoros recorded for the dropped call")
+
+	// The parked job completed; nothing runs it again.
+	var jobState string
+	require.NoError(t, env.Pool.QueryRow(env.Ctx, fmt.Sprintf(`SELECT state::text FROM %s.river_job WHERE id = $1`, env.Schema), a.RiverJobID).Scan(&jobState))
+	require.Equal(t, "completed", jobState)
+}
+
+// A send that hung (the request was written, Khoros never applied it) has
+// no record: after the grace period it is sent exactly once more.
+func TestNeverArrivedIsSentOnceMore(t *testing.T) {
+	t.Parallel()
+	c := &clock{}
+	env := jobstest.Start(t, jobstest.Options{Sim: sim.Options{Seed: 13, Now: c.Now, SettleDelayMax: -1}, HTTPTimeout: 500 * time.Millisecond})
+	require.NoError(t, env.Sim.SetFault("respond", sim.Fault{HangRate: 1, Times: 1}))
+	id := env.Enqueue(t, jobs.Action{AppID: "app-1", Kind: jobs.KindRespond, Payload: respond("hung", "Are you there?")})
+	env.WaitStates(t, []int64{id}, 10*time.Second, store.ActionUnknown)
+
+	r := newReconciler(t, env, c, func(cfg *reconciler.Config) { cfg.AmbiguousGrace = time.Minute })
+	st, err := r.RunOnce(env.Ctx)
+	require.NoError(t, err)
+	require.Zero(t, st.Released, "within the grace period it waits")
+	require.Equal(t, store.ActionUnknown, env.Action(t, id).State)
+
+	c.Advance(2 * time.Minute)
+	st, err = r.RunOnce(env.Ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, st.Released)
+	env.WaitStates(t, []int64{id}, 10*time.Second, store.ActionSent, store.ActionSucceeded)
+	calls := env.Sim.Calls(sim.CallFilter{Endpoint: "respond"})
+	require.Len(t, calls, 2, "the hung call, then exactly one more")
+	require.Equal(t, "hang", calls[0].Fault)
+	require.Equal(t, 1, env.Action(t, id).ReleaseCount)
+	events, err := env.Store.EventList(env.Ctx, env.Pool, store.EventListParams{ActionID: &id})
+	require.NoError(t, err)
+	require.Equal(t, "ambiguous_released", events[0].Kind)
+}
+
+// A pending record older than the 31 days Khoros keeps becomes EXPIRED and
+// its action fails; it does not stay pending for ever.
+func TestOldRecordExpires(t *testing.T) {
+	t.Parallel()
+	c := &clock{}
+	env := jobstest.Start(t, jobstest.Options{Sim: sim.Options{Seed: 14, Now: c.Now}, NoWorkers: true})
+	id := env.Enqueue(t, jobs.Action{AppID: "app-1", Kind: jobs.KindNote, Payload: jobstest.Payload(jobs.KindNote, "old")})
+	_, err := env.Pool.Exec(env.Ctx, fmt.Sprintf(`
+		WITH a AS (UPDATE %[1]s.action SET state = 'sent', request_id = 'req-old' WHERE id = $1 RETURNING id)
+		INSERT INTO %[1]s.request (request_id, app_id, action_id, state, first_seen_at, next_check_at)
+		SELECT 'req-old', 'app-1', id, 'PENDING', now() - interval '32 days', now() FROM a`, env.Schema), id)
+	require.NoError(t, err)
+
+	r := newReconciler(t, env, c, nil)
+	st, err := r.RunOnce(env.Ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, st.Expired)
+	req, err := env.Store.RequestGet(env.Ctx, env.Pool, "req-old")
+	require.NoError(t, err)
+	require.Equal(t, store.RequestExpired, req.State)
+	a := env.Action(t, id)
+	require.Equal(t, store.ActionFailed, a.State)
+	require.Contains(t, a.LastError, "never reported a final state")
+}
+
+// A few pending records are checked one by one, with backoff.
+func TestFewPendingUseSingleGets(t *testing.T) {
+	t.Parallel()
+	c := &clock{}
+	env := jobstest.Start(t, jobstest.Options{Sim: sim.Options{Seed: 15, Now: c.Now, SettleDelayMin: 10 * time.Second, SettleDelayMax: 10 * time.Second}})
+	id := env.Enqueue(t, jobs.Action{AppID: "app-1", Kind: jobs.KindTag, Payload: jobstest.Payload(jobs.KindTag, "single")})
+	env.WaitStates(t, []int64{id}, 10*time.Second, store.ActionSent)
+	r := newReconciler(t, env, c, nil)
+	before := env.Sim.CallCount(sim.CallFilter{Endpoint: "request_get"})
+	st, err := r.RunOnce(env.Ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, st.Calls)
+	require.Zero(t, st.Settled)
+	// Not due again until its backoff passes.
+	st, err = r.RunOnce(env.Ctx)
+	require.NoError(t, err)
+	require.Zero(t, st.Calls)
+	c.Advance(15 * time.Second)
+	st, err = r.RunOnce(env.Ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, st.Settled)
+	require.Equal(t, before+2, env.Sim.CallCount(sim.CallFilter{Endpoint: "request_get"}))
+	require.Equal(t, store.ActionSucceeded, env.Action(t, id).State)
+}
+
+// A token close to expiry is refreshed once, before it expires; the old token
+// keeps working through Khoros' grace period.
+func TestTokenRefreshedOnceBeforeExpiry(t *testing.T) {
+	t.Parallel()
+	c := &clock{}
+	env := jobstest.Start(t, jobstest.Options{Sim: sim.Options{Seed: 16, Now: c.Now}})
+	// The app's token expires in an hour.
+	short, err := env.Sim.MintToken("app-1", sim.MintOptions{TTL: time.Hour})
+	require.NoError(t, err)
+	exp := short.ExpiresAt()
+	app, err := env.Store.AppSetToken(env.Ctx, env.Pool, "app-1", env.Keyring.Seal("app-1", short.Token), env.Keyring.ID(), &exp)
+	require.NoError(t, err)
+	oldToken, err := env.Keyring.Open("app-1", app.TokenKeyID, app.TokenCiphertext)
+	require.NoError(t, err)
+
+	r := newReconciler(t, env, c, nil)
+	n, err := r.RefreshTokens(env.Ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	n, err = r.RefreshTokens(env.Ctx)
+	require.NoError(t, err)
+	require.Zero(t, n, "the new token is far from expiry: no second refresh")
+
+	app2, err := env.Store.AppGet(env.Ctx, env.Pool, "app-1")
+	require.NoError(t, err)
+	require.Equal(t, app.TokenVersion+1, app2.TokenVersion)
+	require.True(t, app2.TokenExpiresAt.After(c.Now().Add(80*24*time.Hour)))
+	require.Equal(t, 1, env.Sim.CallCount(sim.CallFilter{Endpoint: "token_refresh"}))
+
+	// Workers use the new token; a process still holding the old one keeps
+	// working through the grace period.
+	id := env.Enqueue(t, jobs.Action{AppID: "app-1", Kind: jobs.KindRespond, Payload: respond("after-refresh", "hi")})
+	env.WaitStates(t, []int64{id}, 10*time.Second, store.ActionSent, store.ActionSucceeded)
+	stale, err := botapi.New(botapi.Config{BaseURL: env.SimURL, Tokens: botapi.StaticToken(oldToken)})
+	require.NoError(t, err)
+	_, res, err := stale.GetHealth(env.Ctx, "app-1")
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	c.Advance(11 * time.Minute)
+	_, _, err = stale.GetHealth(env.Ctx, "app-1")
+	require.ErrorIs(t, err, botapi.ErrUnauthorized, "after the grace the old token is refused")
+
+	events, err := env.Store.EventList(env.Ctx, env.Pool, store.EventListParams{AppID: "app-1", Kind: "token_refresh"})
+	require.NoError(t, err)
+	require.Len(t, events, 1)
+	require.NotContains(t, string(events[0].After), oldToken[:20])
+}
+
+func TestHealthChangesAreEvents(t *testing.T) {
+	t.Parallel()
+	c := &clock{}
+	env := jobstest.Start(t, jobstest.Options{Sim: sim.Options{Seed: 17, Now: c.Now}, NoWorkers: true})
+	r := newReconciler(t, env, c, nil)
+	require.NoError(t, r.PollHealth(env.Ctx))
+	require.NoError(t, r.PollHealth(env.Ctx))
+	require.NoError(t, env.Sim.SetHealth("app-1", []botapi.Health{{Status: botapi.HealthDown, FailureCount: 12}}))
+	require.NoError(t, r.PollHealth(env.Ctx))
+	events, err := env.Store.EventList(env.Ctx, env.Pool, store.EventListParams{AppID: "app-1", Kind: "health_change"})
+	require.NoError(t, err)
+	require.Len(t, events, 2, "first reading, then the change to DOWN; the unchanged poll adds nothing")
+	require.True(t, strings.Contains(string(events[0].After), `"DOWN"`))
+	app, err := env.Store.AppGet(env.Ctx, env.Pool, "app-1")
+	require.NoError(t, err)
+	require.Equal(t, "DOWN", app.HealthStatus)
+}
+
+func TestInboundRecordsAreKept(t *testing.T) {
+	t.Parallel()
+	c := &clock{}
+	env := jobstest.Start(t, jobstest.Options{Sim: sim.Options{Seed: 18, Now: c.Now}, NoWorkers: true})
+	rec, err := env.Sim.InjectInbound(sim.Inbound{AppID: "app-1", NetworkKey: "facebook", ExternalID: "page-1", Payload: json.RawMessage(`{"type":"message","text":"hi bot"}`)})
+	require.NoError(t, err)
+	r := newReconciler(t, env, c, func(cfg *reconciler.Config) { cfg.RecordKhorosOrigin = true })
+	n, err := r.RecordInbound(env.Ctx, 5*time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	got, err := env.Store.RequestGet(env.Ctx, env.Pool, rec.ID)
+	require.NoError(t, err)
+	require.Equal(t, "KHOROS", got.Origin)
+	require.Nil(t, got.ActionID)
+	require.JSONEq(t, `{"type":"message","text":"hi bot"}`, string(got.Payload))
+}
