@@ -58,7 +58,7 @@ func TestUpDownUp(t *testing.T) {
 
 	res, err = p.Up(ctx)
 	require.NoError(t, err)
-	require.Len(t, res, 2)
+	require.Len(t, res, len(p.ListSources()), "every migration again")
 	require.Equal(t, full, countTables())
 
 	// River works in the schema: a client inserts a job and a worker runs it.

@@ -1,0 +1,210 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ErrInFlight is returned when an action cannot be changed because its Bot
+// v3 call is being made right now. It matches ErrConflict.
+var ErrInFlight = fmt.Errorf("%w: in flight; try again when it is not", ErrConflict)
+
+// ActionCancel cancels an action that is not in flight: queued, retrying or
+// unknown (parked for the reconciler), with a River job that is not
+// running. The action becomes cancelled, its River job cancelled, and a
+// `cancel` event records actor and reason, all in one transaction (a
+// savepoint when db is a transaction). A running job is ErrInFlight; an
+// action that is sent or finished is ErrConflict; an unknown id ErrNotFound.
+func (s *Store) ActionCancel(ctx context.Context, db TxDB, id int64, actor, reason string) (*Action, error) {
+	if actor == "" {
+		return nil, &ValidationError{Field: "actor", Message: "botq: cancel needs an actor"}
+	}
+	var out *Action
+	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		// Lock the action, then its job: the order the result writer uses
+		// (attempt, then job), so the two never deadlock. River's fetch skips
+		// locked jobs, so the job cannot start while this runs.
+		a, err := scanAction(tx.QueryRow(ctx, s.q(`SELECT `+actionColumns+` FROM botq.action WHERE id = $1 FOR UPDATE`), id))
+		if err != nil {
+			return fmt.Errorf("cancel action %d: %w", id, mapError(err))
+		}
+		switch a.State {
+		case ActionQueued, ActionRetrying, ActionUnknown:
+		case ActionSent:
+			return fmt.Errorf("cancel action %d: %w: Khoros accepted it already; its request awaits its final status", id, ErrConflict)
+		default:
+			return fmt.Errorf("cancel action %d: %w: it is already %s", id, ErrConflict, a.State)
+		}
+		var jobState string
+		err = tx.QueryRow(ctx, s.q(`SELECT state::text FROM botq.river_job WHERE id = $1 FOR UPDATE`), a.RiverJobID).Scan(&jobState)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			jobState = ""
+		case err != nil:
+			return fmt.Errorf("cancel action %d: lock job: %w", id, mapError(err))
+		case jobState == "running":
+			return fmt.Errorf("cancel action %d: %w", id, ErrInFlight)
+		}
+		if jobState != "" && jobState != "cancelled" && jobState != "completed" && jobState != "discarded" {
+			if _, err := tx.Exec(ctx, s.q(`
+				UPDATE botq.river_job SET state = 'cancelled', finalized_at = now()
+				WHERE id = $1`), a.RiverJobID); err != nil {
+				return fmt.Errorf("cancel action %d: cancel job: %w", id, mapError(err))
+			}
+		}
+		if out, err = s.ActionSetState(ctx, tx, ActionSetStateParams{ID: id, From: a.State, To: ActionCancelled}); err != nil {
+			return err
+		}
+		_, err = s.EventInsert(ctx, tx, EventInsertParams{
+			AppID: a.AppID, ActionID: &a.ID, Kind: "cancel", Actor: actor, Reason: reason,
+			Before: map[string]any{"state": a.State, "job_state": jobState},
+			After:  map[string]any{"state": ActionCancelled},
+		})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// AppPauseAudited pauses the app until until (Forever: until resumed) and
+// records a `pause` event by actor, in one transaction.
+func (s *Store) AppPauseAudited(ctx context.Context, db TxDB, appID string, until time.Time, actor, reason string) (*App, error) {
+	var out *App
+	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		before, err := s.appLock(ctx, tx, appID)
+		if err != nil {
+			return err
+		}
+		if out, err = s.AppPause(ctx, tx, appID, until, reason); err != nil {
+			return err
+		}
+		_, err = s.EventInsert(ctx, tx, EventInsertParams{
+			AppID: appID, Kind: "pause", Actor: actor, Reason: reason,
+			Before: map[string]any{"paused_until": before.PausedUntil, "pause_reason": before.PauseReason},
+			After:  map[string]any{"paused_until": until},
+		})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// AppResumeAudited resumes the app (see AppResume) and records a `resume`
+// event by actor, in one transaction.
+func (s *Store) AppResumeAudited(ctx context.Context, db TxDB, appID, actor, reason string) (*App, error) {
+	var out *App
+	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		before, err := s.appLock(ctx, tx, appID)
+		if err != nil {
+			return err
+		}
+		if out, err = s.AppResume(ctx, tx, appID); err != nil {
+			return err
+		}
+		_, err = s.EventInsert(ctx, tx, EventInsertParams{
+			AppID: appID, Kind: "resume", Actor: actor, Reason: reason,
+			Before: map[string]any{"paused_until": before.PausedUntil, "pause_reason": before.PauseReason,
+				"throttled_until": before.ThrottledUntil},
+		})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// AppSetTokenAudited stores a sealed token (see AppSetToken), records a
+// `token_set` event by actor and, when the app was paused because Khoros
+// refused its token, resumes it. resumed says whether it did.
+func (s *Store) AppSetTokenAudited(ctx context.Context, db TxDB, appID string, sealed []byte, keyID string, expiresAt *time.Time, actor, reason string) (app *App, resumed bool, err error) {
+	err = pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		before, err := s.appLock(ctx, tx, appID)
+		if err != nil {
+			return err
+		}
+		if app, err = s.AppSetToken(ctx, tx, appID, sealed, keyID, expiresAt); err != nil {
+			return err
+		}
+		if _, err = s.EventInsert(ctx, tx, EventInsertParams{
+			AppID: appID, Kind: "token_set", Actor: actor, Reason: reason,
+			Before: map[string]any{"token_version": before.TokenVersion, "expires_at": before.TokenExpiresAt},
+			After:  map[string]any{"token_version": app.TokenVersion, "expires_at": expiresAt, "key_id": keyID},
+		}); err != nil {
+			return err
+		}
+		if !pausedForToken(before) {
+			return nil
+		}
+		if app, err = s.AppResume(ctx, tx, appID); err != nil {
+			return err
+		}
+		resumed = true
+		_, err = s.EventInsert(ctx, tx, EventInsertParams{
+			AppID: appID, Kind: "resume", Actor: actor, Reason: "a new token was set",
+			Before: map[string]any{"paused_until": before.PausedUntil, "pause_reason": before.PauseReason},
+		})
+		return err
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return app, resumed, nil
+}
+
+// AppRevokeTokenAudited forgets the app's stored token after Khoros revoked
+// it, pauses the app until an operator sets a new one, and records a
+// `token_revoke` event by actor.
+func (s *Store) AppRevokeTokenAudited(ctx context.Context, db TxDB, appID, actor, reason string) (*App, error) {
+	var out *App
+	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		before, err := s.appLock(ctx, tx, appID)
+		if err != nil {
+			return err
+		}
+		if err := s.AppClearToken(ctx, tx, appID); err != nil {
+			return err
+		}
+		if out, err = s.AppPause(ctx, tx, appID, Forever, "token revoked; set a new one with botq token set or bootstrap"); err != nil {
+			return err
+		}
+		_, err = s.EventInsert(ctx, tx, EventInsertParams{
+			AppID: appID, Kind: "token_revoke", Actor: actor, Reason: reason,
+			Before: map[string]any{"token_version": before.TokenVersion, "expires_at": before.TokenExpiresAt},
+			After:  map[string]any{"token_version": out.TokenVersion, "paused_until": "until resumed"},
+		})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// pausedForToken reports whether the app is paused because Khoros refused
+// or revoked its token, which a new token cures.
+func pausedForToken(a *App) bool {
+	if a.PausedUntil == nil || !a.PausedUntil.After(time.Now()) {
+		return false
+	}
+	// The worker's pause reasons for a refused token mention the 401, and a
+	// revoke's mentions the token.
+	return strings.Contains(a.PauseReason, "401") || strings.Contains(a.PauseReason, "token")
+}
+
+func (s *Store) appLock(ctx context.Context, tx pgx.Tx, appID string) (*App, error) {
+	a, err := scanApp(tx.QueryRow(ctx, s.q(`SELECT `+appColumns+` FROM botq.app WHERE id = $1 FOR UPDATE`), appID))
+	if err != nil {
+		return nil, fmt.Errorf("get app %q: %w", appID, mapError(err))
+	}
+	return a, nil
+}

@@ -1,0 +1,514 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TxDB is a DBTX that can begin a transaction: *pgxpool.Pool, *pgx.Conn, or
+// a pgx.Tx, whose Begin makes a savepoint. Methods whose statements must
+// commit together, or that commit in bounded batches, take one.
+type TxDB interface {
+	DBTX
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// ActionRunning is the state listings show for a queued or retrying action
+// whose River job is running, as the action_history view does. It is derived
+// from River's job state and never stored.
+const ActionRunning ActionState = "running"
+
+// ActionFilter selects actions; zero values match everything. States may
+// include ActionRunning.
+type ActionFilter struct {
+	AppID     string
+	Kind      string
+	States    []ActionState
+	Lane      string
+	CreatedBy string
+	// ReplayOf selects the replays of one action.
+	ReplayOf *int64
+	// From and To bound created_at: From <= created_at < To.
+	From time.Time
+	To   time.Time
+}
+
+// sqlWhere accumulates conditions and their arguments.
+type sqlWhere struct {
+	conds []string
+	args  []any
+}
+
+// arg adds an argument and returns its placeholder.
+func (w *sqlWhere) arg(v any) string {
+	w.args = append(w.args, v)
+	return fmt.Sprintf("$%d", len(w.args))
+}
+
+func (w *sqlWhere) add(cond string) { w.conds = append(w.conds, cond) }
+
+func (w *sqlWhere) String() string {
+	if len(w.conds) == 0 {
+		return "true"
+	}
+	return strings.Join(w.conds, " AND ")
+}
+
+// apply adds f's conditions for an action aliased a joined with its River
+// job aliased j.
+func (f *ActionFilter) apply(w *sqlWhere) {
+	if f.AppID != "" {
+		w.add("a.app_id = " + w.arg(f.AppID))
+	}
+	if f.Kind != "" {
+		w.add("a.kind = " + w.arg(f.Kind))
+	}
+	if f.Lane != "" {
+		w.add("a.lane = " + w.arg(f.Lane))
+	}
+	if f.CreatedBy != "" {
+		w.add("a.created_by = " + w.arg(f.CreatedBy))
+	}
+	if f.ReplayOf != nil {
+		w.add("a.replay_of = " + w.arg(*f.ReplayOf))
+	}
+	if !f.From.IsZero() {
+		w.add("a.created_at >= " + w.arg(f.From))
+	}
+	if !f.To.IsZero() {
+		w.add("a.created_at < " + w.arg(f.To))
+	}
+	if len(f.States) > 0 {
+		// Stored states stay a plain `state = ANY` so the state index serves
+		// them; queued and retrying exclude, and running includes, actions
+		// whose job is running.
+		var plain []string
+		var ors []string
+		for _, s := range f.States {
+			switch s {
+			case ActionRunning:
+				ors = append(ors, "(a.state IN ('queued', 'retrying') AND j.state = 'running')")
+			case ActionQueued, ActionRetrying:
+				ors = append(ors, "(a.state = "+w.arg(string(s))+" AND j.state IS DISTINCT FROM 'running')")
+			default:
+				plain = append(plain, string(s))
+			}
+		}
+		if len(plain) > 0 {
+			ors = append(ors, "a.state = ANY("+w.arg(plain)+"::text[])")
+		}
+		w.add("(" + strings.Join(ors, " OR ") + ")")
+	}
+}
+
+// ValidActionState reports whether s can be used in an ActionFilter.
+func ValidActionState(s string) bool {
+	if ActionState(s) == ActionRunning {
+		return true
+	}
+	for _, st := range ActionStates {
+		if string(st) == s {
+			return true
+		}
+	}
+	return false
+}
+
+// actionViewColumns are actionColumns for an action aliased a joined with
+// its River job aliased j, with the derived running state.
+var actionViewColumns = strings.Replace(qualify(actionColumns, "a"), " a.state,",
+	" CASE WHEN a.state IN ('queued', 'retrying') AND j.state = 'running' THEN 'running' ELSE a.state END,", 1)
+
+// ActionListParams pages through actions matching Filter, newest first (or
+// oldest first with Ascending). AfterID continues after the last action of
+// the previous page; Limit defaults to 100.
+type ActionListParams struct {
+	Filter    ActionFilter
+	AfterID   int64
+	Ascending bool
+	Limit     int
+}
+
+// ActionList returns one page of actions. An action whose River job is
+// running has State ActionRunning. More is true when another page follows.
+func (s *Store) ActionList(ctx context.Context, db DBTX, p ActionListParams) (actions []*Action, more bool, err error) {
+	if p.Limit <= 0 {
+		p.Limit = 100
+	}
+	var w sqlWhere
+	p.Filter.apply(&w)
+	order := "DESC"
+	if p.Ascending {
+		order = "ASC"
+		if p.AfterID > 0 {
+			w.add("a.id > " + w.arg(p.AfterID))
+		}
+	} else if p.AfterID > 0 {
+		w.add("a.id < " + w.arg(p.AfterID))
+	}
+	limit := w.arg(p.Limit + 1)
+	rows, err := db.Query(ctx, s.q(`
+		SELECT `+actionViewColumns+`
+		FROM botq.action a
+		LEFT JOIN botq.river_job j ON j.id = a.river_job_id
+		WHERE `+w.String()+`
+		ORDER BY a.id `+order+`
+		LIMIT `+limit), w.args...)
+	if err != nil {
+		return nil, false, fmt.Errorf("list actions: %w", mapError(err))
+	}
+	actions, err = collectActions(rows)
+	if err != nil {
+		return nil, false, fmt.Errorf("list actions: %w", mapError(err))
+	}
+	if len(actions) > p.Limit {
+		return actions[:p.Limit], true, nil
+	}
+	return actions, false, nil
+}
+
+// ActionView returns the action with id as listings show it (ActionRunning
+// while its job runs), or ErrNotFound.
+func (s *Store) ActionView(ctx context.Context, db DBTX, id int64) (*Action, error) {
+	a, err := scanAction(db.QueryRow(ctx, s.q(`
+		SELECT `+actionViewColumns+`
+		FROM botq.action a
+		LEFT JOIN botq.river_job j ON j.id = a.river_job_id
+		WHERE a.id = $1`), id))
+	if err != nil {
+		return nil, fmt.Errorf("get action %d: %w", id, mapError(err))
+	}
+	return a, nil
+}
+
+// ActionCount counts the actions matching f.
+func (s *Store) ActionCount(ctx context.Context, db DBTX, f ActionFilter) (int64, error) {
+	var w sqlWhere
+	f.apply(&w)
+	var n int64
+	err := db.QueryRow(ctx, s.q(`
+		SELECT count(*) FROM botq.action a
+		LEFT JOIN botq.river_job j ON j.id = a.river_job_id
+		WHERE `+w.String()), w.args...).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count actions: %w", mapError(err))
+	}
+	return n, nil
+}
+
+// RequestFilter selects request records; zero values match everything.
+type RequestFilter struct {
+	AppID    string
+	Kind     string // the kind of the action that made the request
+	States   []RequestState
+	Origin   string // BOT or KHOROS
+	ActionID *int64
+	// From and To bound first_seen_at: From <= first_seen_at < To.
+	From time.Time
+	To   time.Time
+}
+
+func (f *RequestFilter) apply(w *sqlWhere) {
+	if f.AppID != "" {
+		w.add("r.app_id = " + w.arg(f.AppID))
+	}
+	if f.Kind != "" {
+		w.add("a.kind = " + w.arg(f.Kind))
+	}
+	if len(f.States) > 0 {
+		states := make([]string, len(f.States))
+		for i, st := range f.States {
+			states[i] = string(st)
+		}
+		w.add("r.state = ANY(" + w.arg(states) + "::text[])")
+	}
+	if f.Origin != "" {
+		w.add("r.origin = " + w.arg(f.Origin))
+	}
+	if f.ActionID != nil {
+		w.add("r.action_id = " + w.arg(*f.ActionID))
+	}
+	if !f.From.IsZero() {
+		w.add("r.first_seen_at >= " + w.arg(f.From))
+	}
+	if !f.To.IsZero() {
+		w.add("r.first_seen_at < " + w.arg(f.To))
+	}
+}
+
+// ValidRequestState reports whether s is a request state.
+func ValidRequestState(s string) bool {
+	switch RequestState(s) {
+	case RequestPending, RequestSuccess, RequestError, RequestExpired:
+		return true
+	}
+	return false
+}
+
+// RequestItem is a request record with the kind of the action that made it
+// ("" for records of no known action).
+type RequestItem struct {
+	Request
+	Kind string
+}
+
+// requestItemColumns are requestColumns for a request aliased r joined with
+// its action aliased a (qualify cannot rewrite coalesce(x, 0)).
+const requestItemColumns = `r.request_id, r.app_id, r.action_id, r.origin, r.state, r.details, r.payload,
+	coalesce(r.http_status, 0), r.khoros_created_at, r.khoros_completed_at, r.khoros_updated_at, r.first_seen_at,
+	r.last_checked_at, r.next_check_at, r.check_count, r.finalized_at, coalesce(a.kind, '')`
+
+func scanRequestItem(row pgx.Row, it *RequestItem) error {
+	r := &it.Request
+	var state string
+	err := row.Scan(&r.RequestID, &r.AppID, &r.ActionID, &r.Origin, &state, &r.Details, &r.Payload, &r.HTTPStatus,
+		&r.KhorosCreatedAt, &r.KhorosCompletedAt, &r.KhorosUpdatedAt, &r.FirstSeenAt, &r.LastCheckedAt, &r.NextCheckAt,
+		&r.CheckCount, &r.FinalizedAt, &it.Kind)
+	r.State = RequestState(state)
+	return err
+}
+
+// RequestCursor is where a page of requests ends: listings are ordered by
+// first_seen_at, then request_id.
+type RequestCursor struct {
+	FirstSeenAt time.Time
+	RequestID   string
+}
+
+// RequestListParams pages through request records matching Filter, newest
+// first. After continues after the last record of the previous page; Limit
+// defaults to 100.
+type RequestListParams struct {
+	Filter RequestFilter
+	After  *RequestCursor
+	Limit  int
+}
+
+// RequestList returns one page of request records. More is true when
+// another page follows.
+func (s *Store) RequestList(ctx context.Context, db DBTX, p RequestListParams) (items []*RequestItem, more bool, err error) {
+	if p.Limit <= 0 {
+		p.Limit = 100
+	}
+	var w sqlWhere
+	p.Filter.apply(&w)
+	if p.After != nil {
+		w.add("(r.first_seen_at, r.request_id) < (" + w.arg(p.After.FirstSeenAt) + ", " + w.arg(p.After.RequestID) + ")")
+	}
+	limit := w.arg(p.Limit + 1)
+	rows, err := db.Query(ctx, s.q(`
+		SELECT `+requestItemColumns+`
+		FROM botq.request r
+		LEFT JOIN botq.action a ON a.id = r.action_id
+		WHERE `+w.String()+`
+		ORDER BY r.first_seen_at DESC, r.request_id DESC
+		LIMIT `+limit), w.args...)
+	if err != nil {
+		return nil, false, fmt.Errorf("list requests: %w", mapError(err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		it := &RequestItem{}
+		if err := scanRequestItem(rows, it); err != nil {
+			return nil, false, fmt.Errorf("list requests: %w", err)
+		}
+		items = append(items, it)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("list requests: %w", mapError(err))
+	}
+	if len(items) > p.Limit {
+		return items[:p.Limit], true, nil
+	}
+	return items, false, nil
+}
+
+// RequestView returns one request record with its action's kind, or
+// ErrNotFound.
+func (s *Store) RequestView(ctx context.Context, db DBTX, requestID string) (*RequestItem, error) {
+	it := &RequestItem{}
+	err := scanRequestItem(db.QueryRow(ctx, s.q(`
+		SELECT `+requestItemColumns+`
+		FROM botq.request r
+		LEFT JOIN botq.action a ON a.id = r.action_id
+		WHERE r.request_id = $1`), requestID), it)
+	if err != nil {
+		return nil, fmt.Errorf("get request %q: %w", requestID, mapError(err))
+	}
+	return it, nil
+}
+
+// RequestCount counts the request records matching f.
+func (s *Store) RequestCount(ctx context.Context, db DBTX, f RequestFilter) (int64, error) {
+	var w sqlWhere
+	f.apply(&w)
+	join := ""
+	if f.Kind != "" {
+		join = "LEFT JOIN botq.action a ON a.id = r.action_id"
+	}
+	var n int64
+	if err := db.QueryRow(ctx, s.q(`SELECT count(*) FROM botq.request r `+join+` WHERE `+w.String()), w.args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count requests: %w", mapError(err))
+	}
+	return n, nil
+}
+
+// EventFilter selects events; zero values match everything.
+type EventFilter struct {
+	AppID    string
+	ActionID *int64
+	Kind     string
+	Actor    string
+	// From and To bound at: From <= at < To.
+	From time.Time
+	To   time.Time
+}
+
+// EventQueryParams pages through events matching Filter, newest first.
+// AfterID continues after the last event of the previous page; Limit
+// defaults to 100.
+type EventQueryParams struct {
+	Filter  EventFilter
+	AfterID int64
+	Limit   int
+}
+
+// EventQuery returns one page of events. More is true when another page
+// follows.
+func (s *Store) EventQuery(ctx context.Context, db DBTX, p EventQueryParams) (events []*Event, more bool, err error) {
+	if p.Limit <= 0 {
+		p.Limit = 100
+	}
+	var w sqlWhere
+	f := p.Filter
+	if f.AppID != "" {
+		w.add("app_id = " + w.arg(f.AppID))
+	}
+	if f.ActionID != nil {
+		w.add("action_id = " + w.arg(*f.ActionID))
+	}
+	if f.Kind != "" {
+		w.add("kind = " + w.arg(f.Kind))
+	}
+	if f.Actor != "" {
+		w.add("actor = " + w.arg(f.Actor))
+	}
+	if !f.From.IsZero() {
+		w.add("at >= " + w.arg(f.From))
+	}
+	if !f.To.IsZero() {
+		w.add("at < " + w.arg(f.To))
+	}
+	if p.AfterID > 0 {
+		w.add("id < " + w.arg(p.AfterID))
+	}
+	limit := w.arg(p.Limit + 1)
+	rows, err := db.Query(ctx, s.q(`
+		SELECT id, at, coalesce(app_id, ''), action_id, kind, actor, coalesce(reason, ''), before, after
+		FROM botq.event
+		WHERE `+w.String()+`
+		ORDER BY id DESC
+		LIMIT `+limit), w.args...)
+	if err != nil {
+		return nil, false, fmt.Errorf("query events: %w", mapError(err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var e Event
+		if err := rows.Scan(&e.ID, &e.At, &e.AppID, &e.ActionID, &e.Kind, &e.Actor, &e.Reason, &e.Before, &e.After); err != nil {
+			return nil, false, fmt.Errorf("query events: %w", err)
+		}
+		events = append(events, &e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("query events: %w", mapError(err))
+	}
+	if len(events) > p.Limit {
+		return events[:p.Limit], true, nil
+	}
+	return events, false, nil
+}
+
+// AppStatus is an app with the state of its queue.
+type AppStatus struct {
+	App
+	// QueueDepth counts actions not yet executed: queued, retrying, unknown.
+	QueueDepth int64
+	// OldestQueued is the creation time of the oldest of them.
+	OldestQueued *time.Time
+	// PendingRequests counts request records still PENDING at Khoros.
+	PendingRequests int64
+	OldestPending   *time.Time
+}
+
+// AppStatusList returns every app (appID "") or one app with its queue
+// state, by id. One app that does not exist is ErrNotFound.
+func (s *Store) AppStatusList(ctx context.Context, db DBTX, appID string) ([]*AppStatus, error) {
+	rows, err := db.Query(ctx, s.q(`
+		SELECT `+qualify(appColumns, "p")+`,
+		       coalesce(q.depth, 0), q.oldest, coalesce(r.pending, 0), r.oldest
+		FROM botq.app p
+		LEFT JOIN (
+			SELECT app_id, count(*) AS depth, min(created_at) AS oldest
+			FROM botq.action
+			WHERE state IN ('queued', 'retrying', 'unknown') AND ($1 = '' OR app_id = $1)
+			GROUP BY app_id
+		) q ON q.app_id = p.id
+		LEFT JOIN (
+			SELECT app_id, count(*) AS pending, min(first_seen_at) AS oldest
+			FROM botq.request
+			WHERE state = 'PENDING' AND ($1 = '' OR app_id = $1)
+			GROUP BY app_id
+		) r ON r.app_id = p.id
+		WHERE $1 = '' OR p.id = $1
+		ORDER BY p.id`), appID)
+	if err != nil {
+		return nil, fmt.Errorf("list app status: %w", mapError(err))
+	}
+	defer rows.Close()
+	var out []*AppStatus
+	for rows.Next() {
+		var st AppStatus
+		a := &st.App
+		if err := rows.Scan(&a.ID, &a.Region, &a.BaseURL, &a.CompanyKey, &a.TokenCiphertext, &a.TokenKeyID,
+			&a.TokenExpiresAt, &a.TokenRefreshedAt, &a.TokenVersion, &a.RateLimit, &a.RateBurst, &a.ConcurrencyLimit,
+			&a.PausedUntil, &a.PauseReason, &a.ThrottledUntil, &a.LaneOnFailure, &a.HealthStatus,
+			&a.HealthCheckedAt, &a.CreatedAt, &a.UpdatedAt,
+			&st.QueueDepth, &st.OldestQueued, &st.PendingRequests, &st.OldestPending); err != nil {
+			return nil, fmt.Errorf("list app status: %w", err)
+		}
+		out = append(out, &st)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list app status: %w", mapError(err))
+	}
+	if appID != "" && len(out) == 0 {
+		return nil, fmt.Errorf("get app %q: %w", appID, ErrNotFound)
+	}
+	return out, nil
+}
+
+// ActionCountByKindState is one row of ActionCounts.
+type ActionCountByKindState struct {
+	Kind  string
+	State ActionState
+	Count int64
+}
+
+// ActionCounts counts actions by kind and stored state. It reads the whole
+// table; callers (metrics) cache it.
+func (s *Store) ActionCounts(ctx context.Context, db DBTX) ([]ActionCountByKindState, error) {
+	rows, err := db.Query(ctx, s.q(`SELECT kind, state, count(*) FROM botq.action GROUP BY kind, state ORDER BY kind, state`))
+	if err != nil {
+		return nil, fmt.Errorf("count actions: %w", mapError(err))
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (ActionCountByKindState, error) {
+		var c ActionCountByKindState
+		err := r.Scan(&c.Kind, &c.State, &c.Count)
+		return c, err
+	})
+}
