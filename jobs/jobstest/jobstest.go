@@ -248,3 +248,36 @@ func (e *Env) Action(t testing.TB, id int64) *store.Action {
 	}
 	return a
 }
+
+// StartClient starts another executor and River client on env's database,
+// as a second botq process would, and stops them when the test ends.
+func StartClient(t testing.TB, env *Env, maxWorkers int) *river.Client[pgx.Tx] {
+	t.Helper()
+	apps := appclient.New(appclient.Config{Pool: env.Pool, Store: env.Store, Keyring: env.Keyring, HTTPTimeout: 5 * time.Second})
+	ex, err := jobs.NewExecutor(jobs.Config{Pool: env.Pool, Store: env.Store, Apps: apps, Logger: zerolog.Nop(), WorkerID: "second"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	workers := river.NewWorkers()
+	if err := ex.Register(workers); err != nil {
+		t.Fatal(err)
+	}
+	c, err := river.NewClient(riverpgxv5.New(env.Pool), &river.Config{
+		Schema: env.Schema, Queues: map[string]river.QueueConfig{"botq": {MaxWorkers: maxWorkers}}, Workers: workers,
+		FetchCooldown: 5 * time.Millisecond, FetchPollInterval: 50 * time.Millisecond, TestOnly: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex.Start()
+	if err := c.Start(env.Ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		_ = c.Stop(stopCtx)
+		_ = ex.Stop(stopCtx)
+	})
+	return c
+}

@@ -1,0 +1,176 @@
+package jobs_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/botq/botq/botapi/sim"
+	"github.com/botq/botq/jobs"
+	"github.com/botq/botq/jobs/jobstest"
+	"github.com/botq/botq/store"
+)
+
+func laneMessage(lane, seq int) json.RawMessage {
+	return json.RawMessage(fmt.Sprintf(`{"coordinate":{"companyKey":"acme","networkKey":"facebook","externalId":"page-1","scope":"PRIVATE"},"author":{"id":"lane-%d"},"text":"%d/%d"}`, lane, lane, seq))
+}
+
+// 2,000 actions over 100 lanes, with random Bot v3 latency: every lane's
+// calls reach Khoros in enqueue order, and lanes run side by side.
+func TestLanesKeepOrderAndRunConcurrently(t *testing.T) {
+	t.Parallel()
+	const lanes, perLane = 100, 20
+	env := jobstest.Start(t, jobstest.Options{Sim: sim.Options{Seed: 21, CallLogBodies: true}, MaxWorkers: 50})
+	require.NoError(t, env.Sim.SetFault("respond", sim.Fault{Jitter: sim.Duration(20 * time.Millisecond)}))
+
+	// Enqueue in an interleaved, random lane order, in batches, so lane
+	// heads and followers arrive mixed with other lanes' actions.
+	next := make([]int, lanes)
+	var batch []jobs.Action
+	rng := rand.New(rand.NewPCG(1, 2))
+	var ids []int64
+	start := time.Now()
+	for n := 0; n < lanes*perLane; {
+		l := rng.IntN(lanes)
+		if next[l] == perLane {
+			continue
+		}
+		batch = append(batch, jobs.Action{AppID: "app-1", Kind: jobs.KindRespond, Payload: laneMessage(l, next[l])})
+		next[l]++
+		n++
+		if len(batch) == 50 || n == lanes*perLane {
+			res, err := env.Enqueuer.EnqueueMany(env.Ctx, env.Pool, batch)
+			require.NoError(t, err)
+			for _, r := range res {
+				ids = append(ids, r.ActionID)
+			}
+			batch = batch[:0]
+		}
+	}
+	env.WaitStates(t, ids, 60*time.Second, store.ActionSent, store.ActionSucceeded)
+	elapsed := time.Since(start)
+
+	calls := env.Sim.Calls(sim.CallFilter{Endpoint: "respond"})
+	require.Len(t, calls, lanes*perLane, "one call per action")
+	seen := make([]int, lanes)
+	for _, c := range calls {
+		var body struct {
+			Text string `json:"text"`
+		}
+		require.NoError(t, json.Unmarshal(c.Body, &body))
+		var l, seq int
+		_, err := fmt.Sscanf(body.Text, "%d/%d", &l, &seq)
+		require.NoError(t, err)
+		require.Equal(t, seen[l], seq, "lane %d: call %d arrived out of order", l, seq)
+		seen[l]++
+	}
+	// Serially, 2,000 calls of 0-20 ms (10 ms on average) take about 20 s.
+	require.Less(t, elapsed, 8*time.Second, "lanes ran concurrently")
+	t.Logf("2000 actions over 100 lanes in %s", elapsed)
+}
+
+// A lane whose head fails terminally continues by default; under
+// lane_on_failure block, its followers wait until the head is replayed.
+func TestLaneOnFailure(t *testing.T) {
+	t.Parallel()
+	env := jobstest.Start(t, jobstest.Options{Sim: sim.Options{Seed: 22}, Apps: []string{"cont", "block"}})
+	_, err := env.Pool.Exec(env.Ctx, fmt.Sprintf(`UPDATE %s.app SET lane_on_failure = 'block' WHERE id = 'block'`, env.Schema))
+	require.NoError(t, err)
+	// Each app talks in its own conversation (lane).
+	run := func(app string, lane int) (head, follower int64) {
+		require.NoError(t, env.Sim.SetFault("respond", sim.Fault{ErrorRate: 1, ErrorCode: 400, Times: 1}))
+		head = env.Enqueue(t, jobs.Action{AppID: app, Kind: jobs.KindRespond, Payload: laneMessage(lane, 0)})
+		env.WaitStates(t, []int64{head}, 10*time.Second, store.ActionFailed)
+		follower = env.Enqueue(t, jobs.Action{AppID: app, Kind: jobs.KindRespond, Payload: laneMessage(lane, 1)})
+		return head, follower
+	}
+	_, f1 := run("cont", 1)
+	env.WaitStates(t, []int64{f1}, 10*time.Second, store.ActionSent, store.ActionSucceeded)
+
+	head, f2 := run("block", 2)
+	time.Sleep(300 * time.Millisecond)
+	require.Equal(t, store.ActionQueued, env.Action(t, f2).State, "a blocked lane holds its followers")
+	events, err := env.Store.EventList(env.Ctx, env.Pool, store.EventListParams{AppID: "block", Kind: "lane_blocked"})
+	require.NoError(t, err)
+	require.Len(t, events, 1)
+
+	// Replaying the failed head unblocks the lane: the replay runs first,
+	// then the follower.
+	res, err := env.Store.ActionInsert(env.Ctx, env.Pool, store.ActionInsertParams{AppID: "block", Kind: jobs.KindRespond,
+		Payload: laneMessage(2, 0), ReplayOf: &head, Lane: env.Action(t, head).Lane})
+	require.NoError(t, err)
+	env.WaitStates(t, []int64{res.Action.ID, f2}, 10*time.Second, store.ActionSent, store.ActionSucceeded)
+	calls := env.Sim.Calls(sim.CallFilter{AppID: "block", Endpoint: "respond"})
+	require.Len(t, calls, 3)
+	require.Equal(t, env.Action(t, res.Action.ID).RequestID, calls[1].RequestID, "the replay before the follower")
+}
+
+// Two independent River clients (as two botq processes would) share an
+// app's limits through Postgres: at most 20 calls per second, and at most 3
+// in flight.
+func TestAppLimitsHoldAcrossClients(t *testing.T) {
+	t.Parallel()
+	env := jobstest.Start(t, jobstest.Options{Sim: sim.Options{Seed: 23}, Apps: []string{"limited", "busy"}, MaxWorkers: 20})
+	_, err := env.Pool.Exec(env.Ctx, fmt.Sprintf(`UPDATE %s.app SET rate_limit = 20 WHERE id = 'limited'`, env.Schema))
+	require.NoError(t, err)
+	_, err = env.Pool.Exec(env.Ctx, fmt.Sprintf(`UPDATE %s.app SET concurrency_limit = 3 WHERE id = 'busy'`, env.Schema))
+	require.NoError(t, err)
+	require.NoError(t, env.Sim.SetFault("tag", sim.Fault{Latency: sim.Duration(100 * time.Millisecond)}))
+	second := jobstest.StartClient(t, env, 20)
+	_ = second
+
+	var limited, busy []jobs.Action
+	for i := range 80 {
+		limited = append(limited, jobs.Action{AppID: "limited", Kind: jobs.KindRespond, Payload: laneMessage(i, 0)})
+	}
+	for i := range 30 {
+		busy = append(busy, jobs.Action{AppID: "busy", Kind: jobs.KindTag, Payload: json.RawMessage(jobstest.Payload(jobs.KindTag, fmt.Sprintf("busy-%d", i)))})
+	}
+	var ids []int64
+	for _, b := range [][]jobs.Action{limited, busy} {
+		res, err := env.Enqueuer.EnqueueMany(env.Ctx, env.Pool, b)
+		require.NoError(t, err)
+		for _, r := range res {
+			ids = append(ids, r.ActionID)
+		}
+	}
+	env.WaitStates(t, ids, 30*time.Second, store.ActionSent, store.ActionSucceeded)
+
+	calls := env.Sim.Calls(sim.CallFilter{AppID: "limited"})
+	require.Len(t, calls, 80)
+	times := make([]time.Time, len(calls))
+	for i, c := range calls {
+		times[i] = c.Time
+	}
+	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
+	maxInSecond := 0
+	for i := range times {
+		n := sort.Search(len(times), func(j int) bool { return !times[j].Before(times[i].Add(time.Second)) }) - i
+		maxInSecond = max(maxInSecond, n)
+	}
+	require.LessOrEqual(t, maxInSecond, 22, "at most 20 calls in any second (±10%%)")
+	span := times[len(times)-1].Sub(times[0])
+	require.Greater(t, span, 3500*time.Millisecond, "80 calls at 20/s take about 4 s")
+	t.Logf("rate limit: max %d calls in a second, 80 calls over %s", maxInSecond, span)
+
+	busyCalls := env.Sim.Calls(sim.CallFilter{AppID: "busy"})
+	require.Len(t, busyCalls, 30)
+	maxInFlight := 0
+	for _, c := range busyCalls {
+		n := 0
+		for _, d := range busyCalls {
+			// Each call is held 100 ms by the simulator.
+			if !d.Time.After(c.Time) && d.Time.Add(100*time.Millisecond).After(c.Time) {
+				n++
+			}
+		}
+		maxInFlight = max(maxInFlight, n)
+	}
+	require.LessOrEqual(t, maxInFlight, 3, "at most 3 calls in flight")
+	t.Logf("concurrency limit: max %d in flight", maxInFlight)
+}

@@ -1,0 +1,124 @@
+package jobs_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botq/botq/store/storetest"
+)
+
+const conv = `"coordinate":{"companyKey":"acme","networkKey":"facebook","externalId":"p1","scope":"PRIVATE"},"author":{"id":"a1"}`
+
+// Every malformed SQL enqueue is refused at the INSERT with a SQLSTATE and a
+// message naming the field, and nothing is stored.
+func TestMalformedSQLInsertsAreRefused(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		app       any // nil means NULL
+		kind      any
+		payload   any
+		key       any
+		lane      any
+		extra     string // more columns: ", state" with value
+		wantCode  string
+		wantField string
+	}{
+		{name: "unknown kind", kind: "reply", payload: `{}`, wantCode: "22023", wantField: "kind"},
+		{name: "unknown app", app: "nobody", wantCode: "23503", wantField: "app_id"},
+		{name: "null app", app: nil, wantCode: "23502", wantField: "app_id"},
+		{name: "null kind", kind: nil, wantCode: "23502", wantField: "kind"},
+		{name: "null payload", payload: nil, wantCode: "23502", wantField: "payload"},
+		{name: "payload is an array", payload: `[1,2]`, wantCode: "22023", wantField: "payload"},
+		{name: "payload is a string", payload: `"hi"`, wantCode: "22023", wantField: "payload"},
+		{name: "no coordinate", payload: `{"author":{"id":"a"},"text":"x"}`, wantCode: "22023", wantField: "payload.coordinate"},
+		{name: "coordinate not an object", payload: `{"coordinate":"x","author":{"id":"a"},"text":"x"}`, wantCode: "22023", wantField: "payload.coordinate"},
+		{name: "no networkKey", payload: `{"coordinate":{"companyKey":"c","externalId":"e"},"author":{"id":"a"},"text":"x"}`, wantCode: "22023", wantField: "payload.coordinate.networkKey"},
+		{name: "bad scope", payload: `{"coordinate":{"companyKey":"c","networkKey":"n","externalId":"e","scope":"SECRET"},"author":{"id":"a"},"text":"x"}`, wantCode: "22023", wantField: "payload.coordinate.scope"},
+		{name: "no author id", payload: `{"coordinate":{"companyKey":"c","networkKey":"n","externalId":"e"},"author":{},"text":"x"}`, wantCode: "22023", wantField: "payload.author.id"},
+		{name: "author id is a number", payload: `{"coordinate":{"companyKey":"c","networkKey":"n","externalId":"e"},"author":{"id":7},"text":"x"}`, wantCode: "22023", wantField: "payload.author.id"},
+		{name: "message without content", payload: `{` + conv + `}`, wantCode: "22023", wantField: "payload"},
+		{name: "text is a number", payload: `{` + conv + `,"text":42}`, wantCode: "22023", wantField: "payload.text"},
+		{name: "text over the channel limit", payload: `{` + conv + `,"text":"` + strings.Repeat("x", 2001) + `"}`, wantCode: "22001", wantField: "payload.text"},
+		{name: "unknown respond type", payload: `{` + conv + `,"type":"shout","text":"x"}`, wantCode: "22023", wantField: "payload.type"},
+		{name: "list with passthrough", payload: `{` + conv + `,"list":{},"payload":"raw"}`, wantCode: "22023", wantField: "payload.payload"},
+		{name: "media without url", payload: `{` + conv + `,"media":[{"mediaType":"IMAGE"}]}`, wantCode: "22023", wantField: "payload.media[0].url"},
+		{name: "media type unknown", payload: `{` + conv + `,"media":[{"url":"https://x/y.png","mediaType":"GIF"}]}`, wantCode: "22023", wantField: "payload.media[0].mediaType"},
+		{name: "priority is a string", kind: "priority", payload: `{` + conv + `,"newPriority":"high"}`, wantCode: "22023", wantField: "payload.newPriority"},
+		{name: "priority out of range", kind: "priority", payload: `{` + conv + `,"newPriority":9}`, wantCode: "22023", wantField: "payload.newPriority"},
+		{name: "priority with another type", kind: "priority", payload: `{` + conv + `,"type":"tag","newPriority":1}`, wantCode: "22023", wantField: "payload.type"},
+		{name: "empty tagIds", kind: "tag", payload: `{` + conv + `,"tagIds":[]}`, wantCode: "22023", wantField: "payload.tagIds"},
+		{name: "tag id not an integer", kind: "tag", payload: `{` + conv + `,"tagIds":[1,"two"]}`, wantCode: "22023", wantField: "payload.tagIds[1]"},
+		{name: "workqueue without queue", kind: "workqueue", payload: `{` + conv + `}`, wantCode: "22023", wantField: "payload.newWorkQueue"},
+		{name: "control owner unknown", kind: "control", payload: `{` + conv + `,"owner":{"type":"HUMAN"}}`, wantCode: "22023", wantField: "payload.owner.type"},
+		{name: "control to a bot without appId", kind: "control", payload: `{` + conv + `,"owner":{"type":"BOT"}}`, wantCode: "22023", wantField: "payload.owner.appId"},
+		{name: "empty note", kind: "note", payload: `{` + conv + `,"note":"  "}`, wantCode: "22023", wantField: "payload.note"},
+		{name: "form without comment", kind: "form", payload: `{` + conv + `,"secureFormId":"f"}`, wantCode: "22023", wantField: "payload.comment"},
+		{name: "registration with a bad callback", kind: "registration_create", payload: `{"companyKey":"c","platform":"LITHIUM","networkKey":"n","externalId":"e","name":"b","callbackUrl":"ftp://x","credentials":{"type":"BASIC_AUTH","identity":"u","secret":"s"}}`, wantCode: "22023", wantField: "payload.callbackUrl"},
+		{name: "registration credentials type", kind: "registration_create", payload: `{"companyKey":"c","platform":"LITHIUM","networkKey":"n","externalId":"e","name":"b","callbackUrl":"https://x","credentials":{"type":"TOKEN","identity":"u","secret":"s"}}`, wantCode: "22023", wantField: "payload.credentials.type"},
+		{name: "registration for another app", kind: "registration_update", payload: `{"companyKey":"c","platform":"LITHIUM","networkKey":"n","externalId":"e","appId":"other","name":"b","callbackUrl":"https://x","credentials":{"type":"HMAC","identity":"u","secret":"s"}}`, wantCode: "22023", wantField: "payload.appId"},
+		{name: "unknown mode", kind: "mode", payload: `{"networkKey":"n","externalId":"e","mode":"SLEEP"}`, wantCode: "22023", wantField: "payload.mode"},
+		{name: "token refresh with a payload", kind: "token_refresh", payload: `{"token":"x"}`, wantCode: "22023", wantField: "payload"},
+		{name: "empty lane", lane: "", wantCode: "22023", wantField: "lane"},
+		{name: "lane with a newline", lane: "a\nb", wantCode: "22023", wantField: "lane"},
+		{name: "key too long", key: strings.Repeat("k", 300), wantCode: "22023", wantField: "idempotency_key"},
+		{name: "state set by the caller", extra: "succeeded", wantCode: "22023", wantField: "state"},
+		{name: "payload over 256 KiB", payload: `{` + conv + `,"text":"x","padding":"` + strings.Repeat("p", 270000) + `"}`, wantCode: "54000", wantField: "payload"},
+		{name: "not JSON", payload: `{"text": `, wantCode: "22P02"},
+		{name: "NUL character", payload: `{` + conv + `,"text":"a\u0000b"}`, wantCode: "22P05"},
+	}
+	ctx := context.Background()
+	s := storetest.Store(t)
+	tx := storetest.Tx(t)
+	appID := storetest.App(ctx, t, s, tx, nil)
+	count := func() (n int) {
+		require.NoError(t, tx.QueryRow(ctx, fmt.Sprintf(`SELECT (SELECT count(*) FROM %[1]s.action) + (SELECT count(*) FROM %[1]s.river_job)`, s.Schema())).Scan(&n))
+		return n
+	}
+	before := count()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			app, kind, payload, key, lane := any(appID), any("respond"), any(`{`+conv+`,"text":"hi"}`), any("k-"+tt.name), any(nil)
+			if tt.name == "null app" || tt.app != nil {
+				app = tt.app
+			}
+			if tt.name == "null kind" || tt.kind != nil {
+				kind = tt.kind
+			}
+			if tt.name == "null payload" || tt.payload != nil {
+				payload = tt.payload
+			}
+			if tt.key != nil {
+				key = tt.key
+			}
+			if tt.name == "empty lane" || tt.lane != nil {
+				lane = tt.lane
+			}
+			state := "queued"
+			if tt.extra != "" {
+				state = tt.extra
+			}
+			sp, err := tx.Begin(ctx)
+			require.NoError(t, err)
+			_, err = sp.Exec(ctx, fmt.Sprintf(`INSERT INTO %s.action (app_id, kind, payload, idempotency_key, lane, state) VALUES ($1, $2, $3::text::jsonb, $4, $5, $6)`, s.Schema()),
+				app, kind, payload, key, lane, state)
+			require.NoError(t, sp.Rollback(ctx))
+			var pgErr *pgconn.PgError
+			require.True(t, errors.As(err, &pgErr), "want a Postgres error, got %v", err)
+			require.Equal(t, tt.wantCode, pgErr.Code, pgErr.Message)
+			if tt.wantField != "" {
+				require.Equal(t, tt.wantField, pgErr.ColumnName)
+				require.Contains(t, pgErr.Message, tt.wantField)
+				require.True(t, strings.HasPrefix(pgErr.Message, "botq: "), pgErr.Message)
+			}
+		})
+	}
+	require.Equal(t, before, count(), "nothing was stored")
+	require.GreaterOrEqual(t, len(tests), 20)
+}
