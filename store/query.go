@@ -25,6 +25,8 @@ const ActionRunning ActionState = "running"
 // ActionFilter selects actions; zero values match everything. States may
 // include ActionRunning.
 type ActionFilter struct {
+	// IDs selects these actions only.
+	IDs       []int64
 	AppID     string
 	Kind      string
 	States    []ActionState
@@ -61,6 +63,9 @@ func (w *sqlWhere) String() string {
 // apply adds f's conditions for an action aliased a joined with its River
 // job aliased j.
 func (f *ActionFilter) apply(w *sqlWhere) {
+	if f.IDs != nil {
+		w.add("a.id = ANY(" + w.arg(f.IDs) + "::bigint[])")
+	}
 	if f.AppID != "" {
 		w.add("a.app_id = " + w.arg(f.AppID))
 	}

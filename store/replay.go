@@ -112,12 +112,16 @@ type Replayed struct {
 type ReplaySkipped = ReplayRefusedError
 
 const replayLockSQL = `
-SELECT ` + actionColumns + `,
-       (SELECT count(*) FROM botq.action r WHERE r.replay_of = a.id)
-FROM botq.action a
-WHERE a.id = ANY($1)
-ORDER BY a.id
+SELECT ` + actionColumns + `
+FROM botq.action
+WHERE id = ANY($1)
+ORDER BY id
 FOR NO KEY UPDATE`
+
+// One aggregate rather than a count per original: with stale statistics the
+// planner may scan the table for each correlated count.
+const replayCountSQL = `
+SELECT replay_of, count(*) FROM botq.action WHERE replay_of = ANY($1) GROUP BY replay_of`
 
 const replayEventsSQL = `
 INSERT INTO botq.event (app_id, action_id, kind, actor, reason, before, after)
@@ -161,24 +165,22 @@ func (s *Store) ActionReplayMany(ctx context.Context, db TxDB, ids []int64, o Re
 		if err != nil {
 			return fmt.Errorf("lock actions to replay: %w", mapError(err))
 		}
-		var cands []replayCandidate
-		for rows.Next() {
-			var a Action
-			var state string
-			var c replayCandidate
-			if err := rows.Scan(&a.ID, &a.AppID, &a.Kind, &a.Payload, &a.IdempotencyKey, &a.Lane, &state, &a.RiverJobID,
-				&a.ReplayOf, &a.AttemptCount, &a.ReleaseCount, &a.RequestID, &a.LastError,
-				&a.CreatedAt, &a.CreatedBy, &a.UpdatedAt, &a.FinishedAt, &c.replays); err != nil {
-				rows.Close()
-				return fmt.Errorf("lock actions to replay: %w", err)
-			}
-			a.State = ActionState(state)
-			c.action = &a
-			cands = append(cands, c)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		locked, err := collectActions(rows)
+		if err != nil {
 			return fmt.Errorf("lock actions to replay: %w", mapError(err))
+		}
+		rows, err = tx.Query(ctx, s.q(replayCountSQL), ids)
+		if err != nil {
+			return fmt.Errorf("count earlier replays: %w", mapError(err))
+		}
+		counts := map[int64]int64{}
+		var orig, n int64
+		if _, err := pgx.ForEachRow(rows, []any{&orig, &n}, func() error { counts[orig] = n; return nil }); err != nil {
+			return fmt.Errorf("count earlier replays: %w", mapError(err))
+		}
+		cands := make([]replayCandidate, len(locked))
+		for i, a := range locked {
+			cands[i] = replayCandidate{action: a, replays: counts[a.ID]}
 		}
 
 		var params []ActionInsertParams
@@ -234,22 +236,26 @@ func (s *Store) ActionReplayMany(ctx context.Context, db TxDB, ids []int64, o Re
 	return done, skipped, nil
 }
 
-// replayOptionArgs are the placeholders of the options a replay condition
-// reads.
-type replayOptionArgs struct{ replayOfReplay, succeeded, replayed string }
+// notReplayedSQL is true for an action aliased a that has no replay.
+const notReplayedSQL = "NOT EXISTS (SELECT 1 FROM botq.action x WHERE x.replay_of = a.id)"
 
-// eligibleSQL returns the condition under which an action aliased a may be
-// replayed with o, adding o's options to w; it mirrors
-// replayCandidate.refusal.
-func eligibleSQL(w *sqlWhere, o *ReplayOptions) (string, replayOptionArgs) {
-	args := replayOptionArgs{
-		replayOfReplay: w.arg(o.AllowReplayOfReplay) + "::boolean",
-		succeeded:      w.arg(o.AllowSucceeded) + "::boolean",
-		replayed:       w.arg(o.AllowReplayed) + "::boolean",
+// eligibleSQL is the condition under which an action aliased a may be
+// replayed with o; it mirrors replayCandidate.refusal. notReplayed says
+// that a has no replay. The condition is built from the options rather than
+// parameterised, so that NOT EXISTS plans as an anti-join.
+func eligibleSQL(o *ReplayOptions, notReplayed string) string {
+	states := "a.state IN ('failed', 'cancelled')"
+	if o.AllowSucceeded {
+		states = "a.state IN ('failed', 'cancelled', 'succeeded')"
 	}
-	return `(a.state IN ('failed', 'cancelled') OR (a.state = 'succeeded' AND ` + args.succeeded + `))
-		AND (a.replay_of IS NULL OR ` + args.replayOfReplay + `)
-		AND (` + args.replayed + ` OR NOT EXISTS (SELECT 1 FROM botq.action x WHERE x.replay_of = a.id))`, args
+	cond := states
+	if !o.AllowReplayOfReplay {
+		cond += " AND a.replay_of IS NULL"
+	}
+	if !o.AllowReplayed {
+		cond += " AND " + notReplayed
+	}
+	return "(" + cond + ")"
 }
 
 // ReplayPlan is what a bulk replay would do (or did): how many actions
@@ -270,18 +276,30 @@ func (s *Store) ActionReplayPlan(ctx context.Context, db DBTX, f ActionFilter, o
 	var w sqlWhere
 	f.apply(&w)
 	filter := w.String()
-	eligible, opt := eligibleSQL(&w, &o)
+	// Inside an aggregate's FILTER, NOT EXISTS would run once per row; a
+	// join against the replayed actions runs once.
+	eligible := eligibleSQL(&o, "x.replay_of IS NULL")
+	finished := "a.state IN ('failed', 'cancelled')"
+	refusedSucceeded := "a.state = 'succeeded'"
+	if o.AllowSucceeded {
+		finished = "a.state IN ('failed', 'cancelled', 'succeeded')"
+		refusedSucceeded = "false"
+	}
+	refusedReplay := "false"
+	if !o.AllowReplayOfReplay {
+		refusedReplay = finished + " AND a.replay_of IS NOT NULL"
+	}
 	p := &ReplayPlan{Skipped: map[string]int64{}}
 	var unfinished, succeeded, replayOfReplay, replayed int64
 	err := db.QueryRow(ctx, s.q(`
 		SELECT count(*),
 		       count(*) FILTER (WHERE `+eligible+`),
 		       count(*) FILTER (WHERE a.state NOT IN ('succeeded', 'failed', 'cancelled')),
-		       count(*) FILTER (WHERE a.state = 'succeeded' AND NOT `+opt.succeeded+`),
-		       count(*) FILTER (WHERE (a.state IN ('failed', 'cancelled') OR (a.state = 'succeeded' AND `+opt.succeeded+`))
-		                           AND a.replay_of IS NOT NULL AND NOT `+opt.replayOfReplay+`)
+		       count(*) FILTER (WHERE `+refusedSucceeded+`),
+		       count(*) FILTER (WHERE `+refusedReplay+`)
 		FROM botq.action a
 		LEFT JOIN botq.river_job j ON j.id = a.river_job_id
+		LEFT JOIN (SELECT DISTINCT replay_of FROM botq.action WHERE replay_of IS NOT NULL) x ON x.replay_of = a.id
 		WHERE `+filter), w.args...).Scan(&p.Matched, &p.Eligible, &unfinished, &succeeded, &replayOfReplay)
 	if err != nil {
 		return nil, fmt.Errorf("plan replay: %w", mapError(err))
@@ -296,7 +314,7 @@ func (s *Store) ActionReplayPlan(ctx context.Context, db DBTX, f ActionFilter, o
 		}
 	}
 	if sample > 0 {
-		w.add(eligible)
+		w.add(eligibleSQL(&o, notReplayedSQL))
 		rows, err := db.Query(ctx, s.q(`
 			SELECT `+actionViewColumns+`
 			FROM botq.action a
@@ -366,8 +384,7 @@ func (s *Store) ActionReplayBulk(ctx context.Context, db TxDB, p ReplayBulkParam
 	for {
 		var w sqlWhere
 		p.Filter.apply(&w)
-		cond, _ := eligibleSQL(&w, &p.Options)
-		w.add(cond)
+		w.add(eligibleSQL(&p.Options, notReplayedSQL))
 		w.add("a.id > " + w.arg(after))
 		w.add("a.id <= " + w.arg(maxID))
 		rows, err := db.Query(ctx, s.q(`

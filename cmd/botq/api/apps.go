@@ -1,0 +1,168 @@
+package api
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/botq/botq/store"
+)
+
+// AppList answers GET /v1/apps.
+type AppList struct {
+	Apps []App `json:"apps"`
+}
+
+func (s *Server) listApps(w http.ResponseWriter, r *http.Request, _ Principal) error {
+	if _, err := newQuery(r); err != nil {
+		return err
+	}
+	sts, err := s.cfg.Store.AppStatusList(r.Context(), s.cfg.DB, "")
+	if err != nil {
+		return err
+	}
+	now := s.cfg.Now()
+	out := AppList{Apps: make([]App, len(sts))}
+	for i, st := range sts {
+		out.Apps[i] = NewApp(st, s.cfg.ExternalToken(st.ID), now)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// AppDetail answers the app endpoints.
+type AppDetail struct {
+	App App `json:"app"`
+}
+
+func (s *Server) writeApp(w http.ResponseWriter, r *http.Request, id string) error {
+	sts, err := s.cfg.Store.AppStatusList(r.Context(), s.cfg.DB, id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, AppDetail{App: NewApp(sts[0], s.cfg.ExternalToken(id), s.cfg.Now())})
+	return nil
+}
+
+func (s *Server) getApp(w http.ResponseWriter, r *http.Request, _ Principal) error {
+	return s.writeApp(w, r, r.PathValue("id"))
+}
+
+// PauseRequest is the body of POST /v1/apps/{id}/pause. Without Until or
+// For the app stays paused until resumed.
+type PauseRequest struct {
+	Reason string `json:"reason"`
+	// Until is an RFC 3339 time; For a Go duration ("30m").
+	Until string `json:"until,omitempty"`
+	For   string `json:"for,omitempty"`
+}
+
+func (s *Server) pauseApp(w http.ResponseWriter, r *http.Request, p Principal) error {
+	var req PauseRequest
+	if err := decodeBody(w, r, &req, false); err != nil {
+		return err
+	}
+	if strings.TrimSpace(req.Reason) == "" {
+		return badBody("reason", "is required: say why the app is paused")
+	}
+	until := store.Forever
+	switch {
+	case req.Until != "" && req.For != "":
+		return badBody("for", "give until or for, not both")
+	case req.Until != "":
+		t, err := ParseTime(req.Until)
+		if err != nil {
+			return badBody("until", "%v", err)
+		}
+		if !t.After(s.cfg.Now()) {
+			return badBody("until", "is in the past")
+		}
+		until = t
+	case req.For != "":
+		d, err := time.ParseDuration(req.For)
+		if err != nil || d <= 0 {
+			return badBody("for", "must be a positive duration like 30m, not %q", req.For)
+		}
+		until = s.cfg.Now().Add(d)
+	}
+	id := r.PathValue("id")
+	if _, err := s.cfg.Store.AppPauseAudited(r.Context(), s.cfg.DB, id, until, p.Actor(), req.Reason); err != nil {
+		return err
+	}
+	return s.writeApp(w, r, id)
+}
+
+// ResumeRequest is the optional body of POST /v1/apps/{id}/resume.
+type ResumeRequest struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+func (s *Server) resumeApp(w http.ResponseWriter, r *http.Request, p Principal) error {
+	var req ResumeRequest
+	if err := decodeBody(w, r, &req, true); err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	if _, err := s.cfg.Store.AppResumeAudited(r.Context(), s.cfg.DB, id, p.Actor(), req.Reason); err != nil {
+		return err
+	}
+	return s.writeApp(w, r, id)
+}
+
+// EventKinds are the kinds of botq.event (its CHECK constraint).
+var EventKinds = []string{
+	"replay", "cancel", "pause", "resume", "throttle",
+	"token_set", "token_refresh", "token_revoke", "token_unauthorized",
+	"registration", "mode_change", "health_change",
+	"lane_blocked", "lane_unblocked", "ambiguous_resolved", "ambiguous_released",
+	"app_upsert", "retention",
+}
+
+// EventList answers GET /v1/events.
+type EventList struct {
+	Events     []Event `json:"events"`
+	NextCursor string  `json:"next_cursor,omitempty"`
+}
+
+func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, _ Principal) error {
+	q, err := newQuery(r, "app", "action_id", "kind", "actor", "from", "to", "limit", "cursor")
+	if err != nil {
+		return err
+	}
+	f := store.EventFilter{AppID: q.str("app"), Kind: q.str("kind"), Actor: q.str("actor")}
+	if f.Kind != "" && !slices.Contains(EventKinds, f.Kind) {
+		return badFilter("kind", "%q is not an event kind (one of %s)", f.Kind, strings.Join(EventKinds, ", "))
+	}
+	if f.ActionID, err = q.id("action_id"); err != nil {
+		return err
+	}
+	if f.From, f.To, err = q.timeRange(); err != nil {
+		return err
+	}
+	limit, err := q.limit()
+	if err != nil {
+		return err
+	}
+	c, err := q.cursor("events")
+	if err != nil {
+		return err
+	}
+	p := store.EventQueryParams{Filter: f, Limit: limit}
+	if c != nil {
+		p.AfterID = c.ID
+	}
+	evs, more, err := s.cfg.Store.EventQuery(r.Context(), s.cfg.DB, p)
+	if err != nil {
+		return err
+	}
+	out := EventList{Events: make([]Event, len(evs))}
+	for i, e := range evs {
+		out.Events[i] = NewEvent(e)
+	}
+	if more {
+		out.NextCursor = encodeCursor(cursor{Listing: "events", ID: evs[len(evs)-1].ID})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
