@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -180,14 +181,18 @@ type TaskArgs struct {
 // Kind is the River kind of every maintenance job.
 func (TaskArgs) Kind() string { return "botq_maintenance" }
 
-// uniqueWhileActive keeps one job per task queued or running at a time,
-// fleet-wide; a finished one does not block the next.
-var uniqueWhileActive = river.UniqueOpts{
-	ByArgs: true,
-	ByState: []rivertype.JobState{
-		rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
-		rivertype.JobStateRetryable, rivertype.JobStateScheduled,
-	},
+// uniquePerRun keeps one job per task and period queued or running. A job
+// left running by a crashed process blocks only its own period, so the next
+// leader's next run is never held back waiting for River's rescuer.
+func uniquePerRun(every time.Duration) river.UniqueOpts {
+	return river.UniqueOpts{
+		ByArgs:   true,
+		ByPeriod: max(every, time.Second), // River's minimum
+		ByState: []rivertype.JobState{
+			rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
+			rivertype.JobStateRetryable, rivertype.JobStateScheduled,
+		},
+	}
 }
 
 // Schedule says how often each periodic task runs.
@@ -219,7 +224,7 @@ func (r *Reconciler) Periodic(workers *river.Workers, sch Schedule) ([]*river.Pe
 	}
 	job := func(task string, every time.Duration) *river.PeriodicJob {
 		return river.NewPeriodicJob(river.PeriodicInterval(every), func() (river.JobArgs, *river.InsertOpts) {
-			return TaskArgs{Task: task}, &river.InsertOpts{Queue: Queue, UniqueOpts: uniqueWhileActive, MaxAttempts: 1}
+			return TaskArgs{Task: task}, &river.InsertOpts{Queue: Queue, UniqueOpts: uniquePerRun(every), MaxAttempts: 1}
 		}, &river.PeriodicJobOpts{ID: task, RunOnStart: true})
 	}
 	jobs := []*river.PeriodicJob{job(TaskReconcile, sch.Reconcile), job(TaskTokens, sch.Tokens), job(TaskHealth, sch.Health)}
@@ -240,9 +245,41 @@ type taskWorker struct {
 	lookback time.Duration
 }
 
-func (w *taskWorker) Timeout(*river.Job[TaskArgs]) time.Duration { return 5 * time.Minute }
+func (w *taskWorker) Timeout(*river.Job[TaskArgs]) time.Duration { return 2 * time.Minute }
 
+// Work runs one task, unless another run of it holds its lock: a session
+// advisory lock, released by Postgres the moment a crashed holder's
+// connection drops, so runs never overlap and never wait for a dead one.
 func (w *taskWorker) Work(ctx context.Context, job *river.Job[TaskArgs]) error {
+	conn, err := w.r.cfg.Pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	key := lockKey(w.r.cfg.Store.Schema(), job.Args.Task)
+	var locked bool
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", key).Scan(&locked); err != nil {
+		return err
+	}
+	if !locked {
+		return nil
+	}
+	defer func() {
+		if _, err := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", key); err != nil {
+			// The lock would outlive the run on a pooled connection.
+			_ = conn.Conn().Close(context.WithoutCancel(ctx))
+		}
+	}()
+	return w.run(ctx, job)
+}
+
+func lockKey(schema, task string) int64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte("botq-maintenance:" + schema + ":" + task))
+	return int64(h.Sum64() >> 1)
+}
+
+func (w *taskWorker) run(ctx context.Context, job *river.Job[TaskArgs]) error {
 	switch job.Args.Task {
 	case TaskReconcile:
 		st, err := w.r.RunOnce(ctx)

@@ -82,11 +82,12 @@ func DatabaseURL(tb testing.TB) string {
 // it from TestMain.
 func Main(m *testing.M) {
 	code := m.Run()
-	dropCreated()
+	Cleanup()
 	os.Exit(code)
 }
 
-func dropCreated() {
+// Cleanup drops the schemas this test binary created; Main calls it.
+func Cleanup() {
 	createdMu.Lock()
 	defer createdMu.Unlock()
 	if len(created) == 0 {
