@@ -121,4 +121,3 @@ func TestLeaderFailover(t *testing.T) {
 	require.NoError(t, c.pool.QueryRow(c.ctx, fmt.Sprintf(`SELECT count(*) FROM %s.request WHERE action_id = ANY($1) AND state = 'SUCCESS'`, c.schema), after).Scan(&settledAfter))
 	require.Equal(t, 50, settledAfter, "the new leader's reconciler settled them")
 }
-
