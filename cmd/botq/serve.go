@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/botq/botq/botapi"
+	"github.com/botq/botq/cmd/botq/api"
 	"github.com/botq/botq/jobs"
 	"github.com/botq/botq/jobs/appclient"
 	"github.com/botq/botq/migrations"
@@ -74,6 +75,12 @@ type Main struct {
 	Reconciler *reconciler.Reconciler
 	River      *river.Client[pgx.Tx]
 	HTTP       *http.Server
+	// Metrics is the Prometheus registry; API and RiverUI are served with
+	// roles.api (surfaces.go).
+	Metrics *Metrics
+	API     *api.Server
+	RiverUI http.Handler
+	auth    api.Authenticator
 
 	// Addr is the HTTP server's address once listening.
 	Addr  atomic.Pointer[string]
@@ -100,6 +107,9 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	addr := ln.Addr().String()
 	m.Addr.Store(&addr)
+	if err := m.openSurfaces(ctx); err != nil {
+		return err
+	}
 	m.HTTP = &http.Server{Handler: m.handler(), ReadHeaderTimeout: 10 * time.Second}
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- m.HTTP.Serve(ln) }()
@@ -163,6 +173,7 @@ func (m *Main) open(ctx context.Context) error {
 	if m.Store, err = store.New(cfg.Database.Schema); err != nil {
 		return err
 	}
+	m.Metrics = NewMetrics(pool, m.Store, m.Logger)
 	if cfg.Encryption.Key != "" {
 		key, err := store.ParseKey(cfg.Encryption.Key)
 		if err != nil {
@@ -201,7 +212,7 @@ func (m *Main) open(ctx context.Context) error {
 		}
 		m.Executor, err = jobs.NewExecutor(jobs.Config{
 			Pool: pool, Store: m.Store, Apps: m.Apps, Logger: m.Logger, Retry: retry,
-			SlotLease: cfg.River.JobTimeout + 30*time.Second,
+			SlotLease: cfg.River.JobTimeout + 30*time.Second, Observer: m.Metrics,
 		})
 		if err != nil {
 			return err
@@ -350,5 +361,6 @@ func (m *Main) handler() http.Handler {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
+	m.mountSurfaces(mux)
 	return mux
 }

@@ -148,19 +148,32 @@ func New(cfg Config) (*Server, error) {
 // ServeHTTP serves the API; mount it at /v1/.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
-// Authorize admits requests with a bearer key of one of roles: no or an
-// unknown key is 401, another role 403, both as JSON errors.
+// Authorize admits requests with an API key of one of roles: no or an
+// unknown key is 401, another role 403, both as JSON errors. The key comes
+// as a bearer token, or as the password of HTTP Basic credentials (any user
+// name) for browsers.
 func Authorize(auth Authenticator, roles []Role, next func(http.ResponseWriter, *http.Request, Principal)) http.Handler {
+	return authorize(auth, roles, `Bearer realm="botq"`, next)
+}
+
+// AuthorizeBrowser is Authorize for pages a browser opens (River UI): its
+// 401 asks for Basic credentials, so the browser prompts for them; give the
+// API key as the password.
+func AuthorizeBrowser(auth Authenticator, roles []Role, next func(http.ResponseWriter, *http.Request, Principal)) http.Handler {
+	return authorize(auth, roles, `Basic realm="botq", charset="UTF-8"`, next)
+}
+
+func authorize(auth Authenticator, roles []Role, challenge string, next func(http.ResponseWriter, *http.Request, Principal)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, ok := bearer(r)
+		token, ok := presentedKey(r)
 		if !ok {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="botq"`)
+			w.Header().Set("WWW-Authenticate", challenge)
 			WriteError(w, http.StatusUnauthorized, "unauthorized", "an API key is required: Authorization: Bearer <key>", "Authorization")
 			return
 		}
 		p, ok := auth(token)
 		if !ok {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="botq", error="invalid_token"`)
+			w.Header().Set("WWW-Authenticate", challenge)
 			WriteError(w, http.StatusUnauthorized, "unauthorized", "the API key is not valid", "Authorization")
 			return
 		}
@@ -183,7 +196,10 @@ func joinRoles(roles []Role) string {
 	return strings.Join(out, ", ")
 }
 
-func bearer(r *http.Request) (string, bool) {
+func presentedKey(r *http.Request) (string, bool) {
+	if _, password, ok := r.BasicAuth(); ok {
+		return password, password != ""
+	}
 	h := r.Header.Get("Authorization")
 	scheme, token, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
