@@ -24,6 +24,8 @@ type devDatabase struct {
 	URL    string
 	Source string // "DATABASE_URL", "local Postgres" or "throwaway cluster"
 	stop   func()
+	// restart restarts a throwaway cluster (fault tests restart Postgres).
+	restart func() error
 }
 
 func (d *devDatabase) Stop() {
@@ -194,7 +196,14 @@ func throwawayCluster(ctx context.Context, dir string, log io.Writer) (*devDatab
 		stop()
 		return nil, err
 	}
-	return &devDatabase{URL: u, Source: "throwaway cluster in " + data, stop: stop}, nil
+	restart := func() error {
+		out, err := run(context.Background(), pgctl, "-D", data, "-l", logFile, "-m", "fast", "-w", "-t", "60", "restart").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("pg_ctl restart: %v: %s", err, lastLines(out, 5))
+		}
+		return nil
+	}
+	return &devDatabase{URL: u, Source: "throwaway cluster in " + data, stop: stop, restart: restart}, nil
 }
 
 // reachableBy reports whether every parent of dir can be searched by u.

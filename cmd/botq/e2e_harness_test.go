@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"os"
-	"os/exec"
+	osexec "os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -22,6 +22,7 @@ import (
 
 	"github.com/botq/botq/botapi/sim"
 	"github.com/botq/botq/jobs"
+	"github.com/botq/botq/migrations"
 	"github.com/botq/botq/store"
 	"github.com/botq/botq/store/storetest"
 )
@@ -52,7 +53,7 @@ func botqBinary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(binDir, "botq")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		out, err := osexec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
 		if err != nil {
 			binErr = fmt.Errorf("go build: %v: %s", err, out)
 		}
@@ -98,6 +99,24 @@ func newCluster(t *testing.T, opts clusterOpts) *cluster {
 	t.Helper()
 	url := storetest.DatabaseURL(t)
 	schema, pool := storetest.NewSchema(t, 8)
+	return setupCluster(t, url, schema, pool, opts)
+}
+
+// newClusterAt is newCluster on another database (a throwaway cluster).
+func newClusterAt(t *testing.T, url string, opts clusterOpts) *cluster {
+	t.Helper()
+	ctx := context.Background()
+	schema := "e2e_" + randomHex(4)
+	pool, err := store.NewPool(ctx, url, schema, store.PoolOptions{MaxConns: 8})
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	_, err = migrations.Up(ctx, pool, schema, nil)
+	require.NoError(t, err)
+	return setupCluster(t, url, schema, pool, opts)
+}
+
+func setupCluster(t *testing.T, url, schema string, pool *pgxpool.Pool, opts clusterOpts) *cluster {
+	t.Helper()
 	s, err := store.New(schema)
 	require.NoError(t, err)
 	simSrv := sim.New(opts.sim)
@@ -172,7 +191,7 @@ func (c *cluster) addApp(id string, mod func(*store.AppUpsertParams)) {
 // proc is one running `botq` process.
 type proc struct {
 	name     string
-	cmd      *exec.Cmd
+	cmd      *osexec.Cmd
 	log      string
 	done     chan struct{}
 	exitErr  error
@@ -200,7 +219,7 @@ func (c *cluster) start(name string, args ...string) *proc {
 	p := &proc{name: name, log: filepath.Join(c.dir, fmt.Sprintf("%s-%d.log", name, time.Now().UnixNano())), done: make(chan struct{})}
 	f, err := os.Create(p.log)
 	require.NoError(c.t, err)
-	p.cmd = exec.Command(bin, args...)
+	p.cmd = osexec.Command(bin, args...)
 	p.cmd.Env = c.env()
 	p.cmd.Stdout, p.cmd.Stderr = f, f
 	require.NoError(c.t, p.cmd.Start())
@@ -404,4 +423,28 @@ func (c *cluster) deliveries(app string) map[string]int {
 		}
 	}
 	return out
+}
+
+// cliResult is how one botq command ended.
+type cliResult struct {
+	code           int
+	stdout, stderr string
+}
+
+// runCLI runs `botq <args>` against the cluster with stdin, and waits.
+func runCLI(t *testing.T, c *cluster, stdin string, args ...string) cliResult {
+	t.Helper()
+	cmd := osexec.Command(botqBinary(t), args...)
+	cmd.Env = c.env()
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	res := cliResult{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*osexec.ExitError); ok {
+		res.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run botq %v: %v", args, err)
+	}
+	return res
 }

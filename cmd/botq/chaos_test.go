@@ -1,0 +1,291 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/botq/botq/botapi"
+	"github.com/botq/botq/botapi/sim"
+	"github.com/botq/botq/jobs"
+	"github.com/botq/botq/store"
+)
+
+// mixedActions returns n actions over apps, two thirds of them
+// non-idempotent (respond, note), each with a unique text so the
+// simulator's records show what reached Khoros.
+func mixedActions(run string, apps []string, n int) []jobs.Action {
+	out := make([]jobs.Action, n)
+	for i := range out {
+		app := apps[i%len(apps)]
+		author := fmt.Sprintf("%s-customer-%d", run, i%200)
+		conv := fmt.Sprintf(`"coordinate":{"companyKey":"acme","networkKey":"facebook","externalId":"page-1","scope":"PRIVATE"},"author":{"id":%q}`, author)
+		switch i % 3 {
+		case 0:
+			out[i] = respondAction(app, author, respondText(run, i))
+		case 1:
+			out[i] = jobs.Action{AppID: app, Kind: jobs.KindNote, Payload: json.RawMessage(fmt.Sprintf(`{%s,"note":%q}`, conv, respondText(run, i)))}
+		default:
+			out[i] = jobs.Action{AppID: app, Kind: jobs.KindTag, Payload: json.RawMessage(fmt.Sprintf(`{%s,"tagIds":[%d]}`, conv, i))}
+		}
+	}
+	return out
+}
+
+// appliedTexts counts, per text (respond's text, note's note), the requests
+// Khoros applied across apps.
+func appliedTexts(s *sim.Server, apps []string) map[string]int {
+	out := map[string]int{}
+	for _, app := range apps {
+		for _, r := range s.Records(sim.RecordFilter{AppID: app, Origin: "BOT"}) {
+			var p struct {
+				Text string `json:"text"`
+				Note string `json:"note"`
+			}
+			if json.Unmarshal(r.Payload, &p) == nil {
+				if p.Text != "" {
+					out[p.Text]++
+				}
+				if p.Note != "" {
+					out[p.Note]++
+				}
+			}
+		}
+	}
+	return out
+}
+
+// checkNothingLostNoDuplicate asserts every action succeeded and every
+// respond and note reached Khoros exactly once.
+func checkNothingLostNoDuplicate(t *testing.T, c *cluster, run string, apps []string, actions []jobs.Action, ids []int64) {
+	t.Helper()
+	require.Len(t, ids, len(actions), "every action was enqueued")
+	st := c.states(ids)
+	require.Equal(t, len(actions), st["succeeded"], "every action succeeded: %v", st)
+	applied := appliedTexts(c.sim, apps)
+	dups := 0
+	for i, a := range actions {
+		if a.Kind == jobs.KindTag {
+			continue
+		}
+		n := applied[respondText(run, i)]
+		require.GreaterOrEqual(t, n, 1, "action %d (%s) reached Khoros", i, a.Kind)
+		if n > 1 {
+			dups++
+			t.Errorf("action %d (%s) reached Khoros %d times", i, a.Kind, n)
+		}
+	}
+	require.Zero(t, dups)
+}
+
+// kill -9 of botq processes at random moments during a run, repeatedly:
+// afterwards every action is final, none is lost, and no respond or note
+// reached Khoros twice. BOTQ_CHAOS=full runs 10,000 actions and more kills.
+func TestChaosRandomKills(t *testing.T) {
+	t.Parallel()
+	n, kills := 1500, 3
+	if chaosFull() {
+		n, kills = 10000, 10
+	}
+	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 41, SettleDelayMax: time.Second, MaxCallLog: -1}})
+	apps := []string{"app-1", "app-2"}
+	for _, a := range apps {
+		c.addApp(a, nil)
+	}
+	require.NoError(t, c.sim.SetFault("*", sim.Fault{Jitter: sim.Duration(40 * time.Millisecond)}))
+	procs := []*proc{c.start("p0"), c.start("p1"), c.start("p2")}
+	actions := mixedActions("kills", apps, n)
+	ids := c.enqueue(actions)
+
+	rng := rand.New(rand.NewPCG(7, 7))
+	for k := range kills {
+		time.Sleep(time.Duration(500+rng.IntN(1500)) * time.Millisecond)
+		i := rng.IntN(len(procs))
+		procs[i].kill9()
+		t.Logf("kill %d: %s (%v)", k+1, procs[i].name, c.states(ids))
+		time.Sleep(time.Duration(200+rng.IntN(1000)) * time.Millisecond)
+		procs[i] = c.start(fmt.Sprintf("p%d-%d", i, k+1))
+	}
+	c.waitFinal(ids, 4*time.Minute)
+	checkNothingLostNoDuplicate(t, c, "kills", apps, actions, ids)
+}
+
+// Postgres restarted in the middle of a run: botq reconnects by itself and
+// finishes; nothing is lost. The test runs its own throwaway cluster, so
+// the restart disturbs nothing else.
+func TestChaosPostgresRestart(t *testing.T) {
+	t.Parallel()
+	db, err := throwawayCluster(context.Background(), t.TempDir(), os.Stderr)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("start a throwaway Postgres cluster: %v", err)
+		}
+		t.Skipf("no throwaway Postgres cluster here: %v", err)
+	}
+	t.Cleanup(db.Stop)
+	c := newClusterAt(t, db.URL, clusterOpts{sim: sim.Options{Seed: 42, SettleDelayMax: time.Second}})
+	c.addApp("app-1", nil)
+	c.start("p0")
+	c.start("p1")
+	n := 600
+	if chaosFull() {
+		n = 5000
+	}
+	actions := mixedActions("pgrestart", []string{"app-1"}, n)
+	ids := c.enqueue(actions[:n/2])
+	time.Sleep(500 * time.Millisecond)
+	c.pool.Reset()
+	require.NoError(t, db.restart())
+	t.Logf("Postgres restarted (%v)", c.states(ids))
+	// Enqueue the rest after the restart, through the same pool.
+	require.Eventually(t, func() bool { return c.pool.Ping(c.ctx) == nil }, 30*time.Second, 100*time.Millisecond)
+	ids = append(ids, c.enqueue(actions[n/2:])...)
+	c.waitFinal(ids, 3*time.Minute)
+	checkNothingLostNoDuplicate(t, c, "pgrestart", []string{"app-1"}, actions, ids)
+	for _, p := range c.procs {
+		require.True(t, p.alive(), "%s survived the restart", p.name)
+	}
+}
+
+// A fault storm (30% 5xx, 5% 429 with Retry-After, 2% apply-then-drop,
+// latency spikes, hangs): every action ends correct; the ambiguous sends were
+// reconciled, not resent.
+func TestChaosFaultStorm(t *testing.T) {
+	t.Parallel()
+	n := 600
+	if chaosFull() {
+		n = 6000
+	}
+	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 43, SettleDelayMax: time.Second, MaxCallLog: -1}})
+	apps := []string{"app-1", "app-2", "app-3", "app-4"}
+	for _, a := range apps {
+		c.addApp(a, nil)
+	}
+	require.NoError(t, c.sim.SetFault("*", sim.Fault{
+		ErrorRate: 0.30, ErrorCode: 503, RateLimitRate: 0.05, RetryAfter: "1", DropRate: 0.02, HangRate: 0.005,
+		Jitter: sim.Duration(50 * time.Millisecond),
+	}))
+	// The reconciler's own calls must get through sometimes too.
+	require.NoError(t, c.sim.SetFault("request_list", sim.Fault{ErrorRate: 0.3, ErrorCode: 502}))
+	c.start("p0")
+	c.start("p1")
+	actions := mixedActions("storm", apps, n)
+	ids := c.enqueue(actions)
+	c.waitFinal(ids, 4*time.Minute)
+	checkNothingLostNoDuplicate(t, c, "storm", apps, actions, ids)
+
+	var dropped, resolved, snoozed int
+	calls := c.sim.Calls(sim.CallFilter{})
+	_ = calls
+	require.NoError(t, c.pool.QueryRow(c.ctx, fmt.Sprintf(`SELECT
+		(SELECT count(*) FROM %[1]s.attempt WHERE outcome = 'unknown'),
+		(SELECT count(*) FROM %[1]s.event WHERE kind = 'ambiguous_resolved'),
+		(SELECT count(*) FROM %[1]s.attempt WHERE outcome = 'snooze')`, c.schema)).Scan(&dropped, &resolved, &snoozed))
+	t.Logf("%d ambiguous sends, %d resolved by matching a record, %d 429 snoozes", dropped, resolved, snoozed)
+	require.Positive(t, dropped)
+	require.Positive(t, resolved)
+	require.Positive(t, snoozed)
+}
+
+// A revoked token mid-run: the app pauses (an event says why), other apps
+// keep going, and once a new token is set its work resumes with no attempt
+// spent meanwhile.
+func TestChaosTokenRevoked(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 44, SettleDelayMax: 500 * time.Millisecond}})
+	c.addApp("victim", nil)
+	c.addApp("bystander", nil)
+	c.start("p0")
+
+	app, err := c.store.AppGet(c.ctx, c.pool, "victim")
+	require.NoError(t, err)
+	tok, err := c.keyring.Open("victim", app.TokenKeyID, app.TokenCiphertext)
+	require.NoError(t, err)
+	khoros, err := botapi.New(botapi.Config{BaseURL: c.simURL, Tokens: botapi.StaticToken(tok)})
+	require.NoError(t, err)
+	_, err = khoros.RevokeTokens(c.ctx, "victim")
+	require.NoError(t, err)
+
+	victim := make([]jobs.Action, 40)
+	bystander := make([]jobs.Action, 40)
+	for i := range victim {
+		victim[i] = respondAction("victim", fmt.Sprintf("v-%d", i), respondText("victim", i))
+		bystander[i] = respondAction("bystander", fmt.Sprintf("b-%d", i), respondText("bystander", i))
+	}
+	vIDs := c.enqueue(victim)
+	bIDs := c.enqueue(bystander)
+	c.waitFinal(bIDs, 30*time.Second)
+
+	require.Eventually(t, func() bool {
+		a, err := c.store.AppGet(c.ctx, c.pool, "victim")
+		return err == nil && a.PausedUntil != nil
+	}, 15*time.Second, 50*time.Millisecond, "the app pauses")
+	events, err := c.store.EventList(c.ctx, c.pool, store.EventListParams{AppID: "victim", Kind: "token_unauthorized"})
+	require.NoError(t, err)
+	require.Len(t, events, 1, "one event says why")
+	time.Sleep(time.Second)
+	require.Zero(t, c.states(vIDs)["succeeded"])
+
+	// A new token, set the way an operator does.
+	fresh, err := c.sim.MintToken("victim", sim.MintOptions{})
+	require.NoError(t, err)
+	set := runCLI(t, c, fresh.Token, "token", "set", "victim")
+	require.Zero(t, set.code, "token set: %s", set.stderr)
+	st := c.waitFinal(vIDs, 30*time.Second)
+	require.Equal(t, len(vIDs), st["succeeded"])
+
+	var maxAttempt int
+	require.NoError(t, c.pool.QueryRow(c.ctx, fmt.Sprintf(`SELECT max(j.attempt) FROM %[1]s.river_job j JOIN %[1]s.action a ON a.river_job_id = j.id WHERE a.id = ANY($1)`, c.schema), vIDs).Scan(&maxAttempt))
+	require.Equal(t, 1, maxAttempt, "the 401s used none of the jobs' attempts")
+}
+
+// Nothing secret and no message text reaches the logs of a full run with
+// faults, at debug level: not the tokens, the API keys, the encryption key,
+// nor what customers were sent.
+func TestChaosLogsHoldNoSecrets(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 45, SettleDelayMax: 200 * time.Millisecond}})
+	c.addApp("app-1", nil)
+	require.NoError(t, c.sim.SetFault("*", sim.Fault{ErrorRate: 0.2, DropRate: 0.05, RateLimitRate: 0.05, RetryAfter: "1"}))
+	c.start("p0")
+	actions := mixedActions("secret", []string{"app-1"}, 150)
+	ids := c.enqueue(actions)
+	c.waitFinal(ids, 2*time.Minute)
+	// A token refresh and a revoke pass through the logs too.
+	c.enqueue([]jobs.Action{{AppID: "app-1", Kind: jobs.KindTokenRefresh, Payload: json.RawMessage(`{}`)}})
+	time.Sleep(time.Second)
+	for _, p := range c.procs {
+		require.NoError(t, p.interrupt(t))
+	}
+
+	logs := c.logs()
+	require.NotEmpty(t, logs)
+	var secrets []string
+	app, err := c.store.AppGet(c.ctx, c.pool, "app-1")
+	require.NoError(t, err)
+	tok, err := c.keyring.Open("app-1", app.TokenKeyID, app.TokenCiphertext)
+	require.NoError(t, err)
+	secrets = append(secrets, tok, c.key)
+	for _, line := range strings.Split(c.apiKeys, "\n") {
+		secrets = append(secrets, line[strings.LastIndex(line, ":")+1:])
+	}
+	for i, a := range actions {
+		if a.Kind != jobs.KindTag {
+			secrets = append(secrets, respondText("secret", i))
+		}
+	}
+	for _, s := range secrets {
+		require.NotContains(t, logs, s)
+	}
+	require.NotContains(t, logs, "eyJ", "nothing token-shaped is logged")
+	files, _ := filepath.Glob(filepath.Join(c.dir, "*.log"))
+	t.Logf("scanned %d log files (%d bytes) for %d secrets", len(files), len(logs), len(secrets))
+}
