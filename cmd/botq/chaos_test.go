@@ -91,31 +91,49 @@ func checkNothingLostNoDuplicate(t *testing.T, c *cluster, run string, apps []st
 // reached Khoros twice. BOTQ_CHAOS=full runs 10,000 actions and more kills.
 func TestChaosRandomKills(t *testing.T) {
 	t.Parallel()
-	n, kills := 1500, 3
+	n, kills, spread := 1500, 4, 6*time.Second
 	if chaosFull() {
-		n, kills = 10000, 10
+		n, kills, spread = 10000, 12, 60*time.Second
 	}
-	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 41, SettleDelayMax: time.Second, MaxCallLog: -1}})
+	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 41, SettleDelayMax: time.Second, MaxCallLog: -1}, maxWorkers: 20})
 	apps := []string{"app-1", "app-2"}
 	for _, a := range apps {
 		c.addApp(a, nil)
 	}
-	require.NoError(t, c.sim.SetFault("*", sim.Fault{Jitter: sim.Duration(40 * time.Millisecond)}))
+	// Calls take up to 300 ms, so every kill finds some in flight.
+	require.NoError(t, c.sim.SetFault("*", sim.Fault{Latency: sim.Duration(20 * time.Millisecond), Jitter: sim.Duration(280 * time.Millisecond)}))
 	procs := []*proc{c.start("p0"), c.start("p1"), c.start("p2")}
 	actions := mixedActions("kills", apps, n)
-	ids := c.enqueue(actions)
 
+	// Enqueue throughout the run, while processes die and come back.
+	idsCh := make(chan []int64, 1)
+	go func() {
+		var ids []int64
+		const batch = 50
+		pause := spread / time.Duration(n/batch)
+		for start := 0; start < n; start += batch {
+			ids = append(ids, c.enqueue(actions[start:min(start+batch, n)])...)
+			time.Sleep(pause)
+		}
+		idsCh <- ids
+	}()
 	rng := rand.New(rand.NewPCG(7, 7))
 	for k := range kills {
-		time.Sleep(time.Duration(500+rng.IntN(1500)) * time.Millisecond)
+		time.Sleep(spread / time.Duration(kills+1) * time.Duration(50+rng.IntN(100)) / 100)
 		i := rng.IntN(len(procs))
 		procs[i].kill9()
-		t.Logf("kill %d: %s (%v)", k+1, procs[i].name, c.states(ids))
-		time.Sleep(time.Duration(200+rng.IntN(1000)) * time.Millisecond)
+		var inFlight int
+		_ = c.pool.QueryRow(c.ctx, fmt.Sprintf(`SELECT count(*) FROM %s.river_job WHERE state = 'running'`, c.schema)).Scan(&inFlight)
+		t.Logf("kill %d: %s with %d jobs running", k+1, procs[i].name, inFlight)
+		time.Sleep(time.Duration(200+rng.IntN(800)) * time.Millisecond)
 		procs[i] = c.start(fmt.Sprintf("p%d-%d", i, k+1))
 	}
-	c.waitFinal(ids, 4*time.Minute)
+	ids := <-idsCh
+	c.waitFinal(ids, 5*time.Minute)
 	checkNothingLostNoDuplicate(t, c, "kills", apps, actions, ids)
+	var unknown int
+	require.NoError(t, c.pool.QueryRow(c.ctx, fmt.Sprintf(`SELECT count(*) FROM %s.attempt WHERE outcome = 'unknown'`, c.schema)).Scan(&unknown))
+	t.Logf("%d actions, %d kills, %d sends were ambiguous and reconciled", n, kills, unknown)
 }
 
 // Postgres restarted in the middle of a run: botq reconnects by itself and

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 	"testing"
@@ -120,4 +121,58 @@ func TestLeaderFailover(t *testing.T) {
 	var settledAfter int
 	require.NoError(t, c.pool.QueryRow(c.ctx, fmt.Sprintf(`SELECT count(*) FROM %s.request WHERE action_id = ANY($1) AND state = 'SUCCESS'`, c.schema), after).Scan(&settledAfter))
 	require.Equal(t, 50, settledAfter, "the new leader's reconciler settled them")
+}
+
+// Three processes sharing one database: lane order and the concurrency
+// limit hold for the whole fleet.
+func TestFleetLaneOrderAndConcurrency(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 34, CallLogBodies: true}, maxWorkers: 20})
+	c.addApp("lanes", nil)
+	limit := 4
+	c.addApp("limited", func(p *store.AppUpsertParams) { p.ConcurrencyLimit = &limit })
+	require.NoError(t, c.sim.SetFault("respond", sim.Fault{Jitter: sim.Duration(30 * time.Millisecond)}))
+	require.NoError(t, c.sim.SetFault("tag", sim.Fault{Latency: sim.Duration(100 * time.Millisecond)}))
+	c.start("a")
+	c.start("b")
+	c.start("c")
+
+	const lanes, perLane = 30, 15
+	var actions []jobs.Action
+	for seq := range perLane {
+		for l := range lanes {
+			actions = append(actions, respondAction("lanes", fmt.Sprintf("lane-%d", l), fmt.Sprintf("%d/%d", l, seq)))
+		}
+	}
+	for i := range 40 {
+		actions = append(actions, jobs.Action{AppID: "limited", Kind: jobs.KindTag, Payload: json.RawMessage(fmt.Sprintf(
+			`{"coordinate":{"companyKey":"acme","networkKey":"facebook","externalId":"page-1"},"author":{"id":"t-%d"},"tagIds":[1]}`, i))})
+	}
+	ids := c.enqueue(actions)
+	c.waitFinal(ids, 90*time.Second)
+
+	seen := make([]int, lanes)
+	for _, call := range c.sim.Calls(sim.CallFilter{AppID: "lanes", Endpoint: "respond"}) {
+		var body struct{ Text string }
+		require.NoError(t, json.Unmarshal(call.Body, &body))
+		var l, seq int
+		_, err := fmt.Sscanf(body.Text, "%d/%d", &l, &seq)
+		require.NoError(t, err)
+		require.Equal(t, seen[l], seq, "lane %d out of order", l)
+		seen[l]++
+	}
+	calls := c.sim.Calls(sim.CallFilter{AppID: "limited", Endpoint: "tag"})
+	require.Equal(t, 40, len(calls))
+	maxInFlight := 0
+	for _, a := range calls {
+		k := 0
+		for _, b := range calls {
+			if !b.Time.After(a.Time) && b.Time.Add(100*time.Millisecond).After(a.Time) {
+				k++
+			}
+		}
+		maxInFlight = max(maxInFlight, k)
+	}
+	require.LessOrEqual(t, maxInFlight, limit)
+	t.Logf("lanes in order across 3 processes; at most %d of %d calls in flight", maxInFlight, limit)
 }
