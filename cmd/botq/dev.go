@@ -285,17 +285,14 @@ func enqueueSamples(ctx context.Context, pool *pgxpool.Pool, cfg Config, apiURL,
 		return ids, fmt.Errorf("HTTP: POST /v1/actions: %s: %s", res.Status, strings.TrimSpace(string(raw)))
 	}
 	var got struct {
-		ID       int64 `json:"id"`
-		ActionID int64 `json:"action_id"`
+		Action struct {
+			ID int64 `json:"id"`
+		} `json:"action"`
 	}
-	_ = json.Unmarshal(raw, &got)
-	if got.ActionID == 0 {
-		got.ActionID = got.ID
+	if err := json.Unmarshal(raw, &got); err != nil || got.Action.ID == 0 {
+		return ids, fmt.Errorf("HTTP: POST /v1/actions answered %s", strings.TrimSpace(string(raw)))
 	}
-	if got.ActionID != 0 {
-		ids = append(ids, got.ActionID)
-	}
-	return ids, nil
+	return append(ids, got.Action.ID), nil
 }
 
 func printDevBanner(w io.Writer, cfg Config, db *devDatabase, apiURL, simURL, apiKey string, ids []int64) {

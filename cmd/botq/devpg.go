@@ -142,11 +142,14 @@ func throwawayCluster(ctx context.Context, dir string, log io.Writer) (*devDatab
 			return nil, errors.New("running as root, and Postgres will not run as root: create a postgres user, run botq dev as another user, or set DATABASE_URL")
 		}
 		asUser = u.Username
-		// The postgres user must be able to reach the directory.
+		// The postgres user must be able to reach the directory; if it
+		// cannot, the cluster lives in a fresh temporary directory instead.
 		if !reachableBy(abs, u) {
-			abs = filepath.Join(os.TempDir(), "botq-dev-pg")
-		}
-		if err := os.MkdirAll(abs, 0o700); err != nil {
+			if abs, err = os.MkdirTemp("", "botq-dev-pg-"); err != nil {
+				return nil, err
+			}
+			fmt.Fprintf(log, "botq dev: user postgres cannot reach %s; the cluster goes to %s\n", dir, abs)
+		} else if err := os.MkdirAll(abs, 0o700); err != nil {
 			return nil, err
 		}
 		uid, _ := strconv.Atoi(u.Uid)
