@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -74,10 +73,13 @@ func ExplainConnectError(err error) error {
 	case errors.As(err, &pgErr) && (pgErr.Code == "28P01" || pgErr.Code == "28000"):
 		return fmt.Errorf("%s: check the user and password in DATABASE_URL", pgErr.Message)
 	}
-	var netErr net.Error
 	var opErr *net.OpError
-	if errors.As(err, &opErr) || errors.As(err, &netErr) || strings.Contains(err.Error(), "connect: connection refused") {
-		return fmt.Errorf("%w: %v; is Postgres running and is DATABASE_URL right?", ErrUnreachable, innermost(err))
+	if errors.As(err, &opErr) {
+		return fmt.Errorf("%w (%v); is Postgres running and is DATABASE_URL right?", ErrUnreachable, opErr.Err)
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) && netErr.Timeout() {
+		return fmt.Errorf("%w (timed out); is Postgres running and is DATABASE_URL right?", ErrUnreachable)
 	}
 	return err
 }

@@ -180,7 +180,7 @@ func DefaultConfig() Config {
 		Khoros: KhorosConfig{HTTPTimeout: 20 * time.Second},
 		Reconciler: ReconcilerConfig{
 			Interval:           2 * time.Second,
-			SingleGetMax:       5,
+			SingleGetMax:       2,
 			MaxWindow:          31 * 24 * time.Hour,
 			AmbiguousGrace:     2 * time.Minute,
 			HealthInterval:     time.Minute,

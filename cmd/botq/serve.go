@@ -265,6 +265,13 @@ func (m *Main) close() {
 
 // checkSchema refuses to run on a schema that is not at this binary's version.
 func checkSchema(ctx context.Context, pool *pgxpool.Pool, schema string) error {
+	var migrated bool
+	if err := pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", schema+".goose_db_version").Scan(&migrated); err != nil {
+		return fmt.Errorf("check schema %s: %w", schema, err)
+	}
+	if !migrated {
+		return fmt.Errorf("schema %s: %w: it was never migrated; run `botq migrate up` (or set database.auto_migrate)", schema, migrations.ErrBehind)
+	}
 	p, err := migrations.Open(ctx, pool, schema, nil)
 	if err != nil {
 		return err
