@@ -39,8 +39,13 @@ func usagef(format string, args ...any) error {
 // run executes one command line and returns the exit status. Errors are
 // printed once, as one line naming what is wrong; never a stack trace.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return runEnv(ctx, args, os.LookupEnv, stdin, stdout, stderr)
+}
+
+// runEnv is run with the environment given as a lookup function.
+func runEnv(ctx context.Context, args []string, env func(string) (string, bool), stdin io.Reader, stdout, stderr io.Writer) int {
 	botapi.Version = version
-	root := newRootCmd(&cliEnv{stdin: stdin, stdout: stdout, stderr: stderr, lookupEnv: os.LookupEnv})
+	root := newRootCmd(&cliEnv{stdin: stdin, stdout: stdout, stderr: stderr, lookupEnv: env})
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)
