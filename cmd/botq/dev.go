@@ -98,7 +98,10 @@ func runDev(ctx context.Context, env *cliEnv, dir, simListen string) error {
 	if err != nil {
 		return fmt.Errorf("simulator --sim-listen %s: %w", simListen, err)
 	}
-	simURL := "http://" + simLn.Addr().String()
+	// Apps call the simulator over loopback (botq refuses plain http to any
+	// other host), even when it listens on every interface for a container.
+	_, simPort, _ := net.SplitHostPort(simLn.Addr().String())
+	simURL := "http://127.0.0.1:" + simPort
 	simCtx, stopSim := context.WithCancel(context.WithoutCancel(ctx))
 	simDone := make(chan error, 1)
 	go func() { simDone <- sim.Serve(simCtx, simLn, simSrv) }()
