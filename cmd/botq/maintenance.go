@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -36,8 +37,24 @@ func (m *Main) registerMaintenance(workers *river.Workers) ([]*river.PeriodicJob
 	return r.Periodic(workers, sch)
 }
 
-// extraMaintenance is leader-run periodic work other than reconciliation.
-func (m *Main) extraMaintenance() []reconciler.ExtraTask { return nil }
+// extraMaintenance is leader-run periodic work other than reconciliation:
+// the retention purge of audit rows.
+func (m *Main) extraMaintenance() []reconciler.ExtraTask {
+	ret := m.Config.Retention
+	return []reconciler.ExtraTask{{
+		Task:     "retention",
+		Interval: ret.Interval,
+		Run: func(ctx context.Context) error {
+			res, err := m.Store.RetentionPurge(ctx, m.Pool, time.Now().Add(-ret.Period), ret.BatchSize)
+			if err != nil {
+				return err
+			}
+			m.Logger.Info().Time("cutoff", res.Cutoff).Int64("actions", res.Actions).Int64("attempts", res.Attempts).
+				Int64("requests", res.Requests).Int64("events", res.Events).Msg("retention: Purged audit rows older than the retention period")
+			return nil
+		},
+	}}
+}
 
 // reconcilerObserver receives the reconciler's measurements (metrics).
 func (m *Main) reconcilerObserver() reconciler.Observer { return nil }
