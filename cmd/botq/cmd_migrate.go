@@ -67,6 +67,9 @@ func newMigrateCmd(env *cliEnv) *cobra.Command {
 					for _, r := range res {
 						fmt.Fprintf(env.stdout, "applied version %d (%s) in %s\n", r.Source.Version, baseName(r.Source.Path), r.Duration.Round(1e6))
 					}
+					if err := setupRoles(ctx, env.stdout, pool, cfg.Database.Schema); err != nil {
+						return err
+					}
 					fmt.Fprintf(env.stdout, "schema %s is up to date\n", cfg.Database.Schema)
 					return nil
 				})

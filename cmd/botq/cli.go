@@ -1,0 +1,327 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/botq/botq/cmd/botq/api"
+	"github.com/botq/botq/jobs"
+	"github.com/botq/botq/jobs/appclient"
+	"github.com/botq/botq/store"
+)
+
+// The operator commands (actions, requests, replay, app, token,
+// registration, mode, health, enqueue, events) work on the database named
+// by the configuration, like `botq serve`, and record the operator as
+// "cli:<os user>" unless --actor says otherwise. They print tables by
+// default and JSON with --output json.
+
+// cliDB is an open connection to botq's schema for one command.
+type cliDB struct {
+	cfg   Config
+	pool  *pgxpool.Pool
+	store *store.Store
+}
+
+func (e *cliEnv) openDB(ctx context.Context) (*cliDB, error) {
+	cfg, err := e.config()
+	if err != nil {
+		return nil, err
+	}
+	pool, err := store.NewPool(ctx, cfg.Database.URL, cfg.Database.Schema, store.PoolOptions{MaxConns: 4, AppName: "botq-cli"})
+	if err != nil {
+		return nil, err
+	}
+	s, err := store.New(cfg.Database.Schema)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return &cliDB{cfg: cfg, pool: pool, store: s}, nil
+}
+
+func (d *cliDB) close() { d.pool.Close() }
+
+// keyring opens the token encryption key, naming its settings when absent.
+func (d *cliDB) keyring() (*store.Keyring, error) {
+	if d.cfg.Encryption.Key == "" {
+		return nil, errors.New("no token encryption key: set BOTQ_ENCRYPTION_KEY or encryption.key_file")
+	}
+	key, err := store.ParseKey(d.cfg.Encryption.Key)
+	if err != nil {
+		return nil, fmt.Errorf("encryption.key: %w", err)
+	}
+	return store.NewKeyring(key)
+}
+
+// registry returns per-app Bot v3 clients; without an encryption key only
+// apps whose token comes from the environment or a file can call.
+func (d *cliDB) registry(env *cliEnv) *appclient.Registry {
+	kr, _ := d.keyring()
+	return appclient.New(appclient.Config{
+		Pool: d.pool, Store: d.store, Keyring: kr, External: externalTokens(d.cfg, env.lookupEnv),
+		HTTPTimeout: d.cfg.Khoros.HTTPTimeout,
+	})
+}
+
+// outputOpts are the flags every reading command has.
+type outputOpts struct {
+	format string
+}
+
+func addOutputFlag(cmd *cobra.Command, o *outputOpts) {
+	cmd.Flags().StringVarP(&o.format, "output", "o", "table", "output format: table or json")
+}
+
+func (o *outputOpts) check() error {
+	if o.format != "table" && o.format != "json" {
+		return usagef("--output must be table or json, not %q", o.format)
+	}
+	return nil
+}
+
+func (o *outputOpts) json() bool { return o.format == "json" }
+
+func writeJSONOut(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+func newTable(w io.Writer, header ...string) *tabwriter.Writer {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	return tw
+}
+
+func row(tw io.Writer, cols ...any) {
+	parts := make([]string, len(cols))
+	for i, c := range cols {
+		parts[i] = cell(c)
+	}
+	fmt.Fprintln(tw, strings.Join(parts, "\t"))
+}
+
+// cell formats one table cell: times in UTC to the second, nothing as "-",
+// and no tabs or newlines that would break the table.
+func cell(v any) string {
+	var s string
+	switch x := v.(type) {
+	case nil:
+		return "-"
+	case string:
+		s = x
+	case time.Time:
+		s = x.UTC().Format("2006-01-02 15:04:05")
+	case *time.Time:
+		if x == nil {
+			return "-"
+		}
+		s = x.UTC().Format("2006-01-02 15:04:05")
+	case *int64:
+		if x == nil {
+			return "-"
+		}
+		s = strconv.FormatInt(*x, 10)
+	default:
+		s = fmt.Sprint(x)
+	}
+	if s == "" {
+		return "-"
+	}
+	s = strings.NewReplacer("\t", " ", "\n", " ", "\r", " ").Replace(s)
+	if len(s) > 60 {
+		s = s[:57] + "..."
+	}
+	return s
+}
+
+// defaultActor is who the CLI records: the operating-system user.
+func defaultActor(env *cliEnv) string {
+	if v, ok := env.lookupEnv("BOTQ_ACTOR"); ok && v != "" {
+		return v
+	}
+	name := ""
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	if name == "" {
+		name, _ = env.lookupEnv("USER")
+	}
+	if name == "" {
+		name = "unknown"
+	}
+	return "cli:" + name
+}
+
+func addActorFlag(cmd *cobra.Command, actor *string) {
+	cmd.Flags().StringVar(actor, "actor", "", `who is recorded as doing this (default "cli:<os user>", or $BOTQ_ACTOR)`)
+}
+
+func actorOr(env *cliEnv, actor string) string {
+	if actor != "" {
+		return actor
+	}
+	return defaultActor(env)
+}
+
+// parseWhen reads a time flag: RFC 3339, a date, or a duration meaning that
+// long ago ("24h", "7d").
+func parseWhen(flag, s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.Atoi(days); err == nil && n >= 0 {
+			return now.Add(-time.Duration(n) * 24 * time.Hour), nil
+		}
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	t, err := api.ParseTime(s)
+	if err != nil {
+		return t, usagef("--%s: %v, or a duration ago like 24h or 7d", flag, err)
+	}
+	return t, nil
+}
+
+// timeRangeFlags are --from, --to and --since.
+type timeRangeFlags struct {
+	from, to, since string
+}
+
+func (f *timeRangeFlags) add(cmd *cobra.Command, what string) {
+	cmd.Flags().StringVar(&f.from, "from", "", what+" at or after this time (RFC 3339, a date, or a duration ago: 24h, 7d)")
+	cmd.Flags().StringVar(&f.to, "to", "", what+" before this time")
+	cmd.Flags().StringVar(&f.since, "since", "", "same as --from")
+}
+
+func (f *timeRangeFlags) parse(now time.Time) (from, to time.Time, err error) {
+	if f.since != "" && f.from != "" {
+		return from, to, usagef("--since and --from say the same thing; give one")
+	}
+	name, s := "from", f.from
+	if f.since != "" {
+		name, s = "since", f.since
+	}
+	if from, err = parseWhen(name, s, now); err != nil {
+		return from, to, err
+	}
+	if to, err = parseWhen("to", f.to, now); err != nil {
+		return from, to, err
+	}
+	if !from.IsZero() && !to.IsZero() && !from.Before(to) {
+		return from, to, usagef("--to (%s) must be after --%s (%s)", to.Format(time.RFC3339), name, from.Format(time.RFC3339))
+	}
+	return from, to, nil
+}
+
+// actionFilterFlags select actions.
+type actionFilterFlags struct {
+	app, kind, lane string
+	states          []string
+	times           timeRangeFlags
+}
+
+func (f *actionFilterFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.app, "app", "", "only this app")
+	cmd.Flags().StringVar(&f.kind, "kind", "", "only this action kind ("+strings.Join(jobs.Kinds(), ", ")+")")
+	cmd.Flags().StringSliceVar(&f.states, "state", nil, "only these states (repeat or comma-separate: queued, running, retrying, sent, unknown, succeeded, failed, cancelled)")
+	cmd.Flags().StringVar(&f.lane, "lane", "", "only this lane")
+	f.times.add(cmd, "actions created")
+}
+
+func (f *actionFilterFlags) filter(now time.Time) (store.ActionFilter, error) {
+	out := store.ActionFilter{AppID: f.app, Kind: f.kind, Lane: f.lane}
+	if err := api.CheckKind(f.kind, jobs.Kinds()); err != nil {
+		return out, usagef("--kind: %v", err)
+	}
+	states, err := api.ParseActionStates(f.states)
+	if err != nil {
+		return out, usagef("--state: %v", err)
+	}
+	out.States = states
+	out.From, out.To, err = f.times.parse(now)
+	return out, err
+}
+
+func (f *actionFilterFlags) empty() bool {
+	return f.app == "" && f.kind == "" && f.lane == "" && len(f.states) == 0 && f.times == (timeRangeFlags{})
+}
+
+// progress shows a bar on stderr when it is a terminal (or when forced), and
+// nothing otherwise, so scripts and logs get no control characters.
+type progress struct {
+	bar *progressbar.ProgressBar
+}
+
+func newProgress(env *cliEnv, force bool, total int64, what string) *progress {
+	if !(force || isTerminal(env.stderr)) || total == 0 {
+		return &progress{}
+	}
+	return &progress{bar: progressbar.NewOptions64(total,
+		progressbar.OptionSetWriter(env.stderr),
+		progressbar.OptionSetDescription(what),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionClearOnFinish(),
+	)}
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+func (p *progress) set(n int64) {
+	if p.bar != nil {
+		_ = p.bar.Set64(n)
+	}
+}
+
+func (p *progress) done() {
+	if p.bar != nil {
+		_ = p.bar.Finish()
+	}
+}
+
+// parseID reads an action id argument.
+func parseID(what, s string) (int64, error) {
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, usagef("%s must be a positive integer, not %q", what, s)
+	}
+	return id, nil
+}
+
+// explain adds what to do to the store errors an operator meets.
+func explain(err error) error {
+	switch {
+	case errors.Is(err, store.ErrInFlight):
+		return fmt.Errorf("%w (its call to Khoros is being made now)", err)
+	case errors.Is(err, store.ErrNotFound):
+		return err
+	}
+	var ve *store.ValidationError
+	if errors.As(err, &ve) {
+		return fmt.Errorf("%s: %s", ve.Field, strings.TrimPrefix(ve.Error(), "botq: "))
+	}
+	return err
+}

@@ -1,0 +1,324 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/botq/botq/cmd/botq/api"
+	"github.com/botq/botq/store"
+)
+
+func newActionsCmd(env *cliEnv) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "actions",
+		Short: "List, inspect and cancel actions",
+	}
+	cmd.AddCommand(newActionsListCmd(env), newActionsShowCmd(env), newActionsCancelCmd(env))
+	return cmd
+}
+
+func newActionsListCmd(env *cliEnv) *cobra.Command {
+	var (
+		out     outputOpts
+		filter  actionFilterFlags
+		limit   int
+		after   int64
+		replays int64
+	)
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List actions, newest first",
+		Example: `  botq actions list --app my-app --state failed --since 24h
+  botq actions list --kind respond --from 2025-01-01 --to 2025-02-01 -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
+			f, err := filter.filter(time.Now())
+			if err != nil {
+				return err
+			}
+			if limit < 1 || limit > api.MaxLimit {
+				return usagef("--limit must be from 1 to %d, not %d", api.MaxLimit, limit)
+			}
+			if cmd.Flags().Changed("replays-of") {
+				f.ReplayOf = &replays
+			}
+			db, err := env.openDB(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer db.close()
+			actions, more, err := db.store.ActionList(cmd.Context(), db.pool, store.ActionListParams{Filter: f, AfterID: after, Limit: limit})
+			if err != nil {
+				return err
+			}
+			if out.json() {
+				res := api.ActionList{Actions: make([]api.Action, len(actions))}
+				for i, a := range actions {
+					res.Actions[i] = api.NewAction(a)
+				}
+				return writeJSONOut(env.stdout, res)
+			}
+			tw := newTable(env.stdout, "ID", "APP", "KIND", "STATE", "ATTEMPTS", "CREATED", "REPLAY OF", "LAST ERROR")
+			for _, a := range actions {
+				row(tw, a.ID, a.AppID, a.Kind, string(a.State), a.AttemptCount, a.CreatedAt, a.ReplayOf, a.LastError)
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if more {
+				fmt.Fprintf(env.stderr, "more: --after %d\n", actions[len(actions)-1].ID)
+			}
+			return nil
+		},
+	}
+	filter.add(cmd)
+	addOutputFlag(cmd, &out)
+	cmd.Flags().IntVar(&limit, "limit", 50, "at most this many actions")
+	cmd.Flags().Int64Var(&after, "after", 0, "continue after this action id (the previous page's last)")
+	cmd.Flags().Int64Var(&replays, "replays-of", 0, "only the replays of this action")
+	return cmd
+}
+
+func newActionsShowCmd(env *cliEnv) *cobra.Command {
+	var out outputOpts
+	cmd := &cobra.Command{
+		Use:   "show <action-id>",
+		Short: "Show an action with its attempts, request records, events and replays",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
+			id, err := parseID("action id", args[0])
+			if err != nil {
+				return err
+			}
+			db, err := env.openDB(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer db.close()
+			d, err := actionDetail(cmd, db, id)
+			if err != nil {
+				return err
+			}
+			if out.json() {
+				return writeJSONOut(env.stdout, d)
+			}
+			return printActionDetail(env, d)
+		},
+	}
+	addOutputFlag(cmd, &out)
+	return cmd
+}
+
+func actionDetail(cmd *cobra.Command, db *cliDB, id int64) (*api.ActionDetail, error) {
+	ctx := cmd.Context()
+	a, err := db.store.ActionView(ctx, db.pool, id)
+	if err != nil {
+		return nil, err
+	}
+	d := &api.ActionDetail{Action: api.NewAction(a), Attempts: []api.Attempt{}, Requests: []api.Request{}, Events: []api.Event{}, Replays: []api.Action{}}
+	atts, err := db.store.AttemptList(ctx, db.pool, id)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range atts {
+		d.Attempts = append(d.Attempts, api.NewAttempt(t))
+	}
+	reqs, err := db.store.RequestListByAction(ctx, db.pool, id)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range reqs {
+		d.Requests = append(d.Requests, api.NewRequest(r, a.Kind))
+	}
+	evs, _, err := db.store.EventQuery(ctx, db.pool, store.EventQueryParams{Filter: store.EventFilter{ActionID: &id}, Limit: api.MaxLimit})
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range evs {
+		d.Events = append(d.Events, api.NewEvent(e))
+	}
+	reps, _, err := db.store.ActionList(ctx, db.pool, store.ActionListParams{Filter: store.ActionFilter{ReplayOf: &id}, Ascending: true, Limit: api.MaxLimit})
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range reps {
+		d.Replays = append(d.Replays, api.NewAction(r))
+	}
+	return d, nil
+}
+
+func printActionDetail(env *cliEnv, d *api.ActionDetail) error {
+	a := d.Action
+	tw := newTable(env.stdout, "FIELD", "VALUE")
+	for _, kv := range [][2]any{
+		{"id", a.ID}, {"app", a.AppID}, {"kind", a.Kind}, {"state", a.State}, {"idempotency key", a.IdempotencyKey},
+		{"lane", a.Lane}, {"river job", a.RiverJobID}, {"replay of", a.ReplayOf}, {"attempts", a.AttemptCount},
+		{"request id", a.RequestID}, {"last error", a.LastError}, {"created", a.CreatedAt}, {"created by", a.CreatedBy},
+		{"updated", a.UpdatedAt}, {"finished", a.FinishedAt},
+	} {
+		row(tw, kv[0], kv[1])
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "\npayload: %s\n", a.Payload)
+	if len(d.Attempts) > 0 {
+		fmt.Fprintln(env.stdout, "\nattempts:")
+		tw = newTable(env.stdout, "#", "STARTED", "MS", "SENT", "STATUS", "OUTCOME", "REQUEST ID", "ERROR")
+		for _, t := range d.Attempts {
+			row(tw, t.Number, t.StartedAt, fmt.Sprintf("%.0f", t.DurationMS), t.WireSent, t.HTTPStatus, t.Outcome, t.RequestID, t.Error)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if len(d.Requests) > 0 {
+		fmt.Fprintln(env.stdout, "\nrequest records:")
+		tw = newTable(env.stdout, "REQUEST ID", "STATE", "FIRST SEEN", "FINALIZED", "DETAILS")
+		for _, r := range d.Requests {
+			row(tw, r.RequestID, r.State, r.FirstSeenAt, r.FinalizedAt, string(r.Details))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if len(d.Events) > 0 {
+		fmt.Fprintln(env.stdout, "\nevents:")
+		printEvents(env, d.Events)
+	}
+	if len(d.Replays) > 0 {
+		fmt.Fprintln(env.stdout, "\nreplays:")
+		tw = newTable(env.stdout, "ID", "STATE", "CREATED", "CREATED BY")
+		for _, r := range d.Replays {
+			row(tw, r.ID, r.State, r.CreatedAt, r.CreatedBy)
+		}
+		return tw.Flush()
+	}
+	return nil
+}
+
+func printEvents(env *cliEnv, evs []api.Event) {
+	tw := newTable(env.stdout, "ID", "AT", "KIND", "APP", "ACTION", "ACTOR", "REASON", "AFTER")
+	for _, e := range evs {
+		row(tw, e.ID, e.At, e.Kind, e.AppID, e.ActionID, e.Actor, e.Reason, string(e.After))
+	}
+	_ = tw.Flush()
+}
+
+func newActionsCancelCmd(env *cliEnv) *cobra.Command {
+	var (
+		out    outputOpts
+		reason string
+		actor  string
+	)
+	cmd := &cobra.Command{
+		Use:   "cancel <action-id>",
+		Short: "Cancel an action that is not in flight (queued, retrying or unknown)",
+		Long: `Cancels the action and its River job in one transaction and records a cancel event.
+An action whose call to Khoros is being made right now is refused: try again when it is not.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
+			id, err := parseID("action id", args[0])
+			if err != nil {
+				return err
+			}
+			if reason == "" {
+				return usagef("--reason is required: say why the action is cancelled")
+			}
+			db, err := env.openDB(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer db.close()
+			a, err := db.store.ActionCancel(cmd.Context(), db.pool, id, actorOr(env, actor), reason)
+			if err != nil {
+				return explain(err)
+			}
+			if out.json() {
+				return writeJSONOut(env.stdout, api.ActionStatus{Action: api.NewAction(a)})
+			}
+			fmt.Fprintf(env.stdout, "cancelled action %d\n", a.ID)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why (required; recorded in the cancel event)")
+	addActorFlag(cmd, &actor)
+	addOutputFlag(cmd, &out)
+	return cmd
+}
+
+func newEventsCmd(env *cliEnv) *cobra.Command {
+	var (
+		out           outputOpts
+		app, kind, by string
+		action        int64
+		times         timeRangeFlags
+		limit         int
+		after         int64
+	)
+	cmd := &cobra.Command{
+		Use:   "events",
+		Short: "List operator and system events (replays, cancels, pauses, token changes...), newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
+			f := store.EventFilter{AppID: app, Kind: kind, Actor: by}
+			if kind != "" && !contains(api.EventKinds, kind) {
+				return usagef("--kind: %q is not an event kind (one of %v)", kind, api.EventKinds)
+			}
+			if cmd.Flags().Changed("action") {
+				f.ActionID = &action
+			}
+			var err error
+			if f.From, f.To, err = times.parse(time.Now()); err != nil {
+				return err
+			}
+			if limit < 1 || limit > api.MaxLimit {
+				return usagef("--limit must be from 1 to %d, not %d", api.MaxLimit, limit)
+			}
+			db, err := env.openDB(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer db.close()
+			evs, more, err := db.store.EventQuery(cmd.Context(), db.pool, store.EventQueryParams{Filter: f, AfterID: after, Limit: limit})
+			if err != nil {
+				return err
+			}
+			res := api.EventList{Events: make([]api.Event, len(evs))}
+			for i, e := range evs {
+				res.Events[i] = api.NewEvent(e)
+			}
+			if out.json() {
+				return writeJSONOut(env.stdout, res)
+			}
+			printEvents(env, res.Events)
+			if more {
+				fmt.Fprintf(env.stderr, "more: --after %d\n", evs[len(evs)-1].ID)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&app, "app", "", "only this app")
+	cmd.Flags().StringVar(&kind, "kind", "", "only this event kind")
+	cmd.Flags().StringVar(&by, "actor", "", "only events by this actor")
+	cmd.Flags().Int64Var(&action, "action", 0, "only events of this action")
+	times.add(cmd, "events")
+	cmd.Flags().IntVar(&limit, "limit", 50, "at most this many events")
+	cmd.Flags().Int64Var(&after, "after", 0, "continue after this event id")
+	addOutputFlag(cmd, &out)
+	return cmd
+}

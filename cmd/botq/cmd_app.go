@@ -1,0 +1,164 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/botq/botq/cmd/botq/api"
+	"github.com/botq/botq/store"
+)
+
+func newAppCmd(env *cliEnv) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "app",
+		Short: "Show apps with their token, health and queue; pause and resume their calls",
+	}
+	cmd.AddCommand(newAppListCmd(env), newAppPauseCmd(env), newAppResumeCmd(env))
+	return cmd
+}
+
+func newAppListCmd(env *cliEnv) *cobra.Command {
+	var out outputOpts
+	cmd := &cobra.Command{
+		Use:     "list [app-id]",
+		Aliases: []string{"show"},
+		Short:   "List apps (or one) with token expiry, health, pause and queue depth",
+		Args:    cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
+			db, err := env.openDB(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer db.close()
+			id := ""
+			if len(args) == 1 {
+				id = args[0]
+			}
+			sts, err := db.store.AppStatusList(cmd.Context(), db.pool, id)
+			if err != nil {
+				return err
+			}
+			ext := externalTokens(db.cfg, env.lookupEnv)
+			now := time.Now()
+			res := api.AppList{Apps: make([]api.App, len(sts))}
+			for i, st := range sts {
+				_, external := ext[st.ID]
+				res.Apps[i] = api.NewApp(st, external, now)
+			}
+			if out.json() {
+				return writeJSONOut(env.stdout, res)
+			}
+			printApps(env, res.Apps)
+			return nil
+		},
+	}
+	addOutputFlag(cmd, &out)
+	return cmd
+}
+
+func printApps(env *cliEnv, apps []api.App) {
+	tw := newTable(env.stdout, "APP", "REGION", "TOKEN", "EXPIRES", "HEALTH", "PAUSED UNTIL", "QUEUE", "OLDEST (s)", "PENDING REQ")
+	for _, a := range apps {
+		paused := any(nil)
+		if a.Paused {
+			paused = a.PausedUntil
+			if a.PausedUntil != nil && a.PausedUntil.Equal(store.Forever) {
+				paused = "until resumed"
+			}
+		}
+		oldest := any(nil)
+		if a.Queue.OldestAgeSeconds != nil {
+			oldest = fmt.Sprintf("%.0f", *a.Queue.OldestAgeSeconds)
+		}
+		row(tw, a.ID, a.Region, a.Token.Source, a.Token.ExpiresAt, a.Health.Status, paused, a.Queue.Depth, oldest, a.Queue.PendingRequests)
+	}
+	_ = tw.Flush()
+}
+
+func newAppPauseCmd(env *cliEnv) *cobra.Command {
+	var (
+		reason, until string
+		forDur        time.Duration
+		actor         string
+	)
+	cmd := &cobra.Command{
+		Use:   "pause <app-id>",
+		Short: "Stop calls to Khoros for an app (until resumed, --until a time, or --for a while)",
+		Long: `Workers stop calling Khoros for the app; its actions wait (snoozed, no attempt used) and
+run when the app is resumed. Records a pause event.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if reason == "" {
+				return usagef("--reason is required: say why the app is paused")
+			}
+			end := store.Forever
+			switch {
+			case until != "" && forDur != 0:
+				return usagef("give --until or --for, not both")
+			case until != "":
+				t, err := api.ParseTime(until)
+				if err != nil {
+					return usagef("--until: %v", err)
+				}
+				if !t.After(time.Now()) {
+					return usagef("--until %s is in the past", until)
+				}
+				end = t
+			case forDur < 0:
+				return usagef("--for must be positive, not %s", forDur)
+			case forDur > 0:
+				end = time.Now().Add(forDur)
+			}
+			db, err := env.openDB(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer db.close()
+			a, err := db.store.AppPauseAudited(cmd.Context(), db.pool, args[0], end, actorOr(env, actor), reason)
+			if err != nil {
+				return err
+			}
+			if end.Equal(store.Forever) {
+				fmt.Fprintf(env.stdout, "paused app %s until resumed (botq app resume %s)\n", a.ID, a.ID)
+			} else {
+				fmt.Fprintf(env.stdout, "paused app %s until %s\n", a.ID, end.UTC().Format(time.RFC3339))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why (required; recorded in the pause event)")
+	cmd.Flags().StringVar(&until, "until", "", "resume by itself at this time (RFC 3339)")
+	cmd.Flags().DurationVar(&forDur, "for", 0, "resume by itself after this long (30m, 2h)")
+	addActorFlag(cmd, &actor)
+	return cmd
+}
+
+func newAppResumeCmd(env *cliEnv) *cobra.Command {
+	var reason, actor string
+	cmd := &cobra.Command{
+		Use:   "resume <app-id>",
+		Short: "Resume an app's calls (and clear a Khoros throttle); waiting actions run at once",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			db, err := env.openDB(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer db.close()
+			a, err := db.store.AppResumeAudited(cmd.Context(), db.pool, args[0], actorOr(env, actor), reason)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(env.stdout, "resumed app %s\n", a.ID)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the resume event)")
+	addActorFlag(cmd, &actor)
+	return cmd
+}

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/botq/botq/cmd/botq/api"
+	"github.com/botq/botq/jobs"
+	"github.com/botq/botq/store"
+)
+
+func newEnqueueCmd(env *cliEnv) *cobra.Command {
+	var (
+		out   outputOpts
+		file  string
+		actor string
+		wait  time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "enqueue",
+		Short: "Enqueue actions from JSON (a file or stdin): one object or an array",
+		Long: `Reads one action, or a JSON array of actions, each
+  {"app_id": "...", "kind": "respond", "payload": {...}, "idempotency_key": "...", "lane": "..."}
+and enqueues them in one transaction: if one is refused, none is enqueued, and the error
+names the action and its offending field. idempotency_key and lane are optional. An action
+whose idempotency key the app used already is not enqueued again; the existing one is shown.`,
+		Example: `  echo '{"app_id":"my-app","kind":"tag","payload":{...},"idempotency_key":"t-1"}' | botq enqueue
+  botq enqueue --file actions.json --wait 30s`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
+			var r io.Reader = env.stdin
+			if file != "" && file != "-" {
+				f, err := os.Open(file)
+				if err != nil {
+					return fmt.Errorf("--file: %w", err)
+				}
+				defer f.Close()
+				r = f
+			}
+			reqs, err := decodeActions(r)
+			if err != nil {
+				return err
+			}
+			db, err := env.openDB(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer db.close()
+			ps := make([]store.ActionInsertParams, len(reqs))
+			for i, q := range reqs {
+				ps[i] = store.ActionInsertParams{AppID: q.AppID, Kind: q.Kind, Payload: q.Payload,
+					IdempotencyKey: q.IdempotencyKey, Lane: q.Lane, CreatedBy: actorOr(env, actor)}
+			}
+			res, err := db.store.ActionInsertMany(cmd.Context(), db.pool, ps)
+			if err != nil {
+				return explain(err)
+			}
+			if wait > 0 {
+				ids := make([]int64, len(res))
+				for i, r := range res {
+					ids[i] = r.Action.ID
+				}
+				if err := waitActions(cmd.Context(), db, ids, wait); err != nil {
+					return err
+				}
+				for i := range res {
+					if res[i].Action, err = db.store.ActionView(cmd.Context(), db.pool, res[i].Action.ID); err != nil {
+						return err
+					}
+				}
+			}
+			if out.json() {
+				outRes := make([]api.EnqueueResponse, len(res))
+				for i, r := range res {
+					outRes[i] = api.EnqueueResponse{Action: api.NewAction(r.Action), Existed: r.Existed}
+				}
+				return writeJSONOut(env.stdout, outRes)
+			}
+			tw := newTable(env.stdout, "ID", "APP", "KIND", "STATE", "EXISTED", "IDEMPOTENCY KEY")
+			for _, r := range res {
+				row(tw, r.Action.ID, r.Action.AppID, r.Action.Kind, string(r.Action.State), r.Existed, r.Action.IdempotencyKey)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "read the JSON from this file (default: stdin)")
+	cmd.Flags().DurationVar(&wait, "wait", 0, "wait up to this long for the actions to be sent or finished")
+	addActorFlag(cmd, &actor)
+	addOutputFlag(cmd, &out)
+	return cmd
+}
+
+// decodeActions reads one action object or an array of them, strictly.
+func decodeActions(r io.Reader) ([]api.EnqueueRequest, error) {
+	raw, err := io.ReadAll(io.LimitReader(r, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read actions: %w", err)
+	}
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return nil, usagef("no JSON on stdin (or in --file): give an action object or an array of them")
+	}
+	var reqs []api.EnqueueRequest
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if raw[0] == '[' {
+		err = dec.Decode(&reqs)
+	} else {
+		var one api.EnqueueRequest
+		err = dec.Decode(&one)
+		reqs = []api.EnqueueRequest{one}
+	}
+	if err != nil {
+		return nil, usagef("actions JSON: %v", err)
+	}
+	if len(reqs) == 0 {
+		return nil, usagef("actions JSON: the array is empty")
+	}
+	for i, q := range reqs {
+		where := ""
+		if len(reqs) > 1 {
+			where = fmt.Sprintf("action %d: ", i)
+		}
+		switch {
+		case q.AppID == "":
+			return nil, usagef("%sapp_id is required", where)
+		case q.Kind == "":
+			return nil, usagef("%skind is required", where)
+		case len(q.Payload) == 0:
+			return nil, usagef("%spayload is required (a JSON object; {} for kinds without a body)", where)
+		}
+		if err := api.CheckKind(q.Kind, jobs.Kinds()); err != nil {
+			return nil, usagef("%skind: %v", where, err)
+		}
+	}
+	return reqs, nil
+}
+
+// errWaitTimeout is returned when actions are not done in time.
+var errWaitTimeout = errors.New("timed out waiting")
+
+// waitActions waits until every action is sent or finished.
+func waitActions(ctx context.Context, db *cliDB, ids []int64, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		pending := 0
+		for _, id := range ids {
+			a, err := db.store.ActionGet(ctx, db.pool, id)
+			if err != nil {
+				return err
+			}
+			if !a.State.Final() && a.State != store.ActionSent {
+				pending++
+			}
+		}
+		if pending == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: %d of %d actions are not sent or finished after %s (is botq serve running?)", errWaitTimeout, pending, len(ids), timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,403 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/botq/botq/botapi"
+	"github.com/botq/botq/cmd/botq/api"
+	"github.com/botq/botq/jobs"
+	"github.com/botq/botq/store"
+)
+
+// Registration changes and mode switches are actions (queued, retried and
+// audited like any other); reads call Bot v3 directly.
+
+func newRegistrationCmd(env *cliEnv) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "registration",
+		Short: "Register bots on network pages (create, update, delete are queued actions; get, list read Khoros)",
+	}
+	cmd.AddCommand(
+		newRegistrationWriteCmd(env, "create", jobs.KindRegistrationCreate, "Register the bot on a page (POST /bots/v3/registrations)"),
+		newRegistrationWriteCmd(env, "update", jobs.KindRegistrationUpdate, "Create or replace a registration (PUT /bots/v3/registrations)"),
+		newRegistrationDeleteCmd(env),
+		newRegistrationGetCmd(env),
+		newRegistrationListCmd(env),
+	)
+	return cmd
+}
+
+// actionWriteFlags are the flags of commands that enqueue one action.
+type actionWriteFlags struct {
+	out   outputOpts
+	actor string
+	key   string
+	wait  time.Duration
+}
+
+func (f *actionWriteFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.key, "idempotency-key", "", "enqueue at most once per app with this key (default: a random one)")
+	cmd.Flags().DurationVar(&f.wait, "wait", 0, "wait up to this long for Khoros to accept it")
+	addActorFlag(cmd, &f.actor)
+	addOutputFlag(cmd, &f.out)
+}
+
+// enqueueOne enqueues an action and prints its id (and, with --wait, its
+// outcome).
+func enqueueOne(cmd *cobra.Command, env *cliEnv, f *actionWriteFlags, appID, kind string, payload []byte) error {
+	db, err := env.openDB(cmd.Context())
+	if err != nil {
+		return err
+	}
+	defer db.close()
+	res, err := db.store.ActionInsert(cmd.Context(), db.pool, store.ActionInsertParams{
+		AppID: appID, Kind: kind, Payload: payload, IdempotencyKey: f.key, CreatedBy: actorOr(env, f.actor),
+	})
+	if err != nil {
+		return explain(err)
+	}
+	a := res.Action
+	if f.wait > 0 {
+		if err := waitActions(cmd.Context(), db, []int64{a.ID}, f.wait); err != nil {
+			return err
+		}
+		if a, err = db.store.ActionGet(cmd.Context(), db.pool, a.ID); err != nil {
+			return err
+		}
+	}
+	if f.out.json() {
+		return writeJSONOut(env.stdout, api.EnqueueResponse{Action: api.NewAction(a), Existed: res.Existed})
+	}
+	switch {
+	case res.Existed:
+		fmt.Fprintf(env.stdout, "action %d (enqueued before with this idempotency key) is %s\n", a.ID, a.State)
+	case f.wait > 0:
+		fmt.Fprintf(env.stdout, "action %d is %s", a.ID, a.State)
+		if a.LastError != "" {
+			fmt.Fprintf(env.stdout, ": %s", a.LastError)
+		}
+		fmt.Fprintln(env.stdout)
+	default:
+		fmt.Fprintf(env.stdout, "enqueued action %d (botq actions show %d)\n", a.ID, a.ID)
+	}
+	if a.State == store.ActionFailed {
+		return fmt.Errorf("action %d failed", a.ID)
+	}
+	return nil
+}
+
+func newRegistrationWriteCmd(env *cliEnv, verb, kind, short string) *cobra.Command {
+	var f actionWriteFlags
+	var file string
+	cmd := &cobra.Command{
+		Use:   verb + " <app-id>",
+		Short: short,
+		Long: short + `, as a queued action. The registration JSON (Bot v3's full payload:
+companyKey, platform, networkKey, externalId, name, callbackUrl, mode, credentials...) comes
+from --file or stdin; its appId is the app's.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.out.check(); err != nil {
+				return err
+			}
+			var r io.Reader = env.stdin
+			if file != "" && file != "-" {
+				fh, err := os.Open(file)
+				if err != nil {
+					return fmt.Errorf("--file: %w", err)
+				}
+				defer fh.Close()
+				r = fh
+			}
+			payload, err := io.ReadAll(io.LimitReader(r, 256<<10))
+			if err != nil {
+				return fmt.Errorf("read registration: %w", err)
+			}
+			if !json.Valid(payload) {
+				return usagef("the registration is not valid JSON (from --file or stdin)")
+			}
+			return enqueueOne(cmd, env, &f, args[0], kind, payload)
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "read the registration JSON from this file (default: stdin)")
+	f.add(cmd)
+	return cmd
+}
+
+// pageFlags name a network page.
+type pageFlags struct {
+	network, externalID string
+}
+
+func (p *pageFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&p.network, "network", "", "the page's network key (facebook, twitter, ...)")
+	cmd.Flags().StringVar(&p.externalID, "external-id", "", "the page's external id")
+}
+
+// check requires both flags (or, unless required, allows neither).
+func (p *pageFlags) check(required bool) error {
+	switch {
+	case required && p.network == "":
+		return usagef("--network is required")
+	case required && p.externalID == "":
+		return usagef("--external-id is required")
+	case (p.network == "") != (p.externalID == ""):
+		return usagef("give both --network and --external-id, or neither")
+	}
+	return nil
+}
+
+func (p *pageFlags) payload(extra map[string]string) []byte {
+	m := map[string]string{"networkKey": p.network, "externalId": p.externalID}
+	for k, v := range extra {
+		m[k] = v
+	}
+	b, _ := json.Marshal(m)
+	return b
+}
+
+func newRegistrationDeleteCmd(env *cliEnv) *cobra.Command {
+	var f actionWriteFlags
+	var page pageFlags
+	cmd := &cobra.Command{
+		Use:   "delete <app-id> --network <key> --external-id <id>",
+		Short: "Delete a registration (queued action); its conversations go to agents",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.out.check(); err != nil {
+				return err
+			}
+			if err := page.check(true); err != nil {
+				return err
+			}
+			return enqueueOne(cmd, env, &f, args[0], jobs.KindRegistrationDelete, page.payload(nil))
+		},
+	}
+	page.add(cmd)
+	f.add(cmd)
+	return cmd
+}
+
+func newModeCmd(env *cliEnv) *cobra.Command {
+	var f actionWriteFlags
+	var page pageFlags
+	cmd := &cobra.Command{
+		Use:       "mode <app-id> LIVE|MAINTENANCE|MONITORING --network <key> --external-id <id>",
+		Short:     "Switch a registration's mode (queued action)",
+		Args:      cobra.ExactArgs(2),
+		ValidArgs: []string{"LIVE", "MAINTENANCE", "MONITORING"},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.out.check(); err != nil {
+				return err
+			}
+			if err := page.check(true); err != nil {
+				return err
+			}
+			mode := strings.ToUpper(args[1])
+			if mode != "LIVE" && mode != "MAINTENANCE" && mode != "MONITORING" {
+				return usagef("mode must be LIVE, MAINTENANCE or MONITORING, not %q", args[1])
+			}
+			return enqueueOne(cmd, env, &f, args[0], jobs.KindMode, page.payload(map[string]string{"mode": mode}))
+		},
+	}
+	page.add(cmd)
+	f.add(cmd)
+	return cmd
+}
+
+// botClient returns the Bot v3 client of an app.
+func botClient(cmd *cobra.Command, env *cliEnv, db *cliDB, appID string) (*botapi.Client, error) {
+	app, err := db.store.AppGet(cmd.Context(), db.pool, appID)
+	if err != nil {
+		return nil, err
+	}
+	return db.registry(env).Client(app)
+}
+
+func redactRegistration(r *botapi.Registration) {
+	if r != nil && r.Credentials != nil && r.Credentials.Secret != "" {
+		r.Credentials.Secret = "[redacted]"
+	}
+}
+
+func printRegistrations(env *cliEnv, out outputOpts, regs []botapi.Registration) error {
+	for i := range regs {
+		redactRegistration(&regs[i])
+	}
+	if out.json() {
+		return writeJSONOut(env.stdout, regs)
+	}
+	tw := newTable(env.stdout, "NETWORK", "EXTERNAL ID", "APP", "NAME", "MODE", "PLATFORM", "CALLBACK")
+	for _, r := range regs {
+		row(tw, r.NetworkKey, r.ExternalID, r.AppID, r.Name, r.Mode, r.Platform, r.CallbackURL)
+	}
+	return tw.Flush()
+}
+
+func newRegistrationGetCmd(env *cliEnv) *cobra.Command {
+	var out outputOpts
+	var page pageFlags
+	cmd := &cobra.Command{
+		Use:   "get <app-id> --network <key> --external-id <id>",
+		Short: "Show the app's registration on a page (GET from Khoros)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
+			if err := page.check(true); err != nil {
+				return err
+			}
+			db, err := env.openDB(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer db.close()
+			c, err := botClient(cmd, env, db, args[0])
+			if err != nil {
+				return err
+			}
+			reg, _, err := c.GetRegistration(cmd.Context(), page.network, page.externalID, args[0])
+			if err != nil {
+				return fmt.Errorf("get registration: %w", err)
+			}
+			return printRegistrations(env, out, []botapi.Registration{*reg})
+		},
+	}
+	page.add(cmd)
+	addOutputFlag(cmd, &out)
+	return cmd
+}
+
+func newRegistrationListCmd(env *cliEnv) *cobra.Command {
+	var out outputOpts
+	var page pageFlags
+	cmd := &cobra.Command{
+		Use:   "list <app-id> [--network <key> --external-id <id>]",
+		Short: "List the registrations the app's token sees, or those of one page (GET from Khoros)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
+			if err := page.check(false); err != nil {
+				return err
+			}
+			db, err := env.openDB(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer db.close()
+			c, err := botClient(cmd, env, db, args[0])
+			if err != nil {
+				return err
+			}
+			var regs []botapi.Registration
+			if page.network != "" {
+				regs, _, err = c.ListPageRegistrations(cmd.Context(), page.network, page.externalID)
+			} else {
+				regs, _, err = c.ListRegistrations(cmd.Context())
+			}
+			if err != nil {
+				return fmt.Errorf("list registrations: %w", err)
+			}
+			return printRegistrations(env, out, regs)
+		},
+	}
+	page.add(cmd)
+	addOutputFlag(cmd, &out)
+	return cmd
+}
+
+// AppHealthReport is one app's health, live from Khoros and as stored.
+type AppHealthReport struct {
+	AppID     string          `json:"app_id"`
+	Live      []botapi.Health `json:"live,omitempty"`
+	LiveError string          `json:"live_error,omitempty"`
+	Stored    string          `json:"stored,omitempty"`
+	CheckedAt *time.Time      `json:"checked_at,omitempty"`
+}
+
+func newHealthCmd(env *cliEnv) *cobra.Command {
+	var out outputOpts
+	var stored bool
+	cmd := &cobra.Command{
+		Use:   "health [app-id...]",
+		Short: "Show apps' webhook health: live from Khoros (GET /bots/v3/health) and as last recorded",
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
+			db, err := env.openDB(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer db.close()
+			apps, err := db.store.AppList(cmd.Context(), db.pool)
+			if err != nil {
+				return err
+			}
+			if len(args) > 0 {
+				apps = apps[:0]
+				for _, id := range args {
+					a, err := db.store.AppGet(cmd.Context(), db.pool, id)
+					if err != nil {
+						return err
+					}
+					apps = append(apps, a)
+				}
+			}
+			reg := db.registry(env)
+			var res []AppHealthReport
+			failed := 0
+			for _, a := range apps {
+				rep := AppHealthReport{AppID: a.ID, Stored: a.HealthStatus, CheckedAt: a.HealthCheckedAt}
+				if !stored {
+					c, err := reg.Client(a)
+					if err == nil {
+						rep.Live, _, err = c.GetHealth(cmd.Context(), a.ID)
+					}
+					if err != nil {
+						rep.LiveError = err.Error()
+						failed++
+					}
+				}
+				res = append(res, rep)
+			}
+			if out.json() {
+				if err := writeJSONOut(env.stdout, res); err != nil {
+					return err
+				}
+			} else {
+				tw := newTable(env.stdout, "APP", "LIVE", "FAILURES", "SUCCESSES", "STORED", "CHECKED")
+				for _, r := range res {
+					live, fails, oks := any(r.LiveError), any(nil), any(nil)
+					if len(r.Live) > 0 {
+						live, fails, oks = r.Live[0].Status, r.Live[0].FailureCount, r.Live[0].SuccessCount
+					} else if r.LiveError == "" && !stored {
+						live = "no data"
+					}
+					row(tw, r.AppID, live, fails, oks, r.Stored, r.CheckedAt)
+				}
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+			}
+			if failed > 0 {
+				return fmt.Errorf("health of %d of %d apps could not be read from Khoros", failed, len(res))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&stored, "stored", false, "show only what the reconciler recorded; call nothing")
+	addOutputFlag(cmd, &out)
+	return cmd
+}

@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/botq/botq/cmd/botq/api"
+	"github.com/botq/botq/jobs"
+	"github.com/botq/botq/store"
+)
+
+func newRequestsCmd(env *cliEnv) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "requests",
+		Short: "List, inspect and export Khoros request records (what Khoros said about each call)",
+	}
+	cmd.AddCommand(newRequestsListCmd(env), newRequestsShowCmd(env), newRequestsExportCmd(env))
+	return cmd
+}
+
+// requestFilterFlags select request records.
+type requestFilterFlags struct {
+	app, kind, origin string
+	states            []string
+	action            int64
+	times             timeRangeFlags
+}
+
+func (f *requestFilterFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.app, "app", "", "only this app")
+	cmd.Flags().StringVar(&f.kind, "kind", "", "only requests of actions of this kind")
+	cmd.Flags().StringSliceVar(&f.states, "state", nil, "only these states (PENDING, SUCCESS, ERROR, EXPIRED)")
+	cmd.Flags().StringVar(&f.origin, "origin", "", "only BOT or KHOROS records")
+	cmd.Flags().Int64Var(&f.action, "action", 0, "only the records of this action")
+	f.times.add(cmd, "records first seen")
+}
+
+func (f *requestFilterFlags) filter(cmd *cobra.Command, now time.Time) (store.RequestFilter, error) {
+	out := store.RequestFilter{AppID: f.app, Kind: f.kind, Origin: strings.ToUpper(f.origin)}
+	if err := api.CheckKind(f.kind, jobs.Kinds()); err != nil {
+		return out, usagef("--kind: %v", err)
+	}
+	if out.Origin != "" && out.Origin != "BOT" && out.Origin != "KHOROS" {
+		return out, usagef("--origin must be BOT or KHOROS, not %q", f.origin)
+	}
+	states, err := api.ParseRequestStates(f.states)
+	if err != nil {
+		return out, usagef("--state: %v", err)
+	}
+	out.States = states
+	if cmd.Flags().Changed("action") {
+		out.ActionID = &f.action
+	}
+	out.From, out.To, err = f.times.parse(now)
+	return out, err
+}
+
+func newRequestsListCmd(env *cliEnv) *cobra.Command {
+	var (
+		out    outputOpts
+		filter requestFilterFlags
+		limit  int
+	)
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List request records, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
+			f, err := filter.filter(cmd, time.Now())
+			if err != nil {
+				return err
+			}
+			if limit < 1 || limit > api.MaxLimit {
+				return usagef("--limit must be from 1 to %d, not %d", api.MaxLimit, limit)
+			}
+			db, err := env.openDB(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer db.close()
+			items, more, err := db.store.RequestList(cmd.Context(), db.pool, store.RequestListParams{Filter: f, Limit: limit})
+			if err != nil {
+				return err
+			}
+			res := api.RequestList{Requests: make([]api.Request, len(items))}
+			for i, it := range items {
+				res.Requests[i] = api.NewRequest(&it.Request, it.Kind)
+			}
+			if out.json() {
+				return writeJSONOut(env.stdout, res)
+			}
+			tw := newTable(env.stdout, "REQUEST ID", "APP", "ACTION", "KIND", "ORIGIN", "STATE", "FIRST SEEN", "FINALIZED", "DETAILS")
+			for _, r := range res.Requests {
+				row(tw, r.RequestID, r.AppID, r.ActionID, r.Kind, r.Origin, r.State, r.FirstSeenAt, r.FinalizedAt, string(r.Details))
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if more {
+				fmt.Fprintf(env.stderr, "more: narrow the filter, or use botq requests export\n")
+			}
+			return nil
+		},
+	}
+	filter.add(cmd)
+	cmd.Flags().IntVar(&limit, "limit", 50, "at most this many records")
+	addOutputFlag(cmd, &out)
+	return cmd
+}
+
+func newRequestsShowCmd(env *cliEnv) *cobra.Command {
+	var out outputOpts
+	cmd := &cobra.Command{
+		Use:   "show <request-id>",
+		Short: "Show one request record",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
+			db, err := env.openDB(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer db.close()
+			it, err := db.store.RequestView(cmd.Context(), db.pool, args[0])
+			if err != nil {
+				return err
+			}
+			r := api.NewRequest(&it.Request, it.Kind)
+			if out.json() {
+				return writeJSONOut(env.stdout, r)
+			}
+			tw := newTable(env.stdout, "FIELD", "VALUE")
+			for _, kv := range [][2]any{
+				{"request id", r.RequestID}, {"app", r.AppID}, {"action", r.ActionID}, {"kind", r.Kind}, {"origin", r.Origin},
+				{"state", r.State}, {"http status", r.HTTPStatus}, {"khoros created", r.KhorosCreatedAt},
+				{"khoros completed", r.KhorosCompletedAt}, {"first seen", r.FirstSeenAt}, {"last checked", r.LastCheckedAt},
+				{"checks", r.CheckCount}, {"finalized", r.FinalizedAt},
+			} {
+				row(tw, kv[0], kv[1])
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			fmt.Fprintf(env.stdout, "\ndetails: %s\n", r.Details)
+			if len(r.Payload) > 0 {
+				fmt.Fprintf(env.stdout, "payload: %s\n", r.Payload)
+			}
+			return nil
+		},
+	}
+	addOutputFlag(cmd, &out)
+	return cmd
+}
+
+func newRequestsExportCmd(env *cliEnv) *cobra.Command {
+	var (
+		filter  requestFilterFlags
+		format  string
+		outPath string
+		bar     bool
+	)
+	cmd := &cobra.Command{
+		Use:   "export",
+		Short: "Export request records as CSV or JSON, streamed with flat memory",
+		Long: `Writes every request record matching the filters, oldest first, to stdout or --out.
+Rows stream from Postgres as they are written, so memory stays flat for any number of records.
+A progress bar shows on a terminal (or with --progress).`,
+		Example: `  botq requests export --app my-app --since 30d --format csv --out requests.csv`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if format != "csv" && format != "json" {
+				return usagef("--format must be csv or json, not %q", format)
+			}
+			f, err := filter.filter(cmd, time.Now())
+			if err != nil {
+				return err
+			}
+			db, err := env.openDB(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer db.close()
+			var w io.Writer = env.stdout
+			var file *os.File
+			if outPath != "" && outPath != "-" {
+				if file, err = os.Create(outPath); err != nil {
+					return fmt.Errorf("--out: %w", err)
+				}
+				defer file.Close()
+				w = file
+			}
+			n, err := exportRequests(cmd.Context(), env, db, f, format, w, bar)
+			if err != nil {
+				return err
+			}
+			if file != nil {
+				if err := file.Close(); err != nil {
+					return fmt.Errorf("--out: %w", err)
+				}
+				fmt.Fprintf(env.stderr, "exported %d request records to %s\n", n, outPath)
+			}
+			return nil
+		},
+	}
+	filter.add(cmd)
+	cmd.Flags().StringVar(&format, "format", "csv", "csv or json (one JSON array)")
+	cmd.Flags().StringVar(&outPath, "out", "", "write to this file instead of stdout")
+	cmd.Flags().BoolVar(&bar, "progress", false, "show a progress bar even when stderr is not a terminal")
+	return cmd
+}
+
+// exportRequests streams the records to w and returns how many it wrote.
+func exportRequests(ctx context.Context, env *cliEnv, db *cliDB, f store.RequestFilter, format string, w io.Writer, forceBar bool) (int64, error) {
+	rw, err := api.NewRequestWriter(w, format)
+	if err != nil {
+		return 0, err
+	}
+	var p *progress
+	if forceBar || isTerminal(env.stderr) {
+		total, err := db.store.RequestCount(ctx, db.pool, f)
+		if err != nil {
+			return 0, err
+		}
+		p = newProgress(env, forceBar, total, "exporting")
+	} else {
+		p = &progress{}
+	}
+	n, err := db.store.RequestExport(ctx, db.pool, f, func(it *store.RequestItem) error {
+		if err := rw.Write(it); err != nil {
+			return fmt.Errorf("write export: %w", err)
+		}
+		if rw.Count()%1000 == 0 {
+			p.set(rw.Count())
+		}
+		return nil
+	})
+	if err != nil {
+		return n, err
+	}
+	p.set(n)
+	p.done()
+	if err := rw.Close(); err != nil {
+		return n, fmt.Errorf("write export: %w", err)
+	}
+	return n, nil
+}
