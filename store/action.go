@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -105,12 +107,24 @@ func NewIdempotencyKey() string {
 	return hex.EncodeToString(b[:])
 }
 
+// check refuses what Postgres would refuse with a less helpful message:
+// invalid JSON, invalid UTF-8, and NUL characters, which text cannot hold.
 func (p *ActionInsertParams) check() error {
 	if p.Payload == nil {
 		p.Payload = json.RawMessage(`{}`)
 	}
+	if !utf8.Valid(p.Payload) {
+		return &ValidationError{Field: "payload", Message: "botq: payload is not valid UTF-8", Code: "22021"}
+	}
 	if !json.Valid(p.Payload) {
 		return &ValidationError{Field: "payload", Message: "botq: payload is not valid JSON", Code: "22P02"}
+	}
+	for _, f := range []struct{ name, v string }{
+		{"app_id", p.AppID}, {"kind", p.Kind}, {"idempotency_key", p.IdempotencyKey}, {"lane", p.Lane}, {"created_by", p.CreatedBy},
+	} {
+		if !utf8.ValidString(f.v) || strings.ContainsRune(f.v, 0) {
+			return &ValidationError{Field: f.name, Message: "botq: " + f.name + " must be valid UTF-8 without NUL characters", Code: "22021"}
+		}
 	}
 	if p.IdempotencyKey == "" {
 		p.IdempotencyKey = NewIdempotencyKey()
