@@ -136,6 +136,7 @@ func throwawayCluster(ctx context.Context, dir string, log io.Writer) (*devDatab
 	// background context, because it must work after Ctrl-C cancelled ctx.
 	var run func(ctx context.Context, name string, args ...string) *exec.Cmd
 	asUser := ""
+	temporary := false // the cluster lives in a temporary directory, removed at stop
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
 		if err != nil {
@@ -148,6 +149,7 @@ func throwawayCluster(ctx context.Context, dir string, log io.Writer) (*devDatab
 			if abs, err = os.MkdirTemp("", "botq-dev-pg-"); err != nil {
 				return nil, err
 			}
+			temporary = true
 			fmt.Fprintf(log, "botq dev: user postgres cannot reach %s; the cluster goes to %s\n", dir, abs)
 		} else if err := os.MkdirAll(abs, 0o700); err != nil {
 			return nil, err
@@ -192,6 +194,9 @@ func throwawayCluster(ctx context.Context, dir string, log io.Writer) (*devDatab
 	}
 	stop := func() {
 		_ = run(context.Background(), pgctl, "-D", data, "-m", "fast", "-w", "stop").Run()
+		if temporary {
+			_ = os.RemoveAll(abs)
+		}
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	u, err := localDatabase(ctx, addr)
