@@ -97,6 +97,16 @@ func newRootCmd(env *cliEnv) *cobra.Command {
 		newServeCmd(env),
 		newSimCmd(env),
 		newDevCmd(env),
+		newEnqueueCmd(env),
+		newActionsCmd(env),
+		newRequestsCmd(env),
+		newReplayCmd(env),
+		newEventsCmd(env),
+		newAppCmd(env),
+		newTokenCmd(env),
+		newRegistrationCmd(env),
+		newModeCmd(env),
+		newHealthCmd(env),
 	)
 	for _, c := range root.Commands() {
 		wrapArgs(c)
