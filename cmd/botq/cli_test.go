@@ -200,10 +200,23 @@ func TestCLIActionsReplayAndCancel(t *testing.T) {
 	require.Contains(t, r.stderr, "--allow-succeeded")
 	b.ok(t, "", "replay", fmt.Sprint(second), "--reason", "resend", "--allow-succeeded")
 
+	// Bulk, by filter, with the progress bar forced onto stderr.
+	for _, key := range []string{"k3", "k4", "k5"} {
+		res, err := b.s.ActionInsert(b.ctx, b.pool, actionParams("cli-app", key))
+		require.NoError(t, err)
+		_, err = b.s.ActionSetState(b.ctx, b.pool, store.ActionSetStateParams{ID: res.Action.ID, To: store.ActionFailed})
+		require.NoError(t, err)
+	}
+	r = b.botq(t, "", "replay", "--app", "cli-app", "--state", "failed", "--reason", "bulk", "--batch-size", "2", "--progress")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, "replayed 3 of 4 matching actions")
+	require.Contains(t, r.stdout, "skipped 1: replayed --allow-replayed")
+	require.Contains(t, r.stderr, "replaying")
+
 	out = b.ok(t, "", "events", "--kind", "replay", "--app", "cli-app", "-o", "json")
 	var evs api.EventList
 	require.NoError(t, json.Unmarshal([]byte(out), &evs))
-	require.Len(t, evs.Events, 2)
+	require.Len(t, evs.Events, 5)
 	require.Equal(t, "cli:tester", evs.Events[0].Actor)
 
 	// The replays are queued: cancel one.
