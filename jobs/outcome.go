@@ -38,9 +38,11 @@ const maxRetryAfter = time.Hour
 
 // classify maps one call's result to a verdict, following Bot v3's rules:
 //
-//   - 2xx: ok. The request is PENDING (sent) unless the answer already says
-//     SUCCESS or ERROR (a synchronous respond); no request id means nothing
-//     to reconcile (succeeded).
+//   - 2xx: ok. A 202 leaves the request PENDING at Khoros (the action is
+//     sent, the reconciler settles it), unless the answer already says
+//     SUCCESS or ERROR (a synchronous respond). Any other 2xx (200, 204)
+//     answers a finished change: succeeded. No request id means nothing to
+//     reconcile (succeeded).
 //   - 429, or any answer with Retry-After: snooze for that long without using
 //     an attempt, and throttle the whole app until then.
 //   - 401: the token was refused; the worker refreshes it once, then pauses
@@ -63,6 +65,12 @@ func classify(kind string, ok okBody, res *botapi.Response, err error) verdict {
 		}
 		if res == nil || res.RequestID == "" {
 			return verdict{outcome: store.OutcomeOK, state: store.ActionSucceeded}
+		}
+		if res.StatusCode != http.StatusAccepted {
+			// 200 and 204 answer a finished change (control's new record, a
+			// new token, a deleted registration); only 202 leaves work
+			// pending at Khoros.
+			return verdict{outcome: store.OutcomeOK, state: store.ActionSucceeded, requestState: store.RequestSuccess}
 		}
 		return verdict{outcome: store.OutcomeOK, state: store.ActionSent, requestState: store.RequestPending}
 	}

@@ -172,12 +172,19 @@ kinds:
 	return c
 }
 
-// addApp creates an app on the simulator and in botq with a stored token.
+// addApp creates an app of company acme on the simulator and in botq, with
+// a stored token.
 func (c *cluster) addApp(id string, mod func(*store.AppUpsertParams)) {
 	c.t.Helper()
-	tok, err := c.sim.MintToken(id, sim.MintOptions{CompanyKey: "acme"})
+	c.addAppCompany(id, "acme", mod)
+}
+
+// addAppCompany is addApp for another company.
+func (c *cluster) addAppCompany(id, company string, mod func(*store.AppUpsertParams)) {
+	c.t.Helper()
+	tok, err := c.sim.MintToken(id, sim.MintOptions{CompanyKey: company})
 	require.NoError(c.t, err)
-	p := store.AppUpsertParams{ID: id, Region: "CUSTOM", BaseURL: c.simURL, CompanyKey: "acme"}
+	p := store.AppUpsertParams{ID: id, Region: "CUSTOM", BaseURL: c.simURL, CompanyKey: company}
 	if mod != nil {
 		mod(&p)
 	}
