@@ -249,6 +249,7 @@ func TestChaosTokenRevoked(t *testing.T) {
 	events, err := c.store.EventList(c.ctx, c.pool, store.EventListParams{AppID: "victim", Kind: "token_unauthorized"})
 	require.NoError(t, err)
 	require.Len(t, events, 1, "one event says why")
+	require.Contains(t, c.metrics(c.procs[0]), `botq_app_paused{app="victim"} 1`, "and a metric")
 	time.Sleep(time.Second)
 	require.Zero(t, c.states(vIDs)["succeeded"])
 

@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	osexec "os/exec"
@@ -454,4 +456,20 @@ func runCLI(t *testing.T, c *cluster, stdin string, args ...string) cliResult {
 		t.Fatalf("run botq %v: %v", args, err)
 	}
 	return res
+}
+
+// metrics scrapes a process's /metrics with the operator key.
+func (c *cluster) metrics(p *proc) string {
+	c.t.Helper()
+	key := strings.SplitN(strings.Split(c.apiKeys, "\n")[0], ":", 3)[2]
+	req, err := http.NewRequest(http.MethodGet, "http://"+p.addr+"/metrics", nil)
+	require.NoError(c.t, err)
+	req.Header.Set("Authorization", "Bearer "+key)
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(c.t, err)
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	require.NoError(c.t, err)
+	require.Equal(c.t, http.StatusOK, res.StatusCode, string(body))
+	return string(body)
 }
