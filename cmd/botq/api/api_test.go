@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -50,10 +51,28 @@ type testBundle struct {
 	appID string
 }
 
+var (
+	poolOnce sync.Once
+	pool     *pgxpool.Pool
+	poolErr  error
+)
+
+// testPool is a small pool on the package's schema: the tests run in
+// parallel with every other package's, under one max_connections.
+func testPool(t *testing.T) (string, *pgxpool.Pool) {
+	t.Helper()
+	schema, _ := storetest.Schema(t)
+	poolOnce.Do(func() {
+		pool, poolErr = store.NewPool(context.Background(), storetest.DatabaseURL(t), schema, store.PoolOptions{MaxConns: 4, AppName: "botq-api-test"})
+	})
+	require.NoError(t, poolErr)
+	return schema, pool
+}
+
 func setup(t *testing.T) *testBundle {
 	t.Helper()
 	ctx := context.Background()
-	schema, pool := storetest.Schema(t)
+	schema, pool := testPool(t)
 	s, err := store.New(schema)
 	require.NoError(t, err)
 	srv, err := api.New(api.Config{
