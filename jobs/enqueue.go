@@ -59,8 +59,9 @@ var defaultEnqueuer, _ = NewEnqueuer("")
 
 // Enqueue enqueues one action in the default schema (botq) through db: a
 // pool, or the caller's pgx transaction, in which case the action and its
-// River job commit or roll back with the caller's other writes. Bad input is
-// a *ValidationError naming the field.
+// River job commit or roll back with the caller's other writes. It needs no
+// more than the botq_enqueuer role. Bad input is a *ValidationError naming
+// the field.
 func Enqueue(ctx context.Context, db store.DBTX, a Action) (actionID int64, existed bool, err error) {
 	return defaultEnqueuer.Enqueue(ctx, db, a)
 }
@@ -96,13 +97,13 @@ func (e *Enqueuer) EnqueueMany(ctx context.Context, db store.DBTX, actions []Act
 			Lane: a.Lane, CreatedBy: a.CreatedBy,
 		}
 	}
-	res, err := e.store.ActionInsertMany(ctx, db, params)
+	res, err := e.store.ActionEnqueue(ctx, db, params)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]Enqueued, len(res))
 	for i, r := range res {
-		out[i] = Enqueued{ActionID: r.Action.ID, Existed: r.Existed}
+		out[i] = Enqueued{ActionID: r.ID, Existed: r.Existed}
 	}
 	return out, nil
 }

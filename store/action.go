@@ -303,3 +303,59 @@ func (s *Store) ActionSetState(ctx context.Context, db DBTX, p ActionSetStatePar
 	}
 	return nil, fmt.Errorf("set action %d state %s: %w", p.ID, p.To, err)
 }
+
+// Enqueued is one action of ActionEnqueue: its id, and whether its
+// idempotency key was known already (then nothing was inserted).
+type Enqueued struct {
+	ID      int64
+	Existed bool
+}
+
+// ActionEnqueue enqueues actions through botq.enqueue_many, which a role
+// allowed only to insert actions (botq_enqueuer) may run: it needs no right
+// to read other bots' actions. Results are in the order of ps; the database
+// role becomes created_by unless the caller may update actions (the
+// service role) and names one. ReplayOf is not accepted here.
+func (s *Store) ActionEnqueue(ctx context.Context, db DBTX, ps []ActionInsertParams) ([]Enqueued, error) {
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	apps := make([]string, len(ps))
+	kinds := make([]string, len(ps))
+	payloads := make([]string, len(ps))
+	keys := make([]string, len(ps))
+	lanes := make([]string, len(ps))
+	creators := make([]string, len(ps))
+	for i := range ps {
+		if err := ps[i].check(); err != nil {
+			if len(ps) > 1 {
+				return nil, fmt.Errorf("action %d: %w", i, err)
+			}
+			return nil, err
+		}
+		if ps[i].ReplayOf != nil {
+			return nil, fmt.Errorf("action %d: a replay is made with ActionReplay", i)
+		}
+		apps[i], kinds[i], payloads[i], keys[i] = ps[i].AppID, ps[i].Kind, string(ps[i].Payload), ps[i].IdempotencyKey
+		lanes[i], creators[i] = ps[i].Lane, ps[i].CreatedBy
+	}
+	rows, err := db.Query(ctx, s.q(`SELECT action_id, existed FROM botq.enqueue_many($1, $2, $3::text[]::jsonb[], $4, $5, $6)`),
+		apps, kinds, payloads, keys, lanes, creators)
+	if err != nil {
+		return nil, mapError(err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Enqueued, error) {
+		var e Enqueued
+		err := r.Scan(&e.ID, &e.Existed)
+		return e, err
+	})
+	if err != nil {
+		return nil, mapError(err)
+	}
+	if len(out) != len(ps) {
+		// A conflicting row belongs to a transaction this one cannot see
+		// (REPEATABLE READ or SERIALIZABLE started before it committed).
+		return nil, fmt.Errorf("%w: an idempotency key is taken by an action this transaction cannot see", ErrConflict)
+	}
+	return out, nil
+}

@@ -235,8 +235,27 @@ func testRolesEnqueuer(t *testing.T, e *roleEnv) {
 	}
 	requireCannotWrite(t, e, bot)
 
+	// The Go API and the enqueue functions need no more: ids and "existed"
+	// come back, created_by is the bot, and nobody can pose as another.
+	res, err := e.s.ActionEnqueue(e.ctx, bot, []store.ActionInsertParams{
+		{AppID: e.appID, Kind: "note", Payload: []byte(`{"coordinate":{"companyKey":"acme","networkKey":"f","externalId":"p"},"author":{"id":"a"},"note":"n"}`), IdempotencyKey: "go-1"},
+		{AppID: e.appID, Kind: "respond", Payload: storetest.RespondPayload("author-bot-1", "hi"), IdempotencyKey: "bot-1", CreatedBy: "someone-else"},
+	})
+	require.NoError(t, err, "an enqueuer enqueues through the Go API")
+	require.False(t, res[0].Existed)
+	require.True(t, res[1].Existed, "a known key gives back the existing action")
+	require.Equal(t, mine, res[1].ID)
+	require.NoError(t, e.owner.QueryRow(e.ctx, fmt.Sprintf(`SELECT created_by FROM %s.action WHERE id = $1`, e.schema), res[0].ID).Scan(&createdBy))
+	require.Equal(t, botName, createdBy)
+	var sqlID int64
+	var existed bool
+	require.NoError(t, bot.QueryRow(e.ctx, `SELECT action_id, existed FROM enqueue($1, 'note', '{"coordinate":{"companyKey":"acme","networkKey":"f","externalId":"p"},"author":{"id":"b"},"note":"n"}', 'sql-1')`, e.appID).Scan(&sqlID, &existed))
+	require.False(t, existed)
+	_, err = bot.Exec(e.ctx, `SELECT * FROM enqueue($1, 'note', '{}', 'x', NULL, 'postgres')`, e.appID)
+	requireDenied(t, err, "enqueue as a role it is not")
+
 	require.NoError(t, e.owner.QueryRow(e.ctx, fmt.Sprintf(`SELECT count(*) FROM %s.action`, e.schema)).Scan(&n))
-	require.Equal(t, 3, n, "nothing was deleted")
+	require.Equal(t, 5, n, "nothing was deleted")
 }
 
 func testRolesAuditor(t *testing.T, e *roleEnv) {

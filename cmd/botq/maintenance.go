@@ -57,4 +57,9 @@ func (m *Main) extraMaintenance() []reconciler.ExtraTask {
 }
 
 // reconcilerObserver receives the reconciler's measurements (metrics).
-func (m *Main) reconcilerObserver() reconciler.Observer { return nil }
+func (m *Main) reconcilerObserver() reconciler.Observer {
+	if m.Metrics == nil {
+		return nil
+	}
+	return m.Metrics
+}
