@@ -595,7 +595,7 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM app WHERE id = NEW.app_id) THEN
         RAISE EXCEPTION 'botq: app_id % is not a known app', quote_literal(NEW.app_id) USING
             ERRCODE = '23503', COLUMN = 'app_id',
-            HINT = 'add the app to botq first (botq app create, or apps: in the config file)';
+            HINT = 'add the app to botq first (botq app set, or apps: in the config file)';
     END IF;
     IF NEW.state IS DISTINCT FROM 'queued' OR NEW.attempt_count IS DISTINCT FROM 0
        OR NEW.release_count IS DISTINCT FROM 0 OR NEW.request_id IS NOT NULL

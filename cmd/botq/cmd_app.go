@@ -2,7 +2,10 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/spf13/cobra"
 
@@ -13,9 +16,9 @@ import (
 func newAppCmd(env *cliEnv) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "app",
-		Short: "Show apps with their token, health and queue; pause and resume their calls",
+		Short: "Create and change apps, show them with their token, health and queue; pause and resume their calls",
 	}
-	cmd.AddCommand(newAppListCmd(env), newAppPauseCmd(env), newAppResumeCmd(env))
+	cmd.AddCommand(newAppListCmd(env), newAppSetCmd(env), newAppPauseCmd(env), newAppResumeCmd(env))
 	return cmd
 }
 
@@ -159,6 +162,72 @@ func newAppResumeCmd(env *cliEnv) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the resume event)")
+	addActorFlag(cmd, &actor)
+	return cmd
+}
+
+func newAppSetCmd(env *cliEnv) *cobra.Command {
+	var (
+		p     store.AppUpsertParams
+		actor string
+		rate  float64
+		conc  int
+	)
+	cmd := &cobra.Command{
+		Use:   "set <app-id>",
+		Short: "Create an app, or change its region, gateway, company key, limits and lane policy",
+		Long: `Creates the app or replaces its settings (unset flags take their defaults), and records an
+app_upsert event. Apps listed under apps: in the config file are set like this by every
+botq serve at start, so change those in the file instead. Set the app's token with botq token set.`,
+		Example: `  botq app set my-bot --region US --company-key mycompany --rate-limit 10 --concurrency 20
+  botq app set test-bot --region CUSTOM --base-url http://127.0.0.1:8089 --company-key acme`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p.ID = args[0]
+			cfg := AppConfig{ID: p.ID, Region: p.Region, BaseURL: p.BaseURL, CompanyKey: p.CompanyKey, RateLimit: rate,
+				RateBurst: p.RateBurst, Concurrency: conc, LaneOnFailure: p.LaneOnFailure}
+			check := Config{Apps: []AppConfig{cfg}}
+			for _, problem := range check.validateApps() {
+				return usagef("%s", strings.Replace(strings.Replace(problem, "apps[0].", "--", 1), "_", "-", 1))
+			}
+			p.Region = appRegion(cfg)
+			if rate > 0 {
+				p.RateLimit = &rate
+			}
+			if conc > 0 {
+				p.ConcurrencyLimit = &conc
+			}
+			db, err := env.openDB(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer db.close()
+			ctx := cmd.Context()
+			var a *store.App
+			err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+				if a, err = db.store.AppUpsert(ctx, tx, p); err != nil {
+					return err
+				}
+				_, err = db.store.EventInsert(ctx, tx, store.EventInsertParams{AppID: a.ID, Kind: "app_upsert", Actor: actorOr(env, actor),
+					After: map[string]any{"region": a.Region, "base_url": a.BaseURL, "company_key": a.CompanyKey, "rate_limit": a.RateLimit,
+						"rate_burst": a.RateBurst, "concurrency_limit": a.ConcurrencyLimit, "lane_on_failure": a.LaneOnFailure}})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(env.stdout, "app %s set (region %s)\n", a.ID, a.Region)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&p.Region, "region", "US", "US, EMEA, APAC, or CUSTOM with --base-url")
+	f.StringVar(&p.BaseURL, "base-url", "", "gateway for region CUSTOM: https, or http to a loopback address (the simulator)")
+	f.StringVar(&p.CompanyKey, "company-key", "", "the app's Care company key")
+	f.Float64Var(&rate, "rate-limit", 0, "calls per second for the whole fleet (0: none)")
+	f.IntVar(&p.RateBurst, "rate-burst", 1, "calls allowed at once above the rate")
+	f.IntVar(&conc, "concurrency", 0, "calls in flight for the whole fleet (0: none)")
+	f.StringVar(&p.LaneOnFailure, "lane-on-failure", "continue", "continue, or block: a failed action holds its lane's later ones")
 	addActorFlag(cmd, &actor)
 	return cmd
 }

@@ -545,6 +545,15 @@ func (c *Config) Validate() []string {
 		}
 	}
 
+	p = append(p, c.validateApps()...)
+	return p
+}
+
+// validateApps checks the apps section; `botq app set` checks its flags
+// with it too.
+func (c *Config) validateApps() []string {
+	var p []string
+	bad := func(key, format string, args ...any) { p = append(p, key+": "+fmt.Sprintf(format, args...)) }
 	seen := map[string]bool{}
 	for i, a := range c.Apps {
 		key := fmt.Sprintf("apps[%d]", i)
