@@ -24,6 +24,11 @@ func newQuery(r *http.Request, known ...string) (*query, error) {
 	v := r.URL.Query()
 	for name := range v {
 		if !slices.Contains(known, name) {
+			// The name is echoed back: keep it printable and bounded.
+			if len(name) > 64 {
+				name = name[:64] + "…"
+			}
+			name = strings.ToValidUTF8(name, "\uFFFD")
 			return nil, badFilter(name, "is not a filter of %s (known: %s)", r.URL.Path, strings.Join(known, ", "))
 		}
 	}
