@@ -7,19 +7,20 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/botq/botq/cmd/botq/api"
 	"github.com/botq/botq/store"
 )
 
-// Role is what an API key may do.
-type Role string
+// Role is what an API key may do: the API's roles, from least to most
+// powerful: an enqueuer enqueues and reads its actions' status; an auditor
+// reads everything; an operator also replays, cancels and pauses.
+type Role = api.Role
 
-// API roles, from least to most powerful: an enqueuer enqueues and reads
-// its actions' status; an auditor reads everything; an operator also
-// replays, cancels and pauses.
+// The roles, as the API defines them.
 const (
-	RoleEnqueuer Role = "enqueuer"
-	RoleAuditor  Role = "auditor"
-	RoleOperator Role = "operator"
+	RoleEnqueuer = api.RoleEnqueuer
+	RoleAuditor  = api.RoleAuditor
+	RoleOperator = api.RoleOperator
 )
 
 // APIKey is one configured key. Only the key's SHA-256 is kept in memory.

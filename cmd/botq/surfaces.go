@@ -22,7 +22,7 @@ func apiAuthenticator(keys []APIKey) api.Authenticator {
 		if !ok {
 			return api.Principal{}, false
 		}
-		return api.Principal{Name: k.Name, Role: api.Role(k.Role)}, true
+		return api.Principal{Name: k.Name, Role: k.Role}, true
 	}
 }
 
