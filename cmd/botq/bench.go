@@ -42,6 +42,7 @@ type benchOptions struct {
 	CPUProfile         string
 	PGStats            bool
 	MaxLoad            float64
+	MaxBusy            float64
 	Keep               bool
 }
 
@@ -148,7 +149,8 @@ itself; --smoke runs every scenario for about a second.`,
 	f.DurationVar(&o.SlowLatency, "slow-latency", o.SlowLatency, "simulator latency in the slow scenario")
 	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of each scenario's measured window to <this>-<scenario>.pprof")
 	f.BoolVar(&o.PGStats, "pg-stats", false, "sample Postgres wait events (pg_stat_activity, every 100ms) and pg_stat_statements, if loaded, per scenario")
-	f.Float64Var(&o.MaxLoad, "max-load", 0, "before each scenario, wait (up to 2 minutes) until the 1-minute load average is below this (0: do not wait)")
+	f.Float64Var(&o.MaxLoad, "max-load", 0, "before the run, wait (up to 10 minutes) until the 1-minute load average is below this (0: do not wait)")
+	f.Float64Var(&o.MaxBusy, "max-busy", 0, "before each scenario, wait (up to 3 minutes) until fewer than this many cores are busy (0: do not wait)")
 	f.BoolVar(&o.Keep, "keep", false, "keep the benchmark's schemas at the end")
 	cmd.AddCommand(newBenchChildCmd(env))
 	return cmd

@@ -44,14 +44,14 @@ type benchChildSpec struct {
 	CPUProfile string       `json:"cpuprofile,omitempty"`
 }
 
-// benchChildResult is what a child reports on its stdout; the parent adds
-// the peak RSS from the child's resource usage.
+// benchChildResult is what a child reports on its stdout.
 type benchChildResult struct {
 	Completed    int     `json:"completed"`
 	Seconds      float64 `json:"seconds"`
 	StartSeconds float64 `json:"start_seconds"`
-	VmHWMMB      float64 `json:"vmhwm_mb"`
-	PeakRSSMB    float64 `json:"peak_rss_mb"`
+	// VmHWMMB is the child's peak RSS (VmHWM) when the drain ended.
+	VmHWMMB   float64 `json:"vmhwm_mb"`
+	PeakRSSMB float64 `json:"peak_rss_mb"`
 }
 
 func (r *benchChildResult) rate() float64 { return float64(r.Completed) / r.Seconds }
@@ -108,8 +108,31 @@ func runBenchChild(ctx context.Context, stdin io.Reader, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	res.VmHWMMB = vmHWM()
 	return json.NewEncoder(stdout).Encode(res)
+}
+
+// writeHeap writes a heap profile next to the CPU profile, if any, while
+// the drainer still runs.
+func writeHeap(spec benchChildSpec) {
+	if spec.CPUProfile == "" {
+		return
+	}
+	if f, err := os.Create(strings.TrimSuffix(spec.CPUProfile, ".pprof") + ".heap.pprof"); err == nil {
+		_ = pprof.Lookup("heap").WriteTo(f, 0)
+		_ = f.Close()
+	}
+}
+
+// writeGoroutines writes where every goroutine is, halfway through the
+// drain, next to the CPU profile.
+func writeGoroutines(spec benchChildSpec) {
+	if spec.CPUProfile == "" {
+		return
+	}
+	if f, err := os.Create(strings.TrimSuffix(spec.CPUProfile, ".pprof") + ".goroutines.txt"); err == nil {
+		_ = pprof.Lookup("goroutine").WriteTo(f, 1)
+		_ = f.Close()
+	}
 }
 
 // childBotq drains the backlog with botq wired as `botq serve` wires it.
@@ -141,6 +164,7 @@ func childBotq(ctx context.Context, spec benchChildSpec, stderr io.Writer) (*ben
 	}
 	res := &benchChildResult{StartSeconds: time.Since(start).Seconds()}
 	want := int64(spec.Expect)
+	dumped := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -154,6 +178,10 @@ func childBotq(ctx context.Context, spec benchChildSpec, stderr io.Writer) (*ben
 			return nil, err
 		}
 		if n < want {
+			if n >= want/2 && !dumped {
+				dumped = true
+				writeGoroutines(spec)
+			}
 			continue
 		}
 		at := time.Since(start)
@@ -165,6 +193,8 @@ func childBotq(ctx context.Context, spec benchChildSpec, stderr io.Writer) (*ben
 			break
 		}
 	}
+	res.VmHWMMB = vmHWM()
+	writeHeap(spec)
 	cancel()
 	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 		return nil, err
@@ -201,6 +231,8 @@ func childRiver(ctx context.Context, spec benchChildSpec, stderr io.Writer) (*be
 		}
 	}
 	res.Seconds, res.Completed = time.Since(start).Seconds(), int(rr.completed.Load())
+	res.VmHWMMB = vmHWM()
+	writeHeap(spec)
 	if err := rr.stop(ctx); err != nil {
 		return nil, err
 	}
@@ -255,8 +287,18 @@ func (b *bench) drainChild(ctx context.Context, sc *benchScenario, spec benchChi
 	cmd.Stderr = b.log
 	watch := b.watchPostgres(ctx)
 	start := time.Now()
-	runErr := cmd.Run()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("drain child: %w", err)
+	}
+	watch.cpu.setChild(cmd.Process.Pid)
+	runErr := cmd.Wait()
 	wall := time.Since(start)
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+		watch.cpu.setChildCPU(cpu)
+		sc.Details["child_rusage_maxrss_mb"] = float64(ru.Maxrss) / 1024 // kB on Linux
+		sc.Details["child_cpu_seconds"] = cpu
+	}
 	sc.Postgres = watch.finish(ctx)
 	if runErr != nil {
 		return nil, fmt.Errorf("drain child: %w", runErr)
@@ -265,10 +307,10 @@ func (b *bench) drainChild(ctx context.Context, sc *benchScenario, spec benchChi
 	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
 		return nil, fmt.Errorf("drain child said %q: %w", out.String(), err)
 	}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		res.PeakRSSMB = float64(ru.Maxrss) / 1024 // kB on Linux
-		sc.Details["child_cpu_seconds"] = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
-	}
+	// The peak while draining: VmHWM read by the child when the last
+	// result committed. The process's whole-life peak (getrusage) also
+	// counts writing profiles at exit, which can be far larger.
+	res.PeakRSSMB = res.VmHWMMB
 	if res.Completed < spec.Expect {
 		return nil, fmt.Errorf("drain child completed %d of %d", res.Completed, spec.Expect)
 	}

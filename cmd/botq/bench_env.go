@@ -223,6 +223,37 @@ func (b *bench) truncate(ctx context.Context) error {
 	return err
 }
 
+// keepAnalyzed runs ANALYZE on every table the scenarios write at 0.5s,
+// 1s, 2s, 4s, ... 32s into a scenario. Each scenario starts from
+// truncated tables, whose statistics say nothing; plans cached by long-lived
+// sessions (plpgsql in the triggers, prepared statements of pgx) while a
+// table is empty are sequential scans, and they stay until the statistics
+// change, so a table that grows from empty in seconds would be scanned once
+// per row. In production the tables are not empty and autovacuum keeps their
+// statistics; its one-minute naptime is too slow for a benchmark. botq and
+// the baselines get the same treatment.
+func (b *bench) keepAnalyzed(ctx context.Context) {
+	tables := []string{
+		b.botqSchema + ".action", b.botqSchema + ".attempt", b.botqSchema + ".request", b.botqSchema + ".lane",
+		b.botqSchema + ".river_job", b.botqSchema + ".app_slot", b.riverSchema + ".river_job",
+	}
+	start := time.Now()
+	for at := 500 * time.Millisecond; at <= 32*time.Second; at *= 2 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Until(start.Add(at))):
+		}
+		b.analyze(ctx, tables)
+	}
+}
+
+func (b *bench) analyze(ctx context.Context, tables []string) {
+	if _, err := b.admin.Exec(ctx, "ANALYZE "+strings.Join(tables, ", ")); err != nil && ctx.Err() == nil {
+		b.logf("analyze: %v", err)
+	}
+}
+
 // prepareDrain makes the tables of a freshly filled backlog look alike for
 // botq and the baseline: statistics analyzed, dirty pages checkpointed.
 func (b *bench) prepareDrain(ctx context.Context, schema string, tables ...string) {
@@ -244,39 +275,68 @@ func (b *bench) upsertApp(ctx context.Context, id string, concurrency int) error
 
 // attemptsDone is how many action calls have their results committed: the
 // attempt rows (one per call in every scenario here; snoozes write none).
-// The single result writer commits them in id order, so max(id) is the
-// count, read in constant time.
 func (b *bench) attemptsDone(ctx context.Context) (int64, error) {
-	var n int64
-	err := b.botqPool.QueryRow(ctx, "SELECT coalesce(max(id), 0) FROM attempt").Scan(&n)
-	return n, err
-}
-
-// attemptsCounted counts attempt rows, to check attemptsDone.
-func (b *bench) attemptsCounted(ctx context.Context) (int64, error) {
 	var n int64
 	err := b.botqPool.QueryRow(ctx, "SELECT count(*) FROM attempt").Scan(&n)
 	return n, err
 }
 
-// waitLoad waits until the 1-minute load average is below --max-load.
+// attemptsApprox is attemptsDone read in constant time: the largest
+// attempt id. Result writers commit concurrently, so an id can be visible
+// before a smaller one commits; good enough to pace enqueues.
+func (b *bench) attemptsApprox(ctx context.Context) (int64, error) {
+	var n int64
+	err := b.botqPool.QueryRow(ctx, "SELECT coalesce(max(id), 0) FROM attempt").Scan(&n)
+	return n, err
+}
+
+// waitLoad waits (up to 10 minutes) until the 1-minute load average is
+// below --max-load, before the run.
 func (b *bench) waitLoad(ctx context.Context) {
 	if b.o.MaxLoad <= 0 {
 		return
 	}
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline := time.Now().Add(10 * time.Minute)
 	for {
 		l := loadAvg()
-		if l[0] < b.o.MaxLoad || time.Now().After(deadline) {
-			if l[0] >= b.o.MaxLoad {
-				b.logf("load %.2f is still above --max-load %.2f after 2 minutes; going on", l[0], b.o.MaxLoad)
-			}
+		if l[0] < b.o.MaxLoad {
 			return
 		}
+		if time.Now().After(deadline) {
+			b.logf("load %.2f is still above --max-load %.2f after 10 minutes; going on", l[0], b.o.MaxLoad)
+			return
+		}
+		b.logf("load %.2f is above --max-load %.2f; waiting", l[0], b.o.MaxLoad)
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(5 * time.Second):
+		case <-time.After(15 * time.Second):
+		}
+	}
+}
+
+// waitQuiet waits (up to 3 minutes) until the machine's busy cores, over
+// 2 seconds, are below --max-busy; between scenarios the bench itself is
+// idle, so what is busy is someone else.
+func (b *bench) waitQuiet(ctx context.Context) {
+	if b.o.MaxBusy <= 0 {
+		return
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		busy := machineBusy(ctx, 2*time.Second)
+		if busy < b.o.MaxBusy || ctx.Err() != nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.logf("%.2f cores are still busy after 3 minutes (--max-busy %.2f); going on", busy, b.o.MaxBusy)
+			return
+		}
+		b.logf("%.2f cores busy (--max-busy %.2f); waiting", busy, b.o.MaxBusy)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(3 * time.Second):
 		}
 	}
 }

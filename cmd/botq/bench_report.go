@@ -435,18 +435,24 @@ func readPostgres(ctx context.Context, db *pgxpool.Pool) (benchPostgres, error) 
 // database's commit and row counters, and (with --pg-stats) sampled wait
 // events and the top statements.
 type pgStats struct {
-	Commits        int64            `json:"commits"`
-	Rollbacks      int64            `json:"rollbacks"`
-	RowsInserted   int64            `json:"rows_inserted"`
-	RowsUpdated    int64            `json:"rows_updated"`
-	RowsDeleted    int64            `json:"rows_deleted"`
-	BlocksRead     int64            `json:"blocks_read"`
-	BlocksHit      int64            `json:"blocks_hit"`
-	WaitSamples    int              `json:"wait_samples,omitempty"`
-	WaitEvents     []pgWait         `json:"wait_events,omitempty"`
-	TopStatements  []pgStatement    `json:"top_statements,omitempty"`
-	Backends       map[string]int64 `json:"active_backends_by_app,omitempty"`
-	StatementsNote string           `json:"statements_note,omitempty"`
+	Commits       int64         `json:"commits"`
+	Rollbacks     int64         `json:"rollbacks"`
+	RowsInserted  int64         `json:"rows_inserted"`
+	RowsUpdated   int64         `json:"rows_updated"`
+	RowsDeleted   int64         `json:"rows_deleted"`
+	BlocksRead    int64         `json:"blocks_read"`
+	BlocksHit     int64         `json:"blocks_hit"`
+	WaitSamples   int           `json:"wait_samples,omitempty"`
+	WaitEvents    []pgWait      `json:"wait_events,omitempty"`
+	TopStatements []pgStatement `json:"top_statements,omitempty"`
+	// ActiveStatements is what the active backends were running, summed over
+	// the samples (a sampling profile of Postgres by statement, for when
+	// pg_stat_statements is not loaded).
+	ActiveStatements []pgActive       `json:"active_statements,omitempty"`
+	Backends         map[string]int64 `json:"active_backends_by_app,omitempty"`
+	StatementsNote   string           `json:"statements_note,omitempty"`
+	// CPU is where the machine's CPU went in the window.
+	CPU *cpuUse `json:"cpu"`
 }
 
 type pgWait struct {
@@ -455,6 +461,12 @@ type pgWait struct {
 	// Backends is the number of active backends seen in that state, summed
 	// over the samples; divide by WaitSamples for the average.
 	Backends int64 `json:"backends"`
+}
+
+type pgActive struct {
+	App      string `json:"app"`
+	Query    string `json:"query"`
+	Backends int64  `json:"backends"`
 }
 
 type pgStatement struct {
@@ -477,6 +489,7 @@ func (b *bench) pgCounters(ctx context.Context) pgCounters {
 // pgWatch samples Postgres during a measured window.
 type pgWatch struct {
 	b       *bench
+	cpu     *cpuWatch
 	before  pgCounters
 	stop    chan struct{}
 	done    chan struct{}
@@ -484,14 +497,16 @@ type pgWatch struct {
 	samples int
 	waits   map[[2]string]int64
 	apps    map[string]int64
+	queries map[[2]string]int64
 }
 
 func (b *bench) watchPostgres(ctx context.Context) *pgWatch {
-	w := &pgWatch{b: b, stop: make(chan struct{}), done: make(chan struct{}), waits: map[[2]string]int64{}, apps: map[string]int64{}}
+	w := &pgWatch{b: b, stop: make(chan struct{}), done: make(chan struct{}), waits: map[[2]string]int64{}, apps: map[string]int64{}, queries: map[[2]string]int64{}}
 	if b.o.PGStats && b.postgres.StatStatements == "available" {
 		_, _ = b.admin.Exec(ctx, "SELECT pg_stat_statements_reset()")
 	}
 	w.before = b.pgCounters(ctx)
+	w.cpu = b.watchCPU(ctx)
 	if !b.o.PGStats {
 		close(w.done)
 		return w
@@ -507,21 +522,22 @@ func (b *bench) watchPostgres(ctx context.Context) *pgWatch {
 			case <-t.C:
 			}
 			rows, err := b.admin.Query(ctx, `
-				SELECT coalesce(wait_event_type, 'CPU'), coalesce(wait_event, 'running'), coalesce(application_name, ''), count(*)
+				SELECT coalesce(wait_event_type, 'CPU'), coalesce(wait_event, 'running'), coalesce(application_name, ''),
+				       left(regexp_replace(query, '\s+', ' ', 'g'), 90)
 				FROM pg_stat_activity
-				WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid()
-				GROUP BY 1, 2, 3`)
+				WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid()`)
 			if err != nil {
 				continue
 			}
 			w.mu.Lock()
 			w.samples++
 			for rows.Next() {
-				var typ, ev, app string
-				var n int64
-				if rows.Scan(&typ, &ev, &app, &n) == nil {
-					w.waits[[2]string{typ, ev}] += n
-					w.apps[app] += n
+				var typ, ev, app, query string
+				if rows.Scan(&typ, &ev, &app, &query) == nil {
+					w.waits[[2]string{typ, ev}]++
+					w.apps[app]++
+					query = strings.ReplaceAll(strings.ReplaceAll(query, b.botqSchema+".", ""), b.riverSchema+".", "")
+					w.queries[[2]string{app, strings.TrimSpace(query)}]++
 				}
 			}
 			w.mu.Unlock()
@@ -536,8 +552,10 @@ func (w *pgWatch) finish(ctx context.Context) *pgStats {
 		close(w.stop)
 	}
 	<-w.done
+	cpu := w.cpu.finish(ctx)
 	after := w.b.pgCounters(ctx)
 	s := &pgStats{
+		CPU:     cpu,
 		Commits: after[0] - w.before[0], Rollbacks: after[1] - w.before[1], RowsInserted: after[2] - w.before[2],
 		RowsUpdated: after[3] - w.before[3], RowsDeleted: after[4] - w.before[4], BlocksRead: after[5] - w.before[5],
 		BlocksHit: after[6] - w.before[6],
@@ -551,6 +569,13 @@ func (w *pgWatch) finish(ctx context.Context) *pgStats {
 	}
 	slices.SortFunc(s.WaitEvents, func(a, b pgWait) int { return int(b.Backends - a.Backends) })
 	s.Backends = w.apps
+	for k, n := range w.queries {
+		s.ActiveStatements = append(s.ActiveStatements, pgActive{App: k[0], Query: k[1], Backends: n})
+	}
+	slices.SortFunc(s.ActiveStatements, func(a, b pgActive) int { return int(b.Backends - a.Backends) })
+	if len(s.ActiveStatements) > 15 {
+		s.ActiveStatements = s.ActiveStatements[:15]
+	}
 	if w.b.postgres.StatStatements != "available" {
 		s.StatementsNote = "pg_stat_statements " + w.b.postgres.StatStatements
 		return s

@@ -97,6 +97,7 @@ func newRootCmd(env *cliEnv) *cobra.Command {
 		newServeCmd(env),
 		newSimCmd(env),
 		newDevCmd(env),
+		newBenchCmd(env),
 		newEnqueueCmd(env),
 		newActionsCmd(env),
 		newRequestsCmd(env),
