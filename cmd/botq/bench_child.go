@@ -296,7 +296,6 @@ func (b *bench) drainChild(ctx context.Context, sc *benchScenario, spec benchChi
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 		watch.cpu.setChildCPU(cpu)
-		sc.Details["child_rusage_maxrss_mb"] = float64(ru.Maxrss) / 1024 // kB on Linux
 		sc.Details["child_cpu_seconds"] = cpu
 	}
 	sc.Postgres = watch.finish(ctx)
@@ -307,9 +306,11 @@ func (b *bench) drainChild(ctx context.Context, sc *benchScenario, spec benchChi
 	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
 		return nil, fmt.Errorf("drain child said %q: %w", out.String(), err)
 	}
-	// The peak while draining: VmHWM read by the child when the last
-	// result committed. The process's whole-life peak (getrusage) also
-	// counts writing profiles at exit, which can be far larger.
+	// The peak while draining: VmHWM read by the child itself when the last
+	// result committed. getrusage's maxrss is no use here: Linux carries
+	// the high-water mark of the address space a child was forked from
+	// across exec, so it reports this (parent) process's RSS when that is
+	// larger.
 	res.PeakRSSMB = res.VmHWMMB
 	if res.Completed < spec.Expect {
 		return nil, fmt.Errorf("drain child completed %d of %d", res.Completed, spec.Expect)

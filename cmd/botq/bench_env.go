@@ -230,8 +230,9 @@ func (b *bench) truncate(ctx context.Context) error {
 // table is empty are sequential scans, and they stay until the statistics
 // change, so a table that grows from empty in seconds would be scanned once
 // per row. In production the tables are not empty and autovacuum keeps their
-// statistics; its one-minute naptime is too slow for a benchmark. botq and
-// the baselines get the same treatment.
+// statistics; its one-minute naptime is too slow for a benchmark, and CI's
+// Postgres runs without autovacuum. botq and the baselines get the same
+// treatment.
 func (b *bench) keepAnalyzed(ctx context.Context) {
 	tables := []string{
 		b.botqSchema + ".action", b.botqSchema + ".attempt", b.botqSchema + ".request", b.botqSchema + ".lane",

@@ -409,7 +409,7 @@ func readPostgres(ctx context.Context, db *pgxpool.Pool) (benchPostgres, error) 
 	names := []string{"shared_buffers", "synchronous_commit", "max_connections", "fsync", "wal_level",
 		"max_wal_size", "checkpoint_timeout", "work_mem", "effective_cache_size", "shared_preload_libraries",
 		"autovacuum", "commit_delay"}
-	rows, err := db.Query(ctx, "SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name = ANY($1)", names)
+	rows, err := db.Query(ctx, "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY($1)", names)
 	if err != nil {
 		return p, fmt.Errorf("read Postgres settings: %w", err)
 	}
