@@ -176,14 +176,9 @@ func (b *bench) measureSteady(ctx context.Context, sc *benchScenario, s steady) 
 // sqlClients runs n clients, each on its own connection, calling fn with a
 // fresh sequence number until ctx ends.
 func (b *bench) sqlClients(ctx context.Context, counter *atomic.Int64, fn func(ctx context.Context, conn *pgx.Conn, n int64) error) error {
-	cfg, err := pgx.ParseConfig(b.o.DatabaseURL)
-	if err != nil {
-		return err
-	}
-	cfg.RuntimeParams["application_name"] = "botq-bench-enqueue"
 	g, gctx := newGroup(ctx)
 	for range b.o.SQLClients {
-		conn, err := pgx.ConnectConfig(ctx, cfg)
+		conn, err := b.enqueueConn(ctx)
 		if err != nil {
 			return err
 		}
@@ -205,6 +200,16 @@ func (b *bench) sqlClients(ctx context.Context, counter *atomic.Int64, fn func(c
 		return err
 	}
 	return ctx.Err()
+}
+
+// enqueueConn opens one enqueuing client's own connection.
+func (b *bench) enqueueConn(ctx context.Context) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(b.o.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	cfg.RuntimeParams["application_name"] = "botq-bench-enqueue"
+	return pgx.ConnectConfig(ctx, cfg)
 }
 
 // Baseline jobs: plain River, kinds of their own.
@@ -504,6 +509,24 @@ func parallelBatches(ctx context.Context, total, size int, fn func(ctx context.C
 	return g.Wait()
 }
 
+// enqueueBacklog enqueues n respond actions of benchApp with EnqueueMany,
+// 1,000 a batch.
+func (b *bench) enqueueBacklog(ctx context.Context, n int) error {
+	first := b.nextSeq(n)
+	err := parallelBatches(ctx, n, 1000, func(ctx context.Context, off, size int) error {
+		actions := make([]jobs.Action, size)
+		for i := range actions {
+			actions[i] = jobs.Action{AppID: benchApp, Kind: jobs.KindRespond, Payload: payload(first + int64(off+i))}
+		}
+		_, err := b.enq.EnqueueMany(ctx, b.botqPool, actions)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("enqueue backlog: %w", err)
+	}
+	return nil
+}
+
 func (b *bench) runR2(ctx context.Context, sc *benchScenario) error {
 	b.sim.reset(sim.Options{})
 	n := b.o.Drain
@@ -551,18 +574,9 @@ func (b *bench) runDrain(ctx context.Context, sc *benchScenario) error {
 		if err := b.upsertApp(ctx, benchApp, 0); err != nil {
 			return err
 		}
-		first := b.nextSeq(n)
 		start := time.Now()
-		err := parallelBatches(ctx, n, 1000, func(ctx context.Context, off, size int) error {
-			actions := make([]jobs.Action, size)
-			for i := range actions {
-				actions[i] = jobs.Action{AppID: benchApp, Kind: jobs.KindRespond, Payload: payload(first + int64(off+i))}
-			}
-			_, err := b.enq.EnqueueMany(ctx, b.botqPool, actions)
+		if err := b.enqueueBacklog(ctx, n); err != nil {
 			return err
-		})
-		if err != nil {
-			return fmt.Errorf("enqueue backlog: %w", err)
 		}
 		enqueueSecs := time.Since(start).Seconds()
 		b.prepareDrain(ctx, b.botqSchema, "action", "river_job", "lane")
@@ -607,18 +621,13 @@ func (b *bench) drainFigures(key, what string, res *benchChildResult, enqueueRat
 // clients, each enqueue at its scheduled time (open loop), and records the
 // commit time of each in rec.
 func (b *bench) paced(ctx context.Context, rate float64, d time.Duration, rec *arrivals) error {
-	cfg, err := pgx.ParseConfig(b.o.DatabaseURL)
-	if err != nil {
-		return err
-	}
-	cfg.RuntimeParams["application_name"] = "botq-bench-enqueue"
 	insert := fmt.Sprintf(`INSERT INTO %s.action (app_id, kind, payload) VALUES ($1, 'respond', $2)`, b.botqSchema)
 	total := len(rec.commit)
 	var next atomic.Int64
 	start := time.Now()
 	g, gctx := newGroup(ctx)
 	for range b.o.SQLClients {
-		conn, err := pgx.ConnectConfig(ctx, cfg)
+		conn, err := b.enqueueConn(ctx)
 		if err != nil {
 			return err
 		}
@@ -789,18 +798,9 @@ func (b *bench) runReconciler(ctx context.Context, sc *benchScenario) error {
 	defer stopProfile()
 	watch := b.watchPostgres(ctx)
 	callsBefore := b.sim.calls(reconcilerCalls...)
-	first := b.nextSeq(n)
 	start := time.Now()
-	err = parallelBatches(ctx, n, 1000, func(ctx context.Context, off, size int) error {
-		actions := make([]jobs.Action, size)
-		for i := range actions {
-			actions[i] = jobs.Action{AppID: benchApp, Kind: jobs.KindRespond, Payload: payload(first + int64(off+i))}
-		}
-		_, err := b.enq.EnqueueMany(ctx, b.botqPool, actions)
+	if err := b.enqueueBacklog(ctx, n); err != nil {
 		return err
-	})
-	if err != nil {
-		return fmt.Errorf("enqueue: %w", err)
 	}
 
 	// Watch settlements as they commit: the time botq recorded a record is
@@ -976,7 +976,6 @@ func (b *bench) slowRun(ctx context.Context, sc *benchScenario, name string, app
 		rows.Close()
 		return out, rows.Err()
 	}
-	var mu sync.Mutex
 	var w0, w1 map[string]int64
 	sub := &benchScenario{Name: sc.Name + "-" + name, Details: map[string]any{}}
 	res, err := b.measureSteady(ctx, sub, steady{
@@ -985,8 +984,6 @@ func (b *bench) slowRun(ctx context.Context, sc *benchScenario, name string, app
 		produce:   func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() },
 		atWindow: func(ctx context.Context, start bool) error {
 			m, err := perApp(ctx)
-			mu.Lock()
-			defer mu.Unlock()
 			if start {
 				w0 = m
 			} else {
