@@ -70,7 +70,7 @@ func localDatabase(ctx context.Context, addr string) (string, error) {
 	admin := "postgres://postgres@" + addr + "/postgres?sslmode=disable&connect_timeout=5"
 	conn, err := pgx.Connect(ctx, admin)
 	if err != nil {
-		return "", fmt.Errorf("Postgres answers on %s but user postgres cannot connect without a password (%v): set DATABASE_URL", addr, err)
+		return "", fmt.Errorf("the Postgres on %s refuses user postgres without a password (%v): set DATABASE_URL", addr, err)
 	}
 	defer conn.Close(ctx)
 	var exists bool
