@@ -94,7 +94,10 @@ type Config struct {
 	SlotLease time.Duration
 	// PausedRecheck is how often a paused app's jobs look again (default 30s).
 	PausedRecheck time.Duration
-	// BusyRetry is the snooze when every concurrency slot is taken (default
+	// SlotMaxWait is how long a worker waits in process for one of its app's
+	// concurrency slots before snoozing (default 500ms).
+	SlotMaxWait time.Duration
+	// BusyRetry is the snooze when no concurrency slot came free (default
 	// 100ms, with jitter).
 	BusyRetry time.Duration
 	// MaxBatch bounds the results committed in one transaction (default 500).
@@ -115,6 +118,7 @@ type Observer interface {
 type Executor struct {
 	cfg    Config
 	writer *resultWriter
+	slots  slotWaiters
 	stop   chan struct{}
 }
 
@@ -138,6 +142,9 @@ func NewExecutor(cfg Config) (*Executor, error) {
 	}
 	if cfg.BusyRetry <= 0 {
 		cfg.BusyRetry = 100 * time.Millisecond
+	}
+	if cfg.SlotMaxWait <= 0 {
+		cfg.SlotMaxWait = 500 * time.Millisecond
 	}
 	for k := range cfg.Retry {
 		if _, ok := kinds[k]; !ok {

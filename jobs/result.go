@@ -18,10 +18,10 @@ import (
 )
 
 // result is everything one finished call writes: its attempt and the
-// action's new state, its request record, the River job's new state when it
-// leaves `running` for good (completed, cancelled, discarded) or is parked
-// (`pending`, for an ambiguous send), and the release of its concurrency
-// slot. All of it commits in one transaction, or none of it does.
+// action's new state, its request record, and the River job's new state when
+// it leaves `running` for good (completed, cancelled, discarded) or is parked
+// (`pending`, for an ambiguous send). All of it commits in one transaction,
+// or none of it does.
 type result struct {
 	attempt store.AttemptRecordParams
 	request *store.RequestUpsertParams
@@ -32,17 +32,10 @@ type result struct {
 	// lockKey orders row locks across a batch (app, lane), the order the
 	// enqueue trigger locks lanes in, so batches and enqueues cannot deadlock.
 	lockKey string
-	slot    *slotLease
 	// extra runs in the same transaction (token updates, events).
 	extra func(ctx context.Context, tx pgx.Tx) error
 
 	done chan error
-}
-
-type slotLease struct {
-	appID  string
-	slot   int
-	holder int64
 }
 
 // resultWriter commits results in batches: while one transaction commits, the
@@ -144,9 +137,6 @@ func (w *resultWriter) write(ctx context.Context, tx pgx.Tx, batch []*result) er
 		w.store.AttemptRecordQueue(b, &r.attempt, &numbers[i])
 		if r.request != nil {
 			w.store.RequestUpsertQueue(b, r.request)
-		}
-		if r.slot != nil {
-			w.store.AppSlotReleaseQueue(b, r.slot.appID, r.slot.slot, r.slot.holder)
 		}
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {

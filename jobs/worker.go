@@ -100,20 +100,15 @@ func (e *Executor) work(ctx context.Context, job *river.Job[ActionArgs]) error {
 
 	var lease *slotLease
 	if app.ConcurrencyLimit != nil {
-		slot, ok, err := e.cfg.Store.AppSlotAcquire(ctx, e.cfg.Pool, app.ID, job.ID, e.cfg.SlotLease)
-		if err != nil {
+		var err error
+		if lease, err = e.acquireSlot(ctx, app.ID, *app.ConcurrencyLimit, job.ID); err != nil {
 			return err
 		}
-		if !ok {
+		if lease == nil {
 			return river.JobSnooze(e.cfg.BusyRetry + jitter(e.cfg.BusyRetry))
 		}
-		lease = &slotLease{appID: app.ID, slot: slot, holder: job.ID}
 	}
-	releaseEarly := func() {
-		if lease != nil {
-			_ = e.cfg.Store.AppSlotRelease(context.WithoutCancel(ctx), e.cfg.Pool, lease.appID, lease.slot, lease.holder)
-		}
-	}
+	releaseEarly := func() { e.releaseSlot(ctx, lease) }
 	if app.RateLimit != nil {
 		wait, ok, err := e.cfg.Store.AppRateReserve(ctx, e.cfg.Pool, app.ID, e.cfg.RateMaxWait)
 		if err != nil {
@@ -159,6 +154,9 @@ func (e *Executor) work(ctx context.Context, job *river.Job[ActionArgs]) error {
 	var okb okBody
 	res, callErr := client.Do(ctx, spec.method, path, body, &okb)
 	base.Duration = time.Since(base.StartedAt)
+	// The limit counts calls in flight: the call is over, so its slot is
+	// free now, not once its result commits.
+	releaseEarly()
 	v := classify(kind, okb, res, callErr)
 	if o := e.cfg.Observer; o != nil {
 		status := 0
@@ -168,7 +166,7 @@ func (e *Executor) work(ctx context.Context, job *river.Job[ActionArgs]) error {
 		o.CallDone(app.ID, kind, v.outcome, status, base.Duration)
 	}
 
-	r := &result{lockKey: lockKey(a), slot: lease}
+	r := &result{lockKey: lockKey(a)}
 	base.WireSent = callErr == nil || botapi.Sent(callErr)
 	base.Outcome = v.outcome
 	base.Error = v.reason

@@ -293,7 +293,9 @@ func (r *Reconciler) listing(ctx context.Context, client *botapi.Client, appID s
 	}
 	var stillIDs []string
 	var stillNext []time.Time
-	next := now.Add(r.cfg.Interval)
+	// Half an interval: the next run starts a little before a whole interval
+	// has passed, and must find these records due, not skip them a round.
+	next := now.Add(r.cfg.Interval / 2)
 	for _, p := range pending {
 		if !final[p.RequestID] {
 			stillIDs = append(stillIDs, p.RequestID)

@@ -270,11 +270,6 @@ func (s *Store) AppSlotRelease(ctx context.Context, db DBTX, appID string, slot 
 	return nil
 }
 
-// AppSlotReleaseQueue queues the release of a leased slot on b.
-func (s *Store) AppSlotReleaseQueue(b *pgx.Batch, appID string, slot int, holder int64) {
-	b.Queue(s.q(appSlotReleaseSQL), appID, slot, holder)
-}
-
 // KindConfigParams overrides a kind's River settings; zero values keep the
 // current ones.
 type KindConfigParams struct {

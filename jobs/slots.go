@@ -1,0 +1,130 @@
+package jobs
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// slotLease is one of an app's concurrency slots, held by a job.
+type slotLease struct {
+	appID  string
+	slot   int
+	holder int64
+}
+
+// slotWaiters wakes the workers of this process that wait for a slot of an
+// app when another of its workers frees one; slots freed by other
+// processes are found by polling.
+type slotWaiters struct {
+	mu      sync.Mutex
+	freed   map[string]chan struct{}
+	waiting map[string]int
+}
+
+// join counts a waiter for app unless max already wait; waiters hold River
+// worker slots, and too many would starve other apps' jobs.
+func (w *slotWaiters) join(app string, max int) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.waiting == nil {
+		w.waiting = map[string]int{}
+	}
+	if w.waiting[app] >= max {
+		return false
+	}
+	w.waiting[app]++
+	return true
+}
+
+func (w *slotWaiters) leave(app string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.waiting[app]--
+}
+
+// wait returns a channel closed the next time a slot of app is freed here.
+func (w *slotWaiters) wait(app string) <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.freed == nil {
+		w.freed = map[string]chan struct{}{}
+	}
+	ch, ok := w.freed[app]
+	if !ok {
+		ch = make(chan struct{})
+		w.freed[app] = ch
+	}
+	return ch
+}
+
+func (w *slotWaiters) signal(app string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if ch, ok := w.freed[app]; ok {
+		close(ch)
+		delete(w.freed, app)
+	}
+}
+
+// slotPoll is how often a waiting worker looks for a slot another process
+// freed.
+const slotPoll = 25 * time.Millisecond
+
+// acquireSlot leases one of the app's concurrency slots. When all are taken
+// it waits up to SlotMaxWait, woken at once by a slot this process frees,
+// because a job that snoozed instead would wait for its next fetch while
+// the slot stood idle; it returns nil when none came free, or when enough
+// workers of this process wait for the app already.
+func (e *Executor) acquireSlot(ctx context.Context, appID string, limit int, holder int64) (*slotLease, error) {
+	deadline := time.Now().Add(e.cfg.SlotMaxWait)
+	waiting := false
+	defer func() {
+		if waiting {
+			e.slots.leave(appID)
+		}
+	}()
+	for {
+		freed := e.slots.wait(appID)
+		slot, ok, err := e.cfg.Store.AppSlotAcquire(ctx, e.cfg.Pool, appID, holder, e.cfg.SlotLease)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return &slotLease{appID: appID, slot: slot, holder: holder}, nil
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil, nil
+		}
+		// Half the limit may wait per process: enough to take freed
+		// slots at once, few enough to leave workers to other apps.
+		if !waiting {
+			if waiting = e.slots.join(appID, max(2, limit/2)); !waiting {
+				return nil, nil
+			}
+		}
+		t := time.NewTimer(min(left, slotPoll+jitter(slotPoll)))
+		select {
+		case <-freed:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+		t.Stop()
+	}
+}
+
+// releaseSlot frees a leased slot (nil: nothing to do) and wakes this
+// process's waiters. The release survives the job's context ending: a slot
+// left taken would stay so until its lease ran out.
+func (e *Executor) releaseSlot(ctx context.Context, l *slotLease) {
+	if l == nil {
+		return
+	}
+	if err := e.cfg.Store.AppSlotRelease(context.WithoutCancel(ctx), e.cfg.Pool, l.appID, l.slot, l.holder); err != nil {
+		e.cfg.Logger.Warn().Err(err).Str("app_id", l.appID).Msg("jobs: Releasing a concurrency slot failed; its lease will expire")
+	}
+	e.slots.signal(l.appID)
+}
