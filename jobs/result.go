@@ -131,15 +131,15 @@ func (w *resultWriter) commit(batch []*result) {
 }
 
 func (w *resultWriter) write(ctx context.Context, tx pgx.Tx, batch []*result) error {
-	b := &pgx.Batch{}
-	numbers := make([]int, len(batch))
+	attempts := make([]*store.AttemptRecordParams, len(batch))
+	var requests []*store.RequestUpsertParams
 	for i, r := range batch {
-		w.store.AttemptRecordQueue(b, &r.attempt, &numbers[i])
+		attempts[i] = &r.attempt
 		if r.request != nil {
-			w.store.RequestUpsertQueue(b, r.request)
+			requests = append(requests, r.request)
 		}
 	}
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+	if err := w.store.ResultRecord(ctx, tx, attempts, requests); err != nil {
 		return err
 	}
 	var jobs riverdriver.JobSetStateIfRunningManyParams

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // AttemptOutcome is what botq made of one HTTP call.
@@ -98,17 +96,6 @@ func CleanText(s string, max int) string {
 	}
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	return strings.ReplaceAll(s, "\x00", "")
-}
-
-// AttemptRecordQueue queues the attempt's statement on b; when the batch
-// runs, *number receives the attempt's number within its action.
-func (s *Store) AttemptRecordQueue(b *pgx.Batch, p *AttemptRecordParams, number *int) {
-	b.Queue(s.q(attemptRecordSQL), p.args()...).QueryRow(func(row pgx.Row) error {
-		if err := row.Scan(number); err != nil {
-			return fmt.Errorf("record attempt of action %d: %w", p.ActionID, mapError(err))
-		}
-		return nil
-	})
 }
 
 // AttemptRecord appends the attempt, counts it on its action and applies the

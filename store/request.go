@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // RequestState is a Khoros request record's state, plus botq's EXPIRED for a
@@ -91,11 +90,6 @@ ON CONFLICT (request_id) DO UPDATE SET
 func (p *RequestUpsertParams) args() []any {
 	return []any{p.RequestID, p.AppID, p.ActionID, p.Origin, string(p.State), nullJSON(p.Details), nullJSON(p.Payload),
 		p.HTTPStatus, p.NextCheckAt}
-}
-
-// RequestUpsertQueue queues the upsert on b.
-func (s *Store) RequestUpsertQueue(b *pgx.Batch, p *RequestUpsertParams) {
-	b.Queue(s.q(requestUpsertSQL), p.args()...).Exec(func(_ pgconn.CommandTag) error { return nil })
 }
 
 // RequestUpsert records a request record, or updates botq's copy.
