@@ -904,15 +904,16 @@ func (b *bench) runSlow(ctx context.Context, sc *benchScenario) error {
 	if err != nil {
 		return err
 	}
-	within10 := []benchTarget{within("issue 12", "ratio", 0.9, 1.1)}
+	// A new slice per figure: finish() writes each target's result in place.
+	within10 := func() []benchTarget { return []benchTarget{within("issue 12", "ratio", 0.9, 1.1)} }
 	b.figure(benchFigure{Key: "slow.total_rate", Scenario: "slow", Label: fmt.Sprintf("actions/s, one app, MaxWorkers %d, latency %s", b.o.MaxWorkers, lat),
-		Value: fptr(total), Unit: "/s", Baseline: "MaxWorkers/latency", BaselineValue: fptr(perSec(b.o.MaxWorkers)), Targets: within10})
+		Value: fptr(total), Unit: "/s", Baseline: "MaxWorkers/latency", BaselineValue: fptr(perSec(b.o.MaxWorkers)), Targets: within10()})
 	b.figure(benchFigure{Key: "slow.app_a_rate", Scenario: "slow", Label: fmt.Sprintf("actions/s, app with concurrency %d", ca),
-		Value: fptr(per["slow-a"]), Unit: "/s", Baseline: "concurrency/latency", BaselineValue: fptr(perSec(ca)), Targets: within10})
+		Value: fptr(per["slow-a"]), Unit: "/s", Baseline: "concurrency/latency", BaselineValue: fptr(perSec(ca)), Targets: within10()})
 	b.figure(benchFigure{Key: "slow.app_b_rate", Scenario: "slow", Label: fmt.Sprintf("actions/s, app with concurrency %d", cb),
-		Value: fptr(per["slow-b"]), Unit: "/s", Baseline: "concurrency/latency", BaselineValue: fptr(perSec(cb)), Targets: within10})
+		Value: fptr(per["slow-b"]), Unit: "/s", Baseline: "concurrency/latency", BaselineValue: fptr(perSec(cb)), Targets: within10()})
 	b.figure(benchFigure{Key: "slow.apps_total_rate", Scenario: "slow", Label: "actions/s, both limited apps", Value: fptr(all), Unit: "/s",
-		Baseline: "sum of concurrency/latency", BaselineValue: fptr(perSec(ca + cb)), Targets: within10})
+		Baseline: "sum of concurrency/latency", BaselineValue: fptr(perSec(ca + cb)), Targets: within10()})
 	return nil
 }
 
