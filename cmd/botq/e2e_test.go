@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"syscall"
 	"testing"
 	"time"
 
@@ -175,4 +176,44 @@ func TestFleetLaneOrderAndConcurrency(t *testing.T) {
 	}
 	require.LessOrEqual(t, maxInFlight, limit)
 	t.Logf("lanes in order across 3 processes; at most %d of %d calls in flight", maxInFlight, limit)
+}
+
+// SIGTERM while calls are in flight: they finish and their results are
+// written before the process exits; none is cut off and left ambiguous.
+func TestGracefulStopFinishesCalls(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 37}})
+	c.addApp("app-1", nil)
+	require.NoError(t, c.sim.SetFault("respond", sim.Fault{Latency: sim.Duration(1500 * time.Millisecond)}))
+	p := c.start("worker-1")
+
+	const n = 10
+	actions := make([]jobs.Action, n)
+	for i := range actions {
+		actions[i] = respondAction("app-1", fmt.Sprintf("customer-%d", i), respondText("term", i))
+	}
+	ids := c.enqueue(actions)
+	// The simulator counts a call when it answers: wait for the jobs to run
+	// and their calls (1.5 s each) to be under way.
+	require.Eventually(t, func() bool {
+		var running int
+		require.NoError(t, c.pool.QueryRow(c.ctx, `SELECT count(*) FROM river_job WHERE state = 'running'`).Scan(&running))
+		return running == n
+	}, 20*time.Second, 10*time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
+	require.Zero(t, c.sim.CallCount(sim.CallFilter{Endpoint: "respond"}), "no call has finished before the stop")
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		p.kill9()
+		t.Fatalf("botq did not stop within 30s of SIGTERM:\n%s", tail(p.log, 30))
+	}
+	require.NoError(t, p.exitErr, "botq exits 0 after SIGTERM:\n%s", tail(p.log, 30))
+
+	st := c.states(ids)
+	require.Equal(t, n, st["succeeded"]+st["sent"], "every call in flight finished and was recorded: %v", st)
+	var cut int
+	require.NoError(t, c.pool.QueryRow(c.ctx, `SELECT count(*) FROM attempt WHERE outcome <> 'ok'`).Scan(&cut))
+	require.Zero(t, cut, "no attempt was cut off by the stop")
 }

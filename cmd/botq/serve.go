@@ -136,7 +136,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.ready.Store(false)
 	m.Logger.Info().Msg("botq: Shutting down")
-	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.Config.HTTP.ShutdownTimeout+m.Config.Khoros.HTTPTimeout)
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), softStopTimeout(m.Config)+m.Config.HTTP.ShutdownTimeout)
 	defer cancel()
 	_ = m.HTTP.Shutdown(stopCtx)
 	var errs []error
@@ -234,14 +234,18 @@ func (m *Main) open(ctx context.Context) error {
 		return err
 	}
 	m.River, err = river.NewClient(riverpgxv5.New(pool), &river.Config{
-		Schema:                      cfg.Database.Schema,
-		Logger:                      slogFor(m.Logger),
-		Queues:                      queues,
-		Workers:                     workers,
-		PeriodicJobs:                periodic,
-		FetchCooldown:               cfg.River.FetchCooldown,
-		FetchPollInterval:           cfg.River.FetchPollInterval,
-		JobTimeout:                  cfg.River.JobTimeout,
+		Schema:            cfg.Database.Schema,
+		Logger:            slogFor(m.Logger),
+		Queues:            queues,
+		Workers:           workers,
+		PeriodicJobs:      periodic,
+		FetchCooldown:     cfg.River.FetchCooldown,
+		FetchPollInterval: cfg.River.FetchPollInterval,
+		JobTimeout:        cfg.River.JobTimeout,
+		// Without it, cancelling the context River was started with (the
+		// signal) would cancel every running job's context: calls in flight
+		// would be cut off and left for the reconciler instead of finishing.
+		SoftStopTimeout:             softStopTimeout(cfg),
 		RescueStuckJobsAfter:        cfg.River.RescueStuckAfter,
 		CompletedJobRetentionPeriod: cfg.River.CompletedRetention,
 		// Every kind's worker is registered in every process that works
@@ -254,6 +258,11 @@ func (m *Main) open(ctx context.Context) error {
 	}
 	return nil
 }
+
+// softStopTimeout is how long a stopping process lets running jobs finish
+// before it cancels them: a call is bounded by khoros.http_timeout, and its
+// result still has to be written.
+func softStopTimeout(cfg Config) time.Duration { return cfg.Khoros.HTTPTimeout + 5*time.Second }
 
 const maintenanceQueue = reconciler.Queue
 
