@@ -260,14 +260,52 @@ func (s *Store) AppSlotAcquire(ctx context.Context, db DBTX, appID string, holde
 	return slot, true, nil
 }
 
-const appSlotReleaseSQL = `UPDATE botq.app_slot SET holder = NULL, lease_until = NULL WHERE app_id = $1 AND slot = $2 AND holder = $3`
+const appSlotReleaseSQL = `
+WITH r AS (
+	UPDATE botq.app_slot SET holder = NULL, lease_until = NULL
+	WHERE app_id = $1 AND slot = $2 AND holder = $3
+	RETURNING app_id)
+SELECT CASE WHEN $4 > 0 AND EXISTS (SELECT 1 FROM r) THEN botq.app_slot_wake($1, $4) ELSE 0 END`
 
-// AppSlotRelease returns a leased slot.
-func (s *Store) AppSlotRelease(ctx context.Context, db DBTX, appID string, slot int, holder int64) error {
-	if _, err := db.Exec(ctx, s.q(appSlotReleaseSQL), appID, slot, holder); err != nil {
+// AppSlotRelease returns a leased slot and makes up to wake of the app's
+// oldest jobs waiting for a slot (AppSlotWait) available again.
+func (s *Store) AppSlotRelease(ctx context.Context, db DBTX, appID string, slot int, holder int64, wake int) error {
+	var woken int
+	if err := db.QueryRow(ctx, s.q(appSlotReleaseSQL), appID, slot, holder, wake).Scan(&woken); err != nil {
 		return fmt.Errorf("release concurrency slot of app %q: %w", appID, mapError(err))
 	}
 	return nil
+}
+
+// AppSlotWait parks a running River job until one of its app's concurrency
+// slots frees: the job goes to pending, keeping its place in the queue
+// (scheduled_at), and gives back the attempt River counted when it fetched it,
+// as a snooze would. ok is false when the job was not running.
+func (s *Store) AppSlotWait(ctx context.Context, db DBTX, appID string, jobID int64) (ok bool, err error) {
+	tag, err := db.Exec(ctx, s.q(`
+		WITH j AS (
+			UPDATE botq.river_job SET state = 'pending', attempt = greatest(attempt - 1, 0)
+			WHERE id = $2 AND state = 'running'
+			RETURNING id)
+		INSERT INTO botq.app_slot_wait (app_id, river_job_id) SELECT $1, id FROM j`), appID, jobID)
+	if err != nil {
+		return false, fmt.Errorf("wait for a concurrency slot of app %q: %w", appID, mapError(err))
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// AppSlotWakeFree makes as many waiting jobs available as their app has free
+// slots, for one app or (appID "") every app, and returns how many it woke.
+func (s *Store) AppSlotWakeFree(ctx context.Context, db DBTX, appID string) (int, error) {
+	var arg *string
+	if appID != "" {
+		arg = &appID
+	}
+	var n int
+	if err := db.QueryRow(ctx, s.q(`SELECT botq.app_slot_wake_free($1)`), arg).Scan(&n); err != nil {
+		return 0, fmt.Errorf("wake jobs waiting for concurrency slots: %w", mapError(err))
+	}
+	return n, nil
 }
 
 // KindConfigParams overrides a kind's River settings; zero values keep the

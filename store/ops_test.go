@@ -309,3 +309,70 @@ func TestRetentionPurge(t *testing.T) {
 	require.Equal(t, res.EventID, evs[0].ID)
 	require.Contains(t, string(evs[0].After), `"actions":`)
 }
+
+// A job that found every slot of its app taken waits parked: pending, its
+// attempt given back, its place in the queue kept; a release, a raised
+// limit or a sweep makes it available again.
+func TestAppSlotWaitAndWake(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, err := b.tx.Exec(b.ctx, fmt.Sprintf(`UPDATE %s.app SET concurrency_limit = 1 WHERE id = $1`, b.s.Schema()), b.appID)
+	require.NoError(t, err)
+	var jobsIDs []int64
+	for _, key := range []string{"holder", "first", "second"} {
+		id := b.insert(t, key).Action.RiverJobID
+		b.setJobState(t, id, "running")
+		jobsIDs = append(jobsIDs, id)
+	}
+	holder, first, second := jobsIDs[0], jobsIDs[1], jobsIDs[2]
+	job := func(id int64) (state string, attempt int, scheduled time.Time) {
+		t.Helper()
+		require.NoError(t, b.tx.QueryRow(b.ctx, fmt.Sprintf(`SELECT state::text, attempt, scheduled_at FROM %s.river_job WHERE id = $1`, b.s.Schema()), id).Scan(&state, &attempt, &scheduled))
+		return state, attempt, scheduled
+	}
+	waiting := func() int {
+		t.Helper()
+		var n int
+		require.NoError(t, b.tx.QueryRow(b.ctx, fmt.Sprintf(`SELECT count(*) FROM %s.app_slot_wait WHERE app_id = $1`, b.s.Schema()), b.appID).Scan(&n))
+		return n
+	}
+
+	slot, ok, err := b.s.AppSlotAcquire(b.ctx, b.tx, b.appID, holder, time.Minute)
+	require.NoError(t, err)
+	require.True(t, ok)
+	_, ok, err = b.s.AppSlotAcquire(b.ctx, b.tx, b.appID, first, time.Minute)
+	require.NoError(t, err)
+	require.False(t, ok, "the only slot is taken")
+
+	_, _, firstScheduled := job(first)
+	for _, id := range []int64{first, second} {
+		ok, err := b.s.AppSlotWait(b.ctx, b.tx, b.appID, id)
+		require.NoError(t, err)
+		require.True(t, ok)
+		state, attempt, _ := job(id)
+		require.Equal(t, "pending", state)
+		require.Equal(t, 0, attempt, "the attempt River counted when it fetched the job is given back")
+	}
+	ok, err = b.s.AppSlotWait(b.ctx, b.tx, b.appID, first)
+	require.NoError(t, err)
+	require.False(t, ok, "a job that is not running is not parked twice")
+	require.Equal(t, 2, waiting())
+
+	n, err := b.s.AppSlotWakeFree(b.ctx, b.tx, b.appID)
+	require.NoError(t, err)
+	require.Zero(t, n, "no slot is free")
+
+	require.NoError(t, b.s.AppSlotRelease(b.ctx, b.tx, b.appID, slot, holder, 1))
+	state, _, scheduled := job(first)
+	require.Equal(t, "available", state, "the oldest waiter is woken by the release")
+	require.True(t, scheduled.Equal(firstScheduled), "it keeps its place in the queue: %s, was %s", scheduled, firstScheduled)
+	state, _, _ = job(second)
+	require.Equal(t, "pending", state, "one release wakes one waiter")
+	require.Equal(t, 1, waiting())
+
+	_, err = b.tx.Exec(b.ctx, fmt.Sprintf(`UPDATE %s.app SET concurrency_limit = NULL WHERE id = $1`, b.s.Schema()), b.appID)
+	require.NoError(t, err)
+	state, _, _ = job(second)
+	require.Equal(t, "available", state, "removing the limit wakes every waiter")
+	require.Zero(t, waiting())
+}
