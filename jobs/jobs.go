@@ -95,11 +95,8 @@ type Config struct {
 	// PausedRecheck is how often a paused app's jobs look again (default 30s).
 	PausedRecheck time.Duration
 	// SlotMaxWait is how long a worker waits in process for one of its app's
-	// concurrency slots before snoozing (default 500ms).
+	// concurrency slots before it parks in the database (default 500ms).
 	SlotMaxWait time.Duration
-	// BusyRetry is the snooze when no concurrency slot came free (default
-	// 100ms, with jitter).
-	BusyRetry time.Duration
 	// MaxBatch bounds the results committed in one transaction (default 500).
 	MaxBatch int
 	// Observer receives measurements (metrics); nil for none.
@@ -140,9 +137,6 @@ func NewExecutor(cfg Config) (*Executor, error) {
 	if cfg.PausedRecheck <= 0 {
 		cfg.PausedRecheck = 30 * time.Second
 	}
-	if cfg.BusyRetry <= 0 {
-		cfg.BusyRetry = 100 * time.Millisecond
-	}
 	if cfg.SlotMaxWait <= 0 {
 		cfg.SlotMaxWait = 500 * time.Millisecond
 	}
@@ -163,8 +157,34 @@ func (e *Executor) Register(workers *river.Workers) error {
 	return river.AddWorkerSafely(workers, &actionWorker{e: e})
 }
 
-// Start starts the result writer.
-func (e *Executor) Start() { go e.writer.run(e.stop) }
+// Start starts the result writer and the sweep of jobs waiting for slots.
+func (e *Executor) Start() {
+	go e.writer.run(e.stop)
+	go e.sweepSlots(e.stop)
+}
+
+// slotSweep is how often an executor wakes jobs waiting for slots that
+// were freed without a release: their holder died and the lease ran out.
+const slotSweep = 5 * time.Second
+
+func (e *Executor) sweepSlots(stop <-chan struct{}) {
+	t := time.NewTicker(slotSweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), slotSweep)
+		if n, err := e.cfg.Store.AppSlotWakeFree(ctx, e.cfg.Pool, ""); err != nil {
+			e.cfg.Logger.Warn().Err(err).Msg("jobs: Waking jobs that wait for a concurrency slot failed")
+		} else if n > 0 {
+			e.cfg.Logger.Debug().Int("woken", n).Msg("jobs: Woke jobs waiting for free concurrency slots")
+		}
+		cancel()
+	}
+}
 
 // Stop waits for every submitted result to be written. Call it after the
 // River client has stopped.

@@ -174,3 +174,66 @@ func TestAppLimitsHoldAcrossClients(t *testing.T) {
 	require.LessOrEqual(t, maxInFlight, 3, "at most 3 calls in flight")
 	t.Logf("concurrency limit: max %d in flight", maxInFlight)
 }
+
+// An app at its concurrency limit keeps its place in a shared backlog: its
+// jobs that found no slot wait parked in the database and come back at the
+// head of the queue when a slot frees, instead of going behind every job
+// another app queued meanwhile. Parking uses no attempt.
+func TestLimitedAppKeepsItsTurn(t *testing.T) {
+	t.Parallel()
+	env := jobstest.Start(t, jobstest.Options{Sim: sim.Options{Seed: 24}, Apps: []string{"limited", "bulk"}, MaxWorkers: 20})
+	_, err := env.Pool.Exec(env.Ctx, fmt.Sprintf(`UPDATE %s.app SET concurrency_limit = 2 WHERE id = 'limited'`, env.Schema))
+	require.NoError(t, err)
+	require.NoError(t, env.Sim.SetFault("tag", sim.Fault{Latency: sim.Duration(100 * time.Millisecond)}))
+
+	batch := func(app string, n int) []jobs.Action {
+		var b []jobs.Action
+		for i := range n {
+			b = append(b, jobs.Action{AppID: app, Kind: jobs.KindTag, Payload: json.RawMessage(jobstest.Payload(jobs.KindTag, fmt.Sprintf("%s-%d", app, i)))})
+		}
+		return b
+	}
+	// The limited app's 20 actions are queued first: 2 at a time they take
+	// about 1 s, while the bulk app's 600 take about 3.5 s on 18 workers.
+	var limitedIDs, ids []int64
+	for _, b := range [][]jobs.Action{batch("limited", 20), batch("bulk", 600)} {
+		res, err := env.Enqueuer.EnqueueMany(env.Ctx, env.Pool, b)
+		require.NoError(t, err)
+		for i, r := range res {
+			ids = append(ids, r.ActionID)
+			if b[i].AppID == "limited" {
+				limitedIDs = append(limitedIDs, r.ActionID)
+			}
+		}
+	}
+	env.WaitStates(t, ids, 60*time.Second, store.ActionSent, store.ActionSucceeded)
+
+	limited := env.Sim.Calls(sim.CallFilter{AppID: "limited"})
+	require.Len(t, limited, 20)
+	last := limited[0].Time
+	for _, c := range limited {
+		if c.Time.After(last) {
+			last = c.Time
+		}
+	}
+	bulk := env.Sim.Calls(sim.CallFilter{AppID: "bulk"})
+	require.Len(t, bulk, 600)
+	before := 0
+	for _, c := range bulk {
+		if c.Time.Before(last) {
+			before++
+		}
+	}
+	t.Logf("the limited app's last call came after %d of the bulk app's 600", before)
+	// Sent to the back of the queue, it would come after nearly all of them.
+	require.Less(t, before, 420, "the limited app lost its turn to the bulk app's backlog")
+
+	var attempts, maxJobAttempt, waiting int
+	require.NoError(t, env.Pool.QueryRow(env.Ctx, fmt.Sprintf(`
+		SELECT (SELECT count(*) FROM %[1]s.attempt t JOIN %[1]s.action a ON a.id = t.action_id WHERE a.id = ANY($1)),
+		       (SELECT max(j.attempt) FROM %[1]s.river_job j JOIN %[1]s.action a ON a.river_job_id = j.id WHERE a.id = ANY($1)),
+		       (SELECT count(*) FROM %[1]s.app_slot_wait)`, env.Schema), limitedIDs).Scan(&attempts, &maxJobAttempt, &waiting))
+	require.Equal(t, 20, attempts, "one attempt per action: waiting for a slot is not an attempt")
+	require.Equal(t, 1, maxJobAttempt, "River counted one attempt per job")
+	require.Zero(t, waiting, "nothing is left waiting")
+}

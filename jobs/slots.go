@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -37,6 +38,13 @@ func (w *slotWaiters) join(app string, max int) bool {
 	return true
 }
 
+// count is how many workers of this process wait for a slot of app.
+func (w *slotWaiters) count(app string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.waiting[app]
+}
+
 func (w *slotWaiters) leave(app string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -67,13 +75,18 @@ func (w *slotWaiters) signal(app string) {
 	}
 }
 
+// slotBuffer is how many of an app's jobs a release tries to keep waiting
+// in process: a parked job takes a fetch and a load to come back, and a slot
+// freed with nobody waiting here stands idle that long.
+const slotBuffer = 2
+
 // slotPoll is how often a waiting worker looks for a slot another process
 // freed.
 const slotPoll = 25 * time.Millisecond
 
 // acquireSlot leases one of the app's concurrency slots. When all are taken
 // it waits up to SlotMaxWait, woken at once by a slot this process frees,
-// because a job that snoozed instead would wait for its next fetch while
+// because a job parked in the database would wait for its next fetch while
 // the slot stood idle; it returns nil when none came free, or when enough
 // workers of this process wait for the app already.
 func (e *Executor) acquireSlot(ctx context.Context, appID string, limit int, holder int64) (*slotLease, error) {
@@ -116,15 +129,36 @@ func (e *Executor) acquireSlot(ctx context.Context, appID string, limit int, hol
 	}
 }
 
-// releaseSlot frees a leased slot (nil: nothing to do) and wakes this
-// process's waiters. The release survives the job's context ending: a slot
-// left taken would stay so until its lease ran out.
+// releaseSlot frees a leased slot (nil: nothing to do) and wakes one
+// waiter: one of this process's workers if any waits, else the oldest job
+// parked in the database. The release survives the job's context ending: a
+// slot left taken would stay so until its lease ran out.
 func (e *Executor) releaseSlot(ctx context.Context, l *slotLease) {
 	if l == nil {
 		return
 	}
-	if err := e.cfg.Store.AppSlotRelease(context.WithoutCancel(ctx), e.cfg.Pool, l.appID, l.slot, l.holder); err != nil {
+	wake := max(0, slotBuffer+1-e.slots.count(l.appID))
+	if err := e.cfg.Store.AppSlotRelease(context.WithoutCancel(ctx), e.cfg.Pool, l.appID, l.slot, l.holder, wake); err != nil {
 		e.cfg.Logger.Warn().Err(err).Str("app_id", l.appID).Msg("jobs: Releasing a concurrency slot failed; its lease will expire")
 	}
 	e.slots.signal(l.appID)
+}
+
+// waitForSlot parks a job that got no slot (AppSlotWait) until a release
+// wakes it. A snooze would give it a new place behind every job queued
+// before it; parked, it keeps its place. Returning nil leaves the job
+// pending: River completes only running jobs.
+func (e *Executor) waitForSlot(ctx context.Context, appID string, jobID int64) error {
+	ok, err := e.cfg.Store.AppSlotWait(ctx, e.cfg.Pool, appID, jobID)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("job %d is no longer running; not parked", jobID)
+	}
+	// A slot freed while this job decided to wait woke nobody.
+	if _, err := e.cfg.Store.AppSlotWakeFree(context.WithoutCancel(ctx), e.cfg.Pool, appID); err != nil {
+		e.cfg.Logger.Warn().Err(err).Str("app_id", appID).Msg("jobs: Waking jobs that wait for a concurrency slot failed; maintenance will")
+	}
+	return nil
 }

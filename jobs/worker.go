@@ -105,7 +105,7 @@ func (e *Executor) work(ctx context.Context, job *river.Job[ActionArgs]) error {
 			return err
 		}
 		if lease == nil {
-			return river.JobSnooze(e.cfg.BusyRetry + jitter(e.cfg.BusyRetry))
+			return e.waitForSlot(ctx, app.ID, job.ID)
 		}
 	}
 	releaseEarly := func() { e.releaseSlot(ctx, lease) }

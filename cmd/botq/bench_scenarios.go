@@ -1009,7 +1009,7 @@ func (b *bench) slowRun(ctx context.Context, sc *benchScenario, name string, app
 	sub.Details["backlogs"] = backlogs
 	sub.Details["apps"] = fmt.Sprint(apps)
 	sub.Details["rates"] = rates
-	sub.Details["snoozes_note"] = "jobs of an app at its concurrency limit snooze (no attempt) and are fetched again"
+	sub.Details["snoozes_note"] = "jobs of an app at its concurrency limit park in app_slot_wait (no attempt, place in the queue kept) until a slot frees"
 	sc.Details[name] = sub.Details
 	sc.Details[name+"_timeline"] = sub.Timeline
 	if sc.Postgres == nil {
