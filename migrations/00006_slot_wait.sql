@@ -33,14 +33,17 @@ BEGIN
     IF p_n <= 0 THEN
         RETURN 0;
     END IF;
+    -- Only waiters whose job still waits count: a job cancelled or deleted
+    -- meanwhile must not use up a wake-up.
     WITH w AS (
         DELETE FROM app_slot_wait
         WHERE (app_id, river_job_id) IN (
-            SELECT app_id, river_job_id FROM app_slot_wait
-            WHERE app_id = p_app_id
-            ORDER BY river_job_id
+            SELECT w.app_id, w.river_job_id FROM app_slot_wait w
+            JOIN river_job j ON j.id = w.river_job_id AND j.state = 'pending'
+            WHERE w.app_id = p_app_id
+            ORDER BY w.river_job_id
             LIMIT p_n
-            FOR UPDATE SKIP LOCKED)
+            FOR UPDATE OF w SKIP LOCKED)
         RETURNING river_job_id
     ), j AS (
         UPDATE river_job SET state = 'available'
@@ -59,8 +62,9 @@ $$;
 -- app_slot_wake_free wakes, for one app or for every app with waiters, as
 -- many waiters as the app has free slots (all of them when it has no limit
 -- any more). A worker calls it after it starts waiting, so a slot freed
--- meanwhile is not missed; periodic maintenance calls it for slots whose
--- holder died and whose lease ran out.
+-- meanwhile is not missed; periodic maintenance calls it (for every app) for
+-- slots whose holder died and whose lease ran out, and it then also drops
+-- waiters whose job no longer waits (cancelled, or deleted).
 -- +goose StatementBegin
 CREATE FUNCTION app_slot_wake_free(p_app_id text DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
@@ -69,6 +73,10 @@ DECLARE
     free  integer;
     total integer := 0;
 BEGIN
+    IF p_app_id IS NULL THEN
+        DELETE FROM app_slot_wait w
+        WHERE NOT EXISTS (SELECT 1 FROM river_job j WHERE j.id = w.river_job_id AND j.state = 'pending');
+    END IF;
     FOR r IN
         SELECT w.app_id, count(*)::integer AS waiting, max(a.concurrency_limit) AS lim
         FROM app_slot_wait w JOIN app a ON a.id = w.app_id

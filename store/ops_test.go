@@ -370,6 +370,26 @@ func TestAppSlotWaitAndWake(t *testing.T) {
 	require.Equal(t, "pending", state, "one release wakes one waiter")
 	require.Equal(t, 1, waiting())
 
+	// The woken job takes the slot. A waiter cancelled meanwhile does not
+	// use up a wake-up, and the sweep drops it.
+	b.setJobState(t, first, "running")
+	_, ok, err = b.s.AppSlotAcquire(b.ctx, b.tx, b.appID, first, time.Minute)
+	require.NoError(t, err)
+	require.True(t, ok)
+	third := b.insert(t, "third").Action
+	b.setJobState(t, third.RiverJobID, "running")
+	ok, err = b.s.AppSlotWait(b.ctx, b.tx, b.appID, third.RiverJobID)
+	require.NoError(t, err)
+	require.True(t, ok)
+	_, err = b.s.ActionCancel(b.ctx, b.tx, third.ID, "api:ops", "")
+	require.NoError(t, err, "a parked job is not running: it can be cancelled")
+	require.Equal(t, "cancelled", jobState(b.ctx, t, b.s, b.tx, third.RiverJobID))
+	require.Equal(t, 2, waiting())
+	n, err = b.s.AppSlotWakeFree(b.ctx, b.tx, "")
+	require.NoError(t, err)
+	require.Zero(t, n, "no slot is free")
+	require.Equal(t, 1, waiting(), "the sweep drops the cancelled waiter")
+
 	_, err = b.tx.Exec(b.ctx, fmt.Sprintf(`UPDATE %s.app SET concurrency_limit = NULL WHERE id = $1`, b.s.Schema()), b.appID)
 	require.NoError(t, err)
 	state, _, _ = job(second)
