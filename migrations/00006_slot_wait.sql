@@ -22,39 +22,43 @@ CREATE TABLE app_slot_wait (
 
 -- app_slot_wake makes up to n of the app's oldest waiting jobs available and
 -- returns how many it woke. Waiters another transaction is waking are
--- skipped, not waited for.
+-- skipped, not waited for. A waiter whose job no longer waits (cancelled
+-- meanwhile) is dropped without using up a wake-up: the loop takes the next.
+-- The waiters are not joined to river_job to skip those: that join is
+-- planned as a scan of river_job, on every release.
 -- +goose StatementBegin
 CREATE FUNCTION app_slot_wake(p_app_id text, p_n integer) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
-    queues text[];
-    woken  integer;
+    queues  text[];
+    taken   integer;
+    woken   integer;
+    total   integer := 0;
 BEGIN
-    IF p_n <= 0 THEN
-        RETURN 0;
-    END IF;
-    -- Only waiters whose job still waits count: a job cancelled or deleted
-    -- meanwhile must not use up a wake-up.
-    WITH w AS (
-        DELETE FROM app_slot_wait
-        WHERE (app_id, river_job_id) IN (
-            SELECT w.app_id, w.river_job_id FROM app_slot_wait w
-            JOIN river_job j ON j.id = w.river_job_id AND j.state = 'pending'
-            WHERE w.app_id = p_app_id
-            ORDER BY w.river_job_id
-            LIMIT p_n
-            FOR UPDATE OF w SKIP LOCKED)
-        RETURNING river_job_id
-    ), j AS (
-        UPDATE river_job SET state = 'available'
-        WHERE id IN (SELECT river_job_id FROM w) AND state = 'pending'
-        RETURNING queue
-    )
-    SELECT (SELECT count(*) FROM w), array_agg(DISTINCT queue) INTO woken, queues FROM j;
-    IF queues IS NOT NULL THEN
-        PERFORM notify_insert(queues);
-    END IF;
-    RETURN woken;
+    WHILE total < p_n LOOP
+        WITH w AS (
+            DELETE FROM app_slot_wait
+            WHERE (app_id, river_job_id) IN (
+                SELECT app_id, river_job_id FROM app_slot_wait
+                WHERE app_id = p_app_id
+                ORDER BY river_job_id
+                LIMIT p_n - total
+                FOR UPDATE SKIP LOCKED)
+            RETURNING river_job_id
+        ), j AS (
+            UPDATE river_job SET state = 'available'
+            WHERE id IN (SELECT river_job_id FROM w) AND state = 'pending'
+            RETURNING queue
+        )
+        SELECT (SELECT count(*) FROM w), (SELECT count(*) FROM j), (SELECT array_agg(DISTINCT queue) FROM j)
+        INTO taken, woken, queues;
+        IF queues IS NOT NULL THEN
+            PERFORM notify_insert(queues);
+        END IF;
+        total := total + woken;
+        EXIT WHEN taken = 0;
+    END LOOP;
+    RETURN total;
 END
 $$;
 -- +goose StatementEnd
@@ -63,8 +67,7 @@ $$;
 -- many waiters as the app has free slots (all of them when it has no limit
 -- any more). A worker calls it after it starts waiting, so a slot freed
 -- meanwhile is not missed; periodic maintenance calls it (for every app) for
--- slots whose holder died and whose lease ran out, and it then also drops
--- waiters whose job no longer waits (cancelled, or deleted).
+-- slots whose holder died and whose lease ran out.
 -- +goose StatementBegin
 CREATE FUNCTION app_slot_wake_free(p_app_id text DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
@@ -73,10 +76,6 @@ DECLARE
     free  integer;
     total integer := 0;
 BEGIN
-    IF p_app_id IS NULL THEN
-        DELETE FROM app_slot_wait w
-        WHERE NOT EXISTS (SELECT 1 FROM river_job j WHERE j.id = w.river_job_id AND j.state = 'pending');
-    END IF;
     FOR r IN
         SELECT w.app_id, count(*)::integer AS waiting, max(a.concurrency_limit) AS lim
         FROM app_slot_wait w JOIN app a ON a.id = w.app_id

@@ -370,29 +370,51 @@ func TestAppSlotWaitAndWake(t *testing.T) {
 	require.Equal(t, "pending", state, "one release wakes one waiter")
 	require.Equal(t, 1, waiting())
 
-	// The woken job takes the slot. A waiter cancelled meanwhile does not
-	// use up a wake-up, and the sweep drops it.
+	// The woken job takes the slot. The other waiter is cancelled, and a
+	// third job parks behind it: the cancelled waiter does not use up the
+	// next wake-up.
 	b.setJobState(t, first, "running")
-	_, ok, err = b.s.AppSlotAcquire(b.ctx, b.tx, b.appID, first, time.Minute)
+	slot, ok, err = b.s.AppSlotAcquire(b.ctx, b.tx, b.appID, first, time.Minute)
 	require.NoError(t, err)
 	require.True(t, ok)
-	third := b.insert(t, "third").Action
-	b.setJobState(t, third.RiverJobID, "running")
-	ok, err = b.s.AppSlotWait(b.ctx, b.tx, b.appID, third.RiverJobID)
-	require.NoError(t, err)
-	require.True(t, ok)
-	_, err = b.s.ActionCancel(b.ctx, b.tx, third.ID, "api:ops", "")
+	_, err = b.s.ActionCancel(b.ctx, b.tx, b.actionOfJob(t, second), "api:ops", "")
 	require.NoError(t, err, "a parked job is not running: it can be cancelled")
-	require.Equal(t, "cancelled", jobState(b.ctx, t, b.s, b.tx, third.RiverJobID))
+	require.Equal(t, "cancelled", jobState(b.ctx, t, b.s, b.tx, second))
+	park := func(key string) int64 {
+		t.Helper()
+		id := b.insert(t, key).Action.RiverJobID
+		b.setJobState(t, id, "running")
+		ok, err := b.s.AppSlotWait(b.ctx, b.tx, b.appID, id)
+		require.NoError(t, err)
+		require.True(t, ok)
+		return id
+	}
+	third := park("third")
 	require.Equal(t, 2, waiting())
+	require.NoError(t, b.s.AppSlotRelease(b.ctx, b.tx, b.appID, slot, first, 1))
+	state, _, _ = job(third)
+	require.Equal(t, "available", state, "the wake-up passes over the cancelled waiter")
+	require.Zero(t, waiting(), "the cancelled waiter is dropped")
+
+	b.setJobState(t, third, "running")
+	_, ok, err = b.s.AppSlotAcquire(b.ctx, b.tx, b.appID, third, time.Minute)
+	require.NoError(t, err)
+	require.True(t, ok)
+	fourth := park("fourth")
 	n, err = b.s.AppSlotWakeFree(b.ctx, b.tx, "")
 	require.NoError(t, err)
 	require.Zero(t, n, "no slot is free")
-	require.Equal(t, 1, waiting(), "the sweep drops the cancelled waiter")
-
 	_, err = b.tx.Exec(b.ctx, fmt.Sprintf(`UPDATE %s.app SET concurrency_limit = NULL WHERE id = $1`, b.s.Schema()), b.appID)
 	require.NoError(t, err)
-	state, _, _ = job(second)
+	state, _, _ = job(fourth)
 	require.Equal(t, "available", state, "removing the limit wakes every waiter")
 	require.Zero(t, waiting())
+}
+
+// actionOfJob returns the id of the action a River job works.
+func (b *testBundle) actionOfJob(t *testing.T, jobID int64) int64 {
+	t.Helper()
+	var id int64
+	require.NoError(t, b.tx.QueryRow(b.ctx, fmt.Sprintf(`SELECT id FROM %s.action WHERE river_job_id = $1`, b.s.Schema()), jobID).Scan(&id))
+	return id
 }
