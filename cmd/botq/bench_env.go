@@ -214,7 +214,7 @@ func textSeq(body []byte) (int64, bool) {
 // tables without dead rows from the previous one.
 func (b *bench) truncate(ctx context.Context) error {
 	_, err := b.admin.Exec(ctx, fmt.Sprintf(`
-		TRUNCATE %[1]s.attempt, %[1]s.request, %[1]s.event, %[1]s.lane, %[1]s.action, %[1]s.river_job,
+		TRUNCATE %[1]s.attempt, %[1]s.request, %[1]s.event, %[1]s.lane, %[1]s.action, %[1]s.river_job, %[1]s.app_slot_wait,
 		         %[2]s.river_job RESTART IDENTITY CASCADE`, b.botqSchema, b.riverSchema))
 	if err != nil {
 		return fmt.Errorf("truncate: %w", err)
@@ -236,7 +236,7 @@ func (b *bench) truncate(ctx context.Context) error {
 func (b *bench) keepAnalyzed(ctx context.Context) {
 	tables := []string{
 		b.botqSchema + ".action", b.botqSchema + ".attempt", b.botqSchema + ".request", b.botqSchema + ".lane",
-		b.botqSchema + ".river_job", b.botqSchema + ".app_slot", b.riverSchema + ".river_job",
+		b.botqSchema + ".river_job", b.botqSchema + ".app_slot", b.botqSchema + ".app_slot_wait", b.riverSchema + ".river_job",
 	}
 	start := time.Now()
 	for at := 500 * time.Millisecond; at <= 32*time.Second; at *= 2 {

@@ -892,6 +892,12 @@ func (b *bench) runSlow(ctx context.Context, sc *benchScenario) error {
 	perSec := func(concurrency int) float64 { return float64(concurrency) / lat.Seconds() }
 	backlog := func(rate float64) int { return int(math.Ceil(rate * b.o.Duration.Seconds() * 1.3)) }
 
+	// Plain River, same workers, same slowed simulator: what this machine
+	// allows with no bookkeeping at all.
+	riverRate, err := b.slowRiver(ctx, sc, backlog(perSec(b.o.MaxWorkers)))
+	if err != nil {
+		return err
+	}
 	// One app without a limit: River's MaxWorkers is the concurrency.
 	total, _, err := b.slowRun(ctx, sc, "total", []benchAppSpec{{id: benchApp}}, []int{backlog(perSec(b.o.MaxWorkers))})
 	if err != nil {
@@ -906,6 +912,10 @@ func (b *bench) runSlow(ctx context.Context, sc *benchScenario) error {
 	}
 	// A new slice per figure: finish() writes each target's result in place.
 	within10 := func() []benchTarget { return []benchTarget{within("issue 12", "ratio", 0.9, 1.1)} }
+	b.figure(benchFigure{Key: "slow.river_rate", Scenario: "slow", Label: fmt.Sprintf("River, one HTTP call, MaxWorkers %d, latency %s", b.o.MaxWorkers, lat),
+		Value: fptr(riverRate), Unit: "/s", Baseline: "MaxWorkers/latency", BaselineValue: fptr(perSec(b.o.MaxWorkers))})
+	b.figure(benchFigure{Key: "slow.total_vs_river", Scenario: "slow", Label: "actions/s, one app, against River",
+		Value: fptr(total), Unit: "/s", Baseline: "slow.river_rate"})
 	b.figure(benchFigure{Key: "slow.total_rate", Scenario: "slow", Label: fmt.Sprintf("actions/s, one app, MaxWorkers %d, latency %s", b.o.MaxWorkers, lat),
 		Value: fptr(total), Unit: "/s", Baseline: "MaxWorkers/latency", BaselineValue: fptr(perSec(b.o.MaxWorkers)), Targets: within10()})
 	b.figure(benchFigure{Key: "slow.app_a_rate", Scenario: "slow", Label: fmt.Sprintf("actions/s, app with concurrency %d", ca),
@@ -915,6 +925,67 @@ func (b *bench) runSlow(ctx context.Context, sc *benchScenario) error {
 	b.figure(benchFigure{Key: "slow.apps_total_rate", Scenario: "slow", Label: "actions/s, both limited apps", Value: fptr(all), Unit: "/s",
 		Baseline: "sum of concurrency/latency", BaselineValue: fptr(perSec(ca + cb)), Targets: within10()})
 	return nil
+}
+
+// slowRiver drains a backlog of plain River jobs, each one call to the
+// slowed simulator, and returns the rate over the measured window.
+func (b *bench) slowRiver(ctx context.Context, sc *benchScenario, n int) (float64, error) {
+	if err := b.truncate(ctx); err != nil {
+		return 0, err
+	}
+	s := b.sim.reset(sim.Options{})
+	if err := s.SetFault("respond", sim.Fault{Latency: sim.Duration(b.o.SlowLatency)}); err != nil {
+		return 0, err
+	}
+	tok, err := b.sim.mint(benchApp)
+	if err != nil {
+		return 0, err
+	}
+	api, err := benchAPIClient(b.sim.url, tok)
+	if err != nil {
+		return 0, err
+	}
+	workers := river.NewWorkers()
+	river.AddWorker(workers, &benchHTTPWorker{api: api})
+	inserter, err := river.NewClient(riverpgxv5.New(b.riverPool), benchRiverConfig(b.o, b.riverSchema, workers, false, b.log))
+	if err != nil {
+		return 0, err
+	}
+	first := b.nextSeq(n)
+	err = parallelBatches(ctx, n, 1000, func(ctx context.Context, off, size int) error {
+		params := make([]river.InsertManyParams, size)
+		for i := range params {
+			params[i] = river.InsertManyParams{Args: benchHTTPArgs{N: first + int64(off+i)}, InsertOpts: &river.InsertOpts{Queue: benchQueue}}
+		}
+		_, err := inserter.InsertMany(ctx, params)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("insert backlog: %w", err)
+	}
+	rr, err := startRiver(ctx, b.riverPool, benchRiverConfig(b.o, b.riverSchema, workers, true, b.log))
+	if err != nil {
+		return 0, err
+	}
+	sub := &benchScenario{Name: sc.Name + "-river", Details: map[string]any{}}
+	res, err := b.measureSteady(ctx, sub, steady{
+		enqueued:  func() int64 { return int64(n) },
+		completed: func(context.Context) (int64, error) { return rr.completed.Load(), nil },
+		produce:   func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() },
+	})
+	if stopErr := rr.stop(ctx); err == nil {
+		err = stopErr
+	}
+	if err != nil {
+		return 0, err
+	}
+	if res.completed >= int64(n) {
+		return 0, fmt.Errorf("river: the backlog (%d) ran out before the window ended", n)
+	}
+	sc.Details["river"] = sub.Details
+	sc.Details["river_timeline"] = sub.Timeline
+	b.logf("slow river: %.0f jobs/s", res.rate)
+	return res.rate, nil
 }
 
 // slowRun drains per-app backlogs with the simulator slowed down and
