@@ -237,3 +237,28 @@ func TestLimitedAppKeepsItsTurn(t *testing.T) {
 	require.Equal(t, 1, maxJobAttempt, "River counted one attempt per job")
 	require.Zero(t, waiting, "nothing is left waiting")
 }
+
+// A slot whose holder died stays taken until its lease runs out; the jobs
+// parked for it meanwhile are woken by the executors' sweep, not left
+// pending for ever.
+func TestParkedJobsWokenAfterDeadHoldersLease(t *testing.T) {
+	t.Parallel()
+	env := jobstest.Start(t, jobstest.Options{Sim: sim.Options{Seed: 25}, Apps: []string{"limited"}, MaxWorkers: 10})
+	_, err := env.Pool.Exec(env.Ctx, fmt.Sprintf(`UPDATE %s.app SET concurrency_limit = 1 WHERE id = 'limited'`, env.Schema))
+	require.NoError(t, err)
+	// A holder that will never release: a process killed mid-call.
+	_, ok, err := env.Store.AppSlotAcquire(env.Ctx, env.Pool, "limited", -1, time.Second)
+	require.NoError(t, err)
+	require.True(t, ok)
+
+	var ids []int64
+	for i := range 3 {
+		ids = append(ids, env.Enqueue(t, jobs.Action{AppID: "limited", Kind: jobs.KindTag, Payload: json.RawMessage(jobstest.Payload(jobs.KindTag, fmt.Sprintf("dead-%d", i)))}))
+	}
+	require.Eventually(t, func() bool {
+		var parked int
+		require.NoError(t, env.Pool.QueryRow(env.Ctx, fmt.Sprintf(`SELECT count(*) FROM %s.app_slot_wait`, env.Schema)).Scan(&parked))
+		return parked == 3
+	}, 5*time.Second, 20*time.Millisecond, "the jobs park while the dead holder's lease runs")
+	env.WaitStates(t, ids, 20*time.Second, store.ActionSent, store.ActionSucceeded)
+}
