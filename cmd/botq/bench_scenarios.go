@@ -532,12 +532,28 @@ func (b *bench) runR2(ctx context.Context, sc *benchScenario) error {
 	n := b.o.Drain
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &benchHTTPWorker{})
+	start := time.Now()
+	if err := b.insertRiverBacklog(ctx, workers, n); err != nil {
+		return err
+	}
+	insertSecs := time.Since(start).Seconds()
+	b.prepareDrain(ctx, b.riverSchema, "river_job")
+	res, err := b.drainChild(ctx, sc, benchChildSpec{Mode: "river", Expect: n})
+	if err != nil {
+		return err
+	}
+	b.drainFigures("r2", "jobs", res, float64(n)/insertSecs, nil)
+	return nil
+}
+
+// insertRiverBacklog inserts n plain River jobs, each one call, with
+// InsertMany in batches of 1,000.
+func (b *bench) insertRiverBacklog(ctx context.Context, workers *river.Workers, n int) error {
 	client, err := river.NewClient(riverpgxv5.New(b.riverPool), benchRiverConfig(b.o, b.riverSchema, workers, false, b.log))
 	if err != nil {
 		return err
 	}
 	first := b.nextSeq(n)
-	start := time.Now()
 	err = parallelBatches(ctx, n, 1000, func(ctx context.Context, off, size int) error {
 		params := make([]river.InsertManyParams, size)
 		for i := range params {
@@ -549,13 +565,6 @@ func (b *bench) runR2(ctx context.Context, sc *benchScenario) error {
 	if err != nil {
 		return fmt.Errorf("insert backlog: %w", err)
 	}
-	insertSecs := time.Since(start).Seconds()
-	b.prepareDrain(ctx, b.riverSchema, "river_job")
-	res, err := b.drainChild(ctx, sc, benchChildSpec{Mode: "river", Expect: n})
-	if err != nil {
-		return err
-	}
-	b.drainFigures("r2", "jobs", res, float64(n)/insertSecs, nil)
 	return nil
 }
 
@@ -947,21 +956,8 @@ func (b *bench) slowRiver(ctx context.Context, sc *benchScenario, n int) (float6
 	}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &benchHTTPWorker{api: api})
-	inserter, err := river.NewClient(riverpgxv5.New(b.riverPool), benchRiverConfig(b.o, b.riverSchema, workers, false, b.log))
-	if err != nil {
+	if err := b.insertRiverBacklog(ctx, workers, n); err != nil {
 		return 0, err
-	}
-	first := b.nextSeq(n)
-	err = parallelBatches(ctx, n, 1000, func(ctx context.Context, off, size int) error {
-		params := make([]river.InsertManyParams, size)
-		for i := range params {
-			params[i] = river.InsertManyParams{Args: benchHTTPArgs{N: first + int64(off+i)}, InsertOpts: &river.InsertOpts{Queue: benchQueue}}
-		}
-		_, err := inserter.InsertMany(ctx, params)
-		return err
-	})
-	if err != nil {
-		return 0, fmt.Errorf("insert backlog: %w", err)
 	}
 	rr, err := startRiver(ctx, b.riverPool, benchRiverConfig(b.o, b.riverSchema, workers, true, b.log))
 	if err != nil {
