@@ -163,9 +163,11 @@ func (e *Executor) Start() {
 	go e.sweepSlots(e.stop)
 }
 
-// slotSweep is how often an executor wakes jobs waiting for slots that
-// were freed without a release: their holder died and the lease ran out.
-const slotSweep = 5 * time.Second
+// slotSweep is how often an executor wakes parked jobs for free slots that
+// no release woke them for: the job was still running when the last slot
+// was released (River had not handled its snooze), or the holder died and
+// its lease ran out.
+const slotSweep = time.Second
 
 func (e *Executor) sweepSlots(stop <-chan struct{}) {
 	t := time.NewTicker(slotSweep)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/riverqueue/river"
 )
 
 // slotLease is one of an app's concurrency slots, held by a job.
@@ -80,6 +82,10 @@ func (w *slotWaiters) signal(app string) {
 // freed with nobody waiting here stands idle that long.
 const slotBuffer = 2
 
+// slotPark is how long a parked job waits at most: nothing is lost if a
+// wake-up is.
+const slotPark = time.Minute
+
 // slotPoll is how often a waiting worker looks for a slot another process
 // freed.
 const slotPoll = 25 * time.Millisecond
@@ -144,10 +150,11 @@ func (e *Executor) releaseSlot(ctx context.Context, l *slotLease) {
 	e.slots.signal(l.appID)
 }
 
-// waitForSlot parks a job that got no slot (AppSlotWait) until a release
-// wakes it. A snooze would give it a new place behind every job queued
-// before it; parked, it keeps its place. Returning nil leaves the job
-// pending: River completes only running jobs.
+// waitForSlot parks a job that got no slot (AppSlotWait) and snoozes it
+// for slotPark: a release makes it available again at its old place in the
+// queue, where a plain snooze would put it behind every job queued before
+// it. The snooze is River's, so the attempt is given back, and a job nothing
+// woke (its app idle, every process gone) looks again when it ends.
 func (e *Executor) waitForSlot(ctx context.Context, appID string, jobID int64) error {
 	ok, err := e.cfg.Store.AppSlotWait(ctx, e.cfg.Pool, appID, jobID)
 	if err != nil {
@@ -156,9 +163,10 @@ func (e *Executor) waitForSlot(ctx context.Context, appID string, jobID int64) e
 	if !ok {
 		return fmt.Errorf("job %d is no longer running; not parked", jobID)
 	}
-	// A slot freed while this job decided to wait woke nobody.
+	// Slots freed meanwhile wake other parked jobs; this one wakes once
+	// River has handled its snooze, by a later release or the sweep.
 	if _, err := e.cfg.Store.AppSlotWakeFree(context.WithoutCancel(ctx), e.cfg.Pool, appID); err != nil {
 		e.cfg.Logger.Warn().Err(err).Str("app_id", appID).Msg("jobs: Waking jobs that wait for a concurrency slot failed; maintenance will")
 	}
-	return nil
+	return river.JobSnooze(slotPark)
 }

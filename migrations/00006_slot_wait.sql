@@ -1,64 +1,80 @@
 -- Fair turns for apps at their concurrency limit, and for lanes.
 --
 -- River fetches jobs in (priority, scheduled_at, id) order. A job that found
--- its app's slots all taken used to snooze, which set its scheduled_at to a
--- moment later than every job already queued: in a backlog, an app at its
--- limit went to the back of the whole queue after its first turn, and its
--- free slots stood idle until the other apps' backlog was worked off. Such a
--- job now waits in app_slot_wait with its River job pending, keeping its
--- scheduled_at, and a freed slot makes the oldest waiter available again: it
--- comes back at the head of the queue, where it was.
+-- its app's slots all taken used to snooze briefly, which set its
+-- scheduled_at to a moment later than every job already queued: in a
+-- backlog, an app at its limit went to the back of the whole queue after its
+-- first turn, and its free slots stood idle until the other apps' backlog was
+-- worked off. Such a job now parks: it records itself in app_slot_wait with
+-- the scheduled_at it had, and snoozes for long (River's completer makes it
+-- scheduled, without using an attempt). A freed slot makes the oldest parked
+-- job available again with its old scheduled_at: it comes back at the head of
+-- the queue, where it was. If nothing wakes it, the long snooze ends anyway.
 --
--- For the same reason, the next action of a lane keeps its place (the time it
--- was enqueued) instead of taking a new one when its lane moves on.
+-- The job is woken only once River's completer has made it scheduled. River
+-- completes jobs asynchronously and only checks that a job is running: a job
+-- woken and fetched again before the completer handled its previous run
+-- would be marked completed by that stale completion while it runs.
+--
+-- For the same reason as above, the next action of a lane keeps its place
+-- (the time it was enqueued) instead of taking a new one when its lane moves
+-- on.
 
 -- +goose Up
 CREATE TABLE app_slot_wait (
     app_id       text NOT NULL REFERENCES app (id) ON DELETE CASCADE,
     river_job_id bigint NOT NULL,
+    scheduled_at timestamptz NOT NULL,
     since        timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (app_id, river_job_id)
 );
 
--- app_slot_wake makes up to n of the app's oldest waiting jobs available and
+-- app_slot_wake makes up to n of the app's oldest parked jobs available and
 -- returns how many it woke. Waiters another transaction is waking are
--- skipped, not waited for. A waiter whose job no longer waits (cancelled
--- meanwhile) is dropped without using up a wake-up: the loop takes the next.
--- The waiters are not joined to river_job to skip those: that join is
+-- skipped, not waited for; so is a job still running (River's completer has
+-- not handled its snooze yet). A waiter whose job went on without it
+-- (cancelled, or its snooze ran out) is dropped without using up a wake-up.
+-- One primary-key lookup per waiter: a join of the waiters to river_job is
 -- planned as a scan of river_job, on every release.
 -- +goose StatementBegin
 CREATE FUNCTION app_slot_wake(p_app_id text, p_n integer) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
-    queues  text[];
-    taken   integer;
-    woken   integer;
-    total   integer := 0;
+    w      record;
+    st     river_job_state;
+    q      text;
+    queues text[] := '{}';
+    woken  integer := 0;
 BEGIN
-    WHILE total < p_n LOOP
-        WITH w AS (
-            DELETE FROM app_slot_wait
-            WHERE (app_id, river_job_id) IN (
-                SELECT app_id, river_job_id FROM app_slot_wait
-                WHERE app_id = p_app_id
-                ORDER BY river_job_id
-                LIMIT p_n - total
-                FOR UPDATE SKIP LOCKED)
-            RETURNING river_job_id
-        ), j AS (
-            UPDATE river_job SET state = 'available'
-            WHERE id IN (SELECT river_job_id FROM w) AND state = 'pending'
-            RETURNING queue
-        )
-        SELECT (SELECT count(*) FROM w), (SELECT count(*) FROM j), (SELECT array_agg(DISTINCT queue) FROM j)
-        INTO taken, woken, queues;
-        IF queues IS NOT NULL THEN
-            PERFORM notify_insert(queues);
+    IF p_n <= 0 THEN
+        RETURN 0;
+    END IF;
+    FOR w IN
+        SELECT river_job_id, scheduled_at FROM app_slot_wait
+        WHERE app_id = p_app_id
+        ORDER BY river_job_id
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        SELECT state INTO st FROM river_job WHERE id = w.river_job_id;
+        IF st = 'running' THEN
+            CONTINUE;
         END IF;
-        total := total + woken;
-        EXIT WHEN taken = 0;
+        IF st = 'scheduled' THEN
+            UPDATE river_job SET state = 'available', scheduled_at = w.scheduled_at
+            WHERE id = w.river_job_id
+            RETURNING queue INTO q;
+            woken := woken + 1;
+            IF NOT q = ANY (queues) THEN
+                queues := queues || q;
+            END IF;
+        END IF;
+        DELETE FROM app_slot_wait WHERE app_id = p_app_id AND river_job_id = w.river_job_id;
+        EXIT WHEN woken >= p_n;
     END LOOP;
-    RETURN total;
+    IF woken > 0 THEN
+        PERFORM notify_insert(queues);
+    END IF;
+    RETURN woken;
 END
 $$;
 -- +goose StatementEnd
@@ -144,9 +160,10 @@ REVOKE EXECUTE ON FUNCTION app_slot_wake(text, integer) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION app_slot_wake_free(text) FROM PUBLIC;
 
 -- +goose Down
--- Waiting jobs go back to River as they would have before: available.
-UPDATE river_job SET state = 'available'
-WHERE id IN (SELECT river_job_id FROM app_slot_wait) AND state = 'pending';
+-- Parked jobs go back to River as they would have before: available.
+UPDATE river_job j SET state = 'available', scheduled_at = w.scheduled_at
+FROM app_slot_wait w
+WHERE j.id = w.river_job_id AND j.state = 'scheduled';
 
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION lane_release_next(p_app_id text, p_lane text) RETURNS bigint

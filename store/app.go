@@ -277,17 +277,16 @@ func (s *Store) AppSlotRelease(ctx context.Context, db DBTX, appID string, slot 
 	return nil
 }
 
-// AppSlotWait parks a running River job until one of its app's concurrency
-// slots frees: the job goes to pending, keeping its place in the queue
-// (scheduled_at), and gives back the attempt River counted when it fetched it,
-// as a snooze would. ok is false when the job was not running.
+// AppSlotWait records a running River job as parked until one of its app's
+// concurrency slots frees, with the scheduled_at it has (its place in the
+// queue). The worker then snoozes the job for long; a release makes it
+// available again at its old place once River has made it scheduled
+// (app_slot_wake). ok is false when the job was not running.
 func (s *Store) AppSlotWait(ctx context.Context, db DBTX, appID string, jobID int64) (ok bool, err error) {
 	tag, err := db.Exec(ctx, s.q(`
-		WITH j AS (
-			UPDATE botq.river_job SET state = 'pending', attempt = greatest(attempt - 1, 0)
-			WHERE id = $2 AND state = 'running'
-			RETURNING id)
-		INSERT INTO botq.app_slot_wait (app_id, river_job_id) SELECT $1, id FROM j`), appID, jobID)
+		INSERT INTO botq.app_slot_wait (app_id, river_job_id, scheduled_at)
+		SELECT $1, id, scheduled_at FROM botq.river_job WHERE id = $2 AND state = 'running'
+		ON CONFLICT (app_id, river_job_id) DO UPDATE SET since = now()`), appID, jobID)
 	if err != nil {
 		return false, fmt.Errorf("wait for a concurrency slot of app %q: %w", appID, mapError(err))
 	}

@@ -310,25 +310,19 @@ func TestRetentionPurge(t *testing.T) {
 	require.Contains(t, string(evs[0].After), `"actions":`)
 }
 
-// A job that found every slot of its app taken waits parked: pending, its
-// attempt given back, its place in the queue kept; a release, a raised
-// limit or a sweep makes it available again.
+// A job that found every slot of its app taken parks: it is recorded with
+// its place in the queue, River snoozes it, and a release, a sweep or a
+// removed limit makes it available again at that place, but never while it
+// still runs (River's completer has not handled its snooze yet).
 func TestAppSlotWaitAndWake(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	_, err := b.tx.Exec(b.ctx, fmt.Sprintf(`UPDATE %s.app SET concurrency_limit = 1 WHERE id = $1`, b.s.Schema()), b.appID)
 	require.NoError(t, err)
-	var jobsIDs []int64
-	for _, key := range []string{"holder", "first", "second"} {
-		id := b.insert(t, key).Action.RiverJobID
-		b.setJobState(t, id, "running")
-		jobsIDs = append(jobsIDs, id)
-	}
-	holder, first, second := jobsIDs[0], jobsIDs[1], jobsIDs[2]
-	job := func(id int64) (state string, attempt int, scheduled time.Time) {
+	job := func(id int64) (state string, scheduled time.Time) {
 		t.Helper()
-		require.NoError(t, b.tx.QueryRow(b.ctx, fmt.Sprintf(`SELECT state::text, attempt, scheduled_at FROM %s.river_job WHERE id = $1`, b.s.Schema()), id).Scan(&state, &attempt, &scheduled))
-		return state, attempt, scheduled
+		require.NoError(t, b.tx.QueryRow(b.ctx, fmt.Sprintf(`SELECT state::text, scheduled_at FROM %s.river_job WHERE id = $1`, b.s.Schema()), id).Scan(&state, &scheduled))
+		return state, scheduled
 	}
 	waiting := func() int {
 		t.Helper()
@@ -336,78 +330,91 @@ func TestAppSlotWaitAndWake(t *testing.T) {
 		require.NoError(t, b.tx.QueryRow(b.ctx, fmt.Sprintf(`SELECT count(*) FROM %s.app_slot_wait WHERE app_id = $1`, b.s.Schema()), b.appID).Scan(&n))
 		return n
 	}
-
-	slot, ok, err := b.s.AppSlotAcquire(b.ctx, b.tx, b.appID, holder, time.Minute)
-	require.NoError(t, err)
-	require.True(t, ok)
-	_, ok, err = b.s.AppSlotAcquire(b.ctx, b.tx, b.appID, first, time.Minute)
-	require.NoError(t, err)
-	require.False(t, ok, "the only slot is taken")
-
-	_, _, firstScheduled := job(first)
-	for _, id := range []int64{first, second} {
-		ok, err := b.s.AppSlotWait(b.ctx, b.tx, b.appID, id)
+	// snoozed does what River's completer does with the worker's snooze.
+	snoozed := func(id int64) {
+		t.Helper()
+		_, err := b.tx.Exec(b.ctx, fmt.Sprintf(`UPDATE %s.river_job SET state = 'scheduled', scheduled_at = now() + interval '1 minute', attempt = attempt - 1 WHERE id = $1 AND state = 'running'`, b.s.Schema()), id)
 		require.NoError(t, err)
-		require.True(t, ok)
-		state, attempt, _ := job(id)
-		require.Equal(t, "pending", state)
-		require.Equal(t, 0, attempt, "the attempt River counted when it fetched the job is given back")
 	}
-	ok, err = b.s.AppSlotWait(b.ctx, b.tx, b.appID, first)
-	require.NoError(t, err)
-	require.False(t, ok, "a job that is not running is not parked twice")
-	require.Equal(t, 2, waiting())
-
-	n, err := b.s.AppSlotWakeFree(b.ctx, b.tx, b.appID)
-	require.NoError(t, err)
-	require.Zero(t, n, "no slot is free")
-
-	require.NoError(t, b.s.AppSlotRelease(b.ctx, b.tx, b.appID, slot, holder, 1))
-	state, _, scheduled := job(first)
-	require.Equal(t, "available", state, "the oldest waiter is woken by the release")
-	require.True(t, scheduled.Equal(firstScheduled), "it keeps its place in the queue: %s, was %s", scheduled, firstScheduled)
-	state, _, _ = job(second)
-	require.Equal(t, "pending", state, "one release wakes one waiter")
-	require.Equal(t, 1, waiting())
-
-	// The woken job takes the slot. The other waiter is cancelled, and a
-	// third job parks behind it: the cancelled waiter does not use up the
-	// next wake-up.
-	b.setJobState(t, first, "running")
-	slot, ok, err = b.s.AppSlotAcquire(b.ctx, b.tx, b.appID, first, time.Minute)
-	require.NoError(t, err)
-	require.True(t, ok)
-	_, err = b.s.ActionCancel(b.ctx, b.tx, b.actionOfJob(t, second), "api:ops", "")
-	require.NoError(t, err, "a parked job is not running: it can be cancelled")
-	require.Equal(t, "cancelled", jobState(b.ctx, t, b.s, b.tx, second))
-	park := func(key string) int64 {
+	start := func(key string) int64 {
 		t.Helper()
 		id := b.insert(t, key).Action.RiverJobID
 		b.setJobState(t, id, "running")
+		return id
+	}
+	park := func(id int64) {
+		t.Helper()
 		ok, err := b.s.AppSlotWait(b.ctx, b.tx, b.appID, id)
 		require.NoError(t, err)
 		require.True(t, ok)
-		return id
 	}
-	third := park("third")
+	take := func(id int64) int {
+		t.Helper()
+		slot, ok, err := b.s.AppSlotAcquire(b.ctx, b.tx, b.appID, id, time.Minute)
+		require.NoError(t, err)
+		require.True(t, ok)
+		return slot
+	}
+
+	holder, first, second := start("holder"), start("first"), start("second")
+	slot := take(holder)
+	_, ok, err := b.s.AppSlotAcquire(b.ctx, b.tx, b.appID, first, time.Minute)
+	require.NoError(t, err)
+	require.False(t, ok, "the only slot is taken")
+	_, firstPlace := job(first)
+	park(first)
+	park(second)
+	require.Equal(t, 2, waiting())
+	queued := b.insert(t, "not-running").Action.RiverJobID
+	ok, err = b.s.AppSlotWait(b.ctx, b.tx, b.appID, queued)
+	require.NoError(t, err)
+	require.False(t, ok, "a job that is not running is not parked")
+
+	require.NoError(t, b.s.AppSlotRelease(b.ctx, b.tx, b.appID, slot, holder, 1))
+	state, _ := job(first)
+	require.Equal(t, "running", state, "a job River has not snoozed yet is not woken: its stale completion would complete it")
+	require.Equal(t, 2, waiting(), "nor dropped")
+
+	snoozed(first)
+	snoozed(second)
+	n, err := b.s.AppSlotWakeFree(b.ctx, b.tx, b.appID)
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "one slot is free")
+	state, place := job(first)
+	require.Equal(t, "available", state, "the oldest parked job is woken")
+	require.True(t, place.Equal(firstPlace), "at its old place in the queue: %s, was %s", place, firstPlace)
+	state, _ = job(second)
+	require.Equal(t, "scheduled", state, "one free slot wakes one job")
+	require.Equal(t, 1, waiting())
+
+	// The woken job takes the slot. The other parked job is cancelled, and
+	// a third parks behind it: the cancelled one does not use up the next
+	// wake-up.
+	b.setJobState(t, first, "running")
+	slot = take(first)
+	_, err = b.s.ActionCancel(b.ctx, b.tx, b.actionOfJob(t, second), "api:ops", "")
+	require.NoError(t, err, "a parked job is not running: it can be cancelled")
+	third := start("third")
+	park(third)
+	snoozed(third)
 	require.Equal(t, 2, waiting())
 	require.NoError(t, b.s.AppSlotRelease(b.ctx, b.tx, b.appID, slot, first, 1))
-	state, _, _ = job(third)
-	require.Equal(t, "available", state, "the wake-up passes over the cancelled waiter")
-	require.Zero(t, waiting(), "the cancelled waiter is dropped")
+	state, _ = job(third)
+	require.Equal(t, "available", state, "the wake-up passes over the cancelled job")
+	require.Zero(t, waiting(), "whose record is dropped")
 
 	b.setJobState(t, third, "running")
-	_, ok, err = b.s.AppSlotAcquire(b.ctx, b.tx, b.appID, third, time.Minute)
-	require.NoError(t, err)
-	require.True(t, ok)
-	fourth := park("fourth")
+	take(third)
+	fourth := start("fourth")
+	park(fourth)
+	snoozed(fourth)
 	n, err = b.s.AppSlotWakeFree(b.ctx, b.tx, "")
 	require.NoError(t, err)
 	require.Zero(t, n, "no slot is free")
 	_, err = b.tx.Exec(b.ctx, fmt.Sprintf(`UPDATE %s.app SET concurrency_limit = NULL WHERE id = $1`, b.s.Schema()), b.appID)
 	require.NoError(t, err)
-	state, _, _ = job(fourth)
-	require.Equal(t, "available", state, "removing the limit wakes every waiter")
+	state, _ = job(fourth)
+	require.Equal(t, "available", state, "removing the limit wakes every parked job")
 	require.Zero(t, waiting())
 }
 
