@@ -90,7 +90,7 @@ func (b *cliBundle) botq(t *testing.T, stdin string, args ...string) runResult {
 	root.SetErr(&errb)
 	res := runResult{}
 	if err := root.ExecuteContext(b.ctx); err != nil {
-		fmt.Fprintln(&errb, "botq: "+err.Error())
+		fmt.Fprintln(&errb, errorLine(err))
 		res.code = 1
 		var ue usageError
 		if errors.As(err, &ue) {
@@ -417,4 +417,15 @@ func TestExportFlatMemory(t *testing.T) {
 		}
 		_ = f.Close()
 	}
+}
+
+// A command run against a schema that was never migrated says what to run.
+func TestCLIUnmigratedSchemaSaysMigrate(t *testing.T) {
+	t.Parallel()
+	b := setupCLI(t)
+	b.vars["BOTQ_DATABASE_SCHEMA"] = b.schema + "_absent"
+	r := b.botq(t, "", "actions", "list")
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stderr, "botq migrate up", r.stderr)
+	require.Equal(t, 1, strings.Count(r.stderr, "\n"), "one line: %s", r.stderr)
 }

@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spf13/cobra"
 
 	"github.com/botq/botq/botapi"
@@ -54,12 +55,25 @@ func runEnv(ctx context.Context, args []string, env func(string) (string, bool),
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintln(stderr, "botq: "+err.Error())
+	fmt.Fprintln(stderr, errorLine(err))
 	var ue usageError
 	if errors.As(err, &ue) {
 		return 2
 	}
 	return 1
+}
+
+// errorLine is the one line a failed command prints. A missing table or
+// schema almost always means the schema was never migrated, or is behind
+// this binary: the line says what to run.
+func errorLine(err error) string {
+	line := "botq: " + err.Error()
+	var pgErr *pgconn.PgError
+	// undefined_table, invalid_schema_name, undefined_function
+	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000" || pgErr.Code == "42883") {
+		line += " (is the schema migrated? `botq migrate status` shows it, `botq migrate up` brings it up to date)"
+	}
+	return line
 }
 
 // cliEnv is what every command reads: streams, the environment, and the
