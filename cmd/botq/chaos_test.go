@@ -136,6 +136,43 @@ func TestChaosRandomKills(t *testing.T) {
 	t.Logf("%d actions, %d kills, %d sends were ambiguous and reconciled", n, kills, unknown)
 }
 
+// kill -9 of a process while an app at its concurrency limit has jobs
+// parked for a slot and calls in flight: the killed holders' slots come back
+// when their leases end, the parked jobs are woken, and every action is
+// delivered exactly once.
+func TestChaosKillWhileParked(t *testing.T) {
+	t.Parallel()
+	n := 300
+	if chaosFull() {
+		n = 2000
+	}
+	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 44, SettleDelayMax: time.Second, MaxCallLog: -1}, maxWorkers: 20})
+	limit := 4
+	c.addApp("limited", func(p *store.AppUpsertParams) { p.ConcurrencyLimit = &limit })
+	require.NoError(t, c.sim.SetFault("*", sim.Fault{Latency: sim.Duration(50 * time.Millisecond), Jitter: sim.Duration(100 * time.Millisecond)}))
+	procs := []*proc{c.start("p0"), c.start("p1")}
+	apps := []string{"limited"}
+	actions := mixedActions("parked", apps, n)
+	ids := c.enqueue(actions)
+
+	var parked int
+	require.Eventually(t, func() bool {
+		require.NoError(t, c.pool.QueryRow(c.ctx, fmt.Sprintf(`SELECT count(*) FROM %s.app_slot_wait`, c.schema)).Scan(&parked))
+		return parked > 0
+	}, 20*time.Second, 20*time.Millisecond, "jobs park while the app is at its limit")
+	time.Sleep(300 * time.Millisecond)
+	procs[0].kill9()
+	var held int
+	require.NoError(t, c.pool.QueryRow(c.ctx, fmt.Sprintf(`SELECT count(*) FROM %s.app_slot WHERE holder IS NOT NULL`, c.schema)).Scan(&held))
+	t.Logf("killed p0 with %d jobs parked and %d slots held", parked, held)
+	procs[0] = c.start("p0-again")
+	c.waitFinal(ids, 3*time.Minute)
+	checkNothingLostNoDuplicate(t, c, "parked", apps, actions, ids)
+	var left int
+	require.NoError(t, c.pool.QueryRow(c.ctx, fmt.Sprintf(`SELECT count(*) FROM %s.app_slot_wait`, c.schema)).Scan(&left))
+	require.Zero(t, left, "nothing is left parked")
+}
+
 // Postgres restarted in the middle of a run: botq reconnects by itself and
 // finishes; nothing is lost. The test runs its own throwaway cluster, so
 // the restart disturbs nothing else.
