@@ -185,3 +185,37 @@ func TestRateLimitedSnoozesWithoutUsingAttempt(t *testing.T) {
 }
 
 func ownerAgent() botapi.Owner { return botapi.Owner{Type: "AGENT"} }
+
+// A respond whose execution fails before its call (here: its stored token
+// cannot be decrypted) tries again without using an attempt, so once the
+// token is replaced it is sent as usual: nothing reached Khoros, so it must
+// not be taken for an ambiguous send.
+func TestFailureBeforeCallUsesNoAttempt(t *testing.T) {
+	t.Parallel()
+	env := jobstest.Start(t, jobstest.Options{Sim: sim.Options{Seed: 5}})
+	exp := time.Now().Add(time.Hour)
+	_, err := env.Store.AppSetToken(env.Ctx, env.Pool, "app-1", []byte("not a sealed token"), env.Keyring.ID(), &exp)
+	require.NoError(t, err)
+	id := env.Enqueue(t, jobs.Action{AppID: "app-1", Kind: jobs.KindRespond, Payload: jobstest.Payload(jobs.KindRespond, "before-call")})
+
+	// Several executions fail before the call meanwhile (one a second).
+	time.Sleep(2500 * time.Millisecond)
+	a := env.Action(t, id)
+	require.Equal(t, store.ActionQueued, a.State)
+	require.Zero(t, a.AttemptCount, "no attempt is recorded: nothing was sent")
+	require.Empty(t, env.Sim.Calls(sim.CallFilter{Endpoint: "respond"}))
+
+	tok, err := env.Sim.MintToken("app-1", sim.MintOptions{CompanyKey: "acme"})
+	require.NoError(t, err)
+	exp = tok.ExpiresAt()
+	_, err = env.Store.AppSetToken(env.Ctx, env.Pool, "app-1", env.Keyring.Seal("app-1", tok.Token), env.Keyring.ID(), &exp)
+	require.NoError(t, err)
+	env.WaitStates(t, []int64{id}, 10*time.Second, store.ActionSent, store.ActionSucceeded)
+	attempts, err := env.Store.AttemptList(env.Ctx, env.Pool, id)
+	require.NoError(t, err)
+	require.Len(t, attempts, 1)
+	require.Equal(t, store.OutcomeOK, attempts[0].Outcome, "sent once, not parked as ambiguous")
+	var jobAttempt int
+	require.NoError(t, env.Pool.QueryRow(env.Ctx, fmt.Sprintf(`SELECT attempt FROM %s.river_job WHERE id = $1`, env.Schema), env.Action(t, id).RiverJobID).Scan(&jobAttempt))
+	require.Equal(t, 1, jobAttempt, "the failed executions used no attempt")
+}

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"sync"
 	"time"
-
-	"github.com/riverqueue/river"
 )
 
 // slotLease is one of an app's concurrency slots, held by a job.
@@ -150,11 +148,12 @@ func (e *Executor) releaseSlot(ctx context.Context, l *slotLease) {
 	e.slots.signal(l.appID)
 }
 
-// waitForSlot parks a job that got no slot (AppSlotWait) and snoozes it
-// for slotPark: a release makes it available again at its old place in the
-// queue, where a plain snooze would put it behind every job queued before
-// it. The snooze is River's, so the attempt is given back, and a job nothing
-// woke (its app idle, every process gone) looks again when it ends.
+// waitForSlot parks a job that got no slot (AppSlotWait); the worker then
+// snoozes it for slotPark: a release makes it available again at its old
+// place in the queue, where a plain snooze would put it behind every job
+// queued before it. The snooze is River's, so the attempt is given back, and
+// a job nothing woke (its app idle, every process gone) looks again when it
+// ends.
 func (e *Executor) waitForSlot(ctx context.Context, appID string, jobID int64) error {
 	ok, err := e.cfg.Store.AppSlotWait(ctx, e.cfg.Pool, appID, jobID)
 	if err != nil {
@@ -168,5 +167,5 @@ func (e *Executor) waitForSlot(ctx context.Context, appID string, jobID int64) e
 	if _, err := e.cfg.Store.AppSlotWakeFree(context.WithoutCancel(ctx), e.cfg.Pool, appID); err != nil {
 		e.cfg.Logger.Warn().Err(err).Str("app_id", appID).Msg("jobs: Waking jobs that wait for a concurrency slot failed; maintenance will")
 	}
-	return river.JobSnooze(slotPark)
+	return nil
 }

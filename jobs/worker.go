@@ -58,7 +58,7 @@ func (e *Executor) work(ctx context.Context, job *river.Job[ActionArgs]) error {
 		return river.JobCancel(fmt.Errorf("action %d does not exist", job.Args.ActionID))
 	}
 	if err != nil {
-		return err
+		return e.notSent(job, err)
 	}
 	a, app := item.Action, item.App
 
@@ -102,10 +102,13 @@ func (e *Executor) work(ctx context.Context, job *river.Job[ActionArgs]) error {
 	if app.ConcurrencyLimit != nil {
 		var err error
 		if lease, err = e.acquireSlot(ctx, app.ID, *app.ConcurrencyLimit, job.ID); err != nil {
-			return err
+			return e.notSent(job, err)
 		}
 		if lease == nil {
-			return e.waitForSlot(ctx, app.ID, job.ID)
+			if err := e.waitForSlot(ctx, app.ID, job.ID); err != nil {
+				return e.notSent(job, err)
+			}
+			return river.JobSnooze(slotPark)
 		}
 	}
 	releaseEarly := func() { e.releaseSlot(ctx, lease) }
@@ -113,7 +116,7 @@ func (e *Executor) work(ctx context.Context, job *river.Job[ActionArgs]) error {
 		wait, ok, err := e.cfg.Store.AppRateReserve(ctx, e.cfg.Pool, app.ID, e.cfg.RateMaxWait)
 		if err != nil {
 			releaseEarly()
-			return err
+			return e.notSent(job, err)
 		}
 		if !ok {
 			releaseEarly()
@@ -126,7 +129,7 @@ func (e *Executor) work(ctx context.Context, job *river.Job[ActionArgs]) error {
 			case <-ctx.Done():
 				t.Stop()
 				releaseEarly()
-				return ctx.Err()
+				return e.notSent(job, ctx.Err())
 			}
 		}
 	}
@@ -138,7 +141,7 @@ func (e *Executor) work(ctx context.Context, job *river.Job[ActionArgs]) error {
 	}
 	if err != nil {
 		releaseEarly()
-		return err
+		return e.notSent(job, err)
 	}
 	path, err := spec.path(app.ID, a.Payload)
 	if err != nil {
@@ -214,6 +217,21 @@ func (e *Executor) work(ctx context.Context, job *river.Job[ActionArgs]) error {
 		})
 	}
 	return e.finish(r, v)
+}
+
+// notSentRetry is how soon a job that failed before its call tries again.
+const notSentRetry = time.Second
+
+// notSent ends an execution that failed before its call (a database error,
+// no client, the context ending while it waited for a limit) with a snooze,
+// not an error: an error would use up the attempt without an attempt row,
+// and the next execution would take the job for one whose call may have
+// reached Khoros (a respond, form or note would wait for the reconciler).
+// Nothing was sent, so nothing is recorded; the log says why.
+func (e *Executor) notSent(job *river.Job[ActionArgs], err error) error {
+	e.cfg.Logger.Warn().Err(err).Int64("action_id", job.Args.ActionID).Int64("job_id", job.ID).
+		Msg("jobs: An action failed before its call; it tries again soon without using an attempt")
+	return river.JobSnooze(notSentRetry + jitter(notSentRetry))
 }
 
 // finish writes the result and returns what River should do with the job.
