@@ -362,10 +362,16 @@ func (r *Reconciler) resolveAmbiguous(ctx context.Context, appID string, recs []
 	var errs []error
 	for _, u := range unknown {
 		want := canonicalJSON(u.Payload)
+		// The record of one of this action's sends was created between the
+		// action's creation and its last send's end (a call lasts less than
+		// the grace), give or take clock skew: an identical message sent
+		// later by someone else is not this one.
 		skew := time.Minute
+		from, until := u.CreatedAt.Add(-skew), u.SentAt.Add(skew+r.cfg.AmbiguousGrace)
 		var match *cand
 		for _, c := range cands {
-			if c.used || time.UnixMilli(int64(c.rec.CreatedEpochMillis)).Before(u.CreatedAt.Add(-skew)) {
+			created := time.UnixMilli(int64(c.rec.CreatedEpochMillis))
+			if c.used || created.Before(from) || created.After(until) {
 				continue
 			}
 			if bytes.Equal(c.payload, want) {

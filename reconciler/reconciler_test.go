@@ -198,6 +198,35 @@ func TestNeverArrivedIsSentOnceMore(t *testing.T) {
 	require.Equal(t, "ambiguous_released", events[0].Kind)
 }
 
+// An identical message sent long after an ambiguous send, by someone else
+// with the same app, is not taken for it: the send is released and sent once
+// more, not marked delivered with another's record.
+func TestLaterIdenticalRecordIsNotTheAmbiguousSend(t *testing.T) {
+	t.Parallel()
+	c := &clock{}
+	env := jobstest.Start(t, jobstest.Options{Sim: sim.Options{Seed: 14, Now: c.Now, SettleDelayMax: -1}, HTTPTimeout: 500 * time.Millisecond})
+	require.NoError(t, env.Sim.SetFault("respond", sim.Fault{HangRate: 1, Times: 1}))
+	payload := respond("repeat", "Thanks for waiting")
+	id := env.Enqueue(t, jobs.Action{AppID: "app-1", Kind: jobs.KindRespond, Payload: payload})
+	env.WaitStates(t, []int64{id}, 10*time.Second, store.ActionUnknown)
+
+	c.Advance(10 * time.Minute)
+	app, err := env.Store.AppGet(env.Ctx, env.Pool, "app-1")
+	require.NoError(t, err)
+	client, err := env.Apps.Client(app)
+	require.NoError(t, err)
+	_, err = client.Do(env.Ctx, http.MethodPost, "/bots/v3/respond", json.RawMessage(env.Action(t, id).Payload), nil)
+	require.NoError(t, err, "another sender's identical message, ten minutes later")
+
+	r := newReconciler(t, env, c, func(cfg *reconciler.Config) { cfg.AmbiguousGrace = time.Minute })
+	st, err := r.RunOnce(env.Ctx)
+	require.NoError(t, err)
+	require.Zero(t, st.Resolved, "the later record is not this send's")
+	require.Equal(t, 1, st.Released)
+	env.WaitStates(t, []int64{id}, 10*time.Second, store.ActionSent, store.ActionSucceeded)
+	require.Len(t, env.Sim.Calls(sim.CallFilter{Endpoint: "respond"}), 3, "the hung call, the other sender's, and this action's second send")
+}
+
 // A pending record older than the 31 days Khoros keeps becomes EXPIRED and
 // its action fails; it does not stay pending for ever.
 func TestOldRecordExpires(t *testing.T) {

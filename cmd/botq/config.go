@@ -499,6 +499,9 @@ func (c *Config) Validate() []string {
 		bad("reconciler.max_window", "must be positive and at most 744h (Bot v3 keeps 31 days), not %s", c.Reconciler.MaxWindow)
 	}
 	positive("reconciler.ambiguous_grace", c.Reconciler.AmbiguousGrace)
+	if c.Reconciler.AmbiguousGrace > 0 && c.Reconciler.AmbiguousGrace < c.Khoros.HTTPTimeout {
+		bad("reconciler.ambiguous_grace", "must be at least khoros.http_timeout (%s): the record of a send without an answer can appear until its call times out, and one released sooner could reach the customer twice", c.Khoros.HTTPTimeout)
+	}
 	positive("reconciler.health_interval", c.Reconciler.HealthInterval)
 	positive("reconciler.token_refresh_before", c.Reconciler.TokenRefreshBefore)
 	positive("retention.period", c.Retention.Period)

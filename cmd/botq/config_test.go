@@ -112,6 +112,7 @@ river:
   rescue_stuck_after: 5s
 reconciler:
   max_window: 800h
+  ambiguous_grace: 5s
 kinds:
   shout: {max_attempts: 3}
 apps:
@@ -122,7 +123,7 @@ apps:
 	got := strings.Join(problems(t, err), "\n")
 	for _, want := range []string{
 		"database.url: is required", "database.schema", "log.level", "river.rescue_stuck_after",
-		"reconciler.max_window", "kinds.shout: is not an action kind", "apps[0].base_url", "clear text", `apps[1].id: "a" is listed twice`,
+		"reconciler.max_window", "reconciler.ambiguous_grace: must be at least khoros.http_timeout", "kinds.shout: is not an action kind", "apps[0].base_url", "clear text", `apps[1].id: "a" is listed twice`,
 	} {
 		require.Contains(t, got, want)
 	}
