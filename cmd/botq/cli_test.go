@@ -429,3 +429,38 @@ func TestCLIUnmigratedSchemaSaysMigrate(t *testing.T) {
 	require.Contains(t, r.stderr, "botq migrate up", r.stderr)
 	require.Equal(t, 1, strings.Count(r.stderr, "\n"), "one line: %s", r.stderr)
 }
+
+// Commands that change an app print it, with --output json, as app list
+// shows it.
+func TestCLIAppChangesAsJSON(t *testing.T) {
+	t.Parallel()
+	b := setupCLI(t)
+	decode := func(out string) api.App {
+		t.Helper()
+		var a api.App
+		require.NoError(t, json.Unmarshal([]byte(out), &a), out)
+		return a
+	}
+	a := decode(b.ok(t, "", "app", "set", "js-app", "--region", "CUSTOM", "--base-url", b.simURL, "--company-key", "acme", "--concurrency", "3", "-o", "json"))
+	require.Equal(t, "js-app", a.ID)
+	require.Equal(t, 3, *a.ConcurrencyLimit)
+	require.Equal(t, "none", a.Token.Source)
+
+	tok, err := b.sim.MintToken("js-app", sim.MintOptions{CompanyKey: "acme"})
+	require.NoError(t, err)
+	a = decode(b.ok(t, tok.Token, "token", "set", "js-app", "--output", "json"))
+	require.Equal(t, "stored", a.Token.Source)
+	require.Equal(t, 1, a.Token.Version)
+	require.NotContains(t, b.ok(t, "", "app", "list", "js-app", "-o", "json"), tok.Token)
+
+	a = decode(b.ok(t, "", "app", "pause", "js-app", "--reason", "maintenance", "-o", "json"))
+	require.True(t, a.Paused)
+	require.Equal(t, "maintenance", a.PauseReason)
+	a = decode(b.ok(t, "", "app", "resume", "js-app", "-o", "json"))
+	require.False(t, a.Paused)
+
+	require.Contains(t, b.ok(t, "", "app", "resume", "js-app"), "resumed app js-app", "a sentence without --output json")
+	r := b.botq(t, "", "app", "resume", "js-app", "-o", "yaml")
+	require.Equal(t, 2, r.code)
+	require.Contains(t, r.stderr, "--output")
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -64,6 +65,26 @@ func newAppListCmd(env *cliEnv) *cobra.Command {
 	return cmd
 }
 
+// reportApp ends a command that changed an app: its sentences, or with
+// --output json the app as `botq app list` shows it.
+func reportApp(ctx context.Context, env *cliEnv, db *cliDB, out *outputOpts, appID string, lines ...string) error {
+	if !out.json() {
+		for _, l := range lines {
+			fmt.Fprintln(env.stdout, l)
+		}
+		return nil
+	}
+	sts, err := db.store.AppStatusList(ctx, db.pool, appID)
+	if err != nil {
+		return err
+	}
+	if len(sts) != 1 {
+		return fmt.Errorf("app %s: %w", appID, store.ErrNotFound)
+	}
+	_, external := externalTokens(db.cfg, env.lookupEnv)[appID]
+	return writeJSONOut(env.stdout, api.NewApp(sts[0], external, time.Now()))
+}
+
 func printApps(env *cliEnv, apps []api.App) {
 	tw := newTable(env.stdout, "APP", "REGION", "TOKEN", "EXPIRES", "HEALTH", "PAUSED UNTIL", "QUEUE", "OLDEST (s)", "PENDING REQ")
 	for _, a := range apps {
@@ -88,6 +109,7 @@ func newAppPauseCmd(env *cliEnv) *cobra.Command {
 		reason, until string
 		forDur        time.Duration
 		actor         string
+		out           outputOpts
 	)
 	cmd := &cobra.Command{
 		Use:   "pause <app-id>",
@@ -96,6 +118,9 @@ func newAppPauseCmd(env *cliEnv) *cobra.Command {
 run when the app is resumed. Records a pause event.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
 			if reason == "" {
 				return usagef("--reason is required: say why the app is paused")
 			}
@@ -126,28 +151,32 @@ run when the app is resumed. Records a pause event.`,
 			if err != nil {
 				return err
 			}
+			line := fmt.Sprintf("paused app %s until %s", a.ID, end.UTC().Format(time.RFC3339))
 			if end.Equal(store.Forever) {
-				fmt.Fprintf(env.stdout, "paused app %s until resumed (botq app resume %s)\n", a.ID, a.ID)
-			} else {
-				fmt.Fprintf(env.stdout, "paused app %s until %s\n", a.ID, end.UTC().Format(time.RFC3339))
+				line = fmt.Sprintf("paused app %s until resumed (botq app resume %s)", a.ID, a.ID)
 			}
-			return nil
+			return reportApp(cmd.Context(), env, db, &out, a.ID, line)
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why (required; recorded in the pause event)")
 	cmd.Flags().StringVar(&until, "until", "", "resume by itself at this time (RFC 3339)")
 	cmd.Flags().DurationVar(&forDur, "for", 0, "resume by itself after this long (30m, 2h)")
 	addActorFlag(cmd, &actor)
+	addOutputFlag(cmd, &out)
 	return cmd
 }
 
 func newAppResumeCmd(env *cliEnv) *cobra.Command {
 	var reason, actor string
+	var out outputOpts
 	cmd := &cobra.Command{
 		Use:   "resume <app-id>",
 		Short: "Resume an app's calls (and clear a Khoros throttle); waiting actions run at once",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
 			db, err := env.openDB(cmd.Context())
 			if err != nil {
 				return err
@@ -157,12 +186,12 @@ func newAppResumeCmd(env *cliEnv) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(env.stdout, "resumed app %s\n", a.ID)
-			return nil
+			return reportApp(cmd.Context(), env, db, &out, a.ID, fmt.Sprintf("resumed app %s", a.ID))
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the resume event)")
 	addActorFlag(cmd, &actor)
+	addOutputFlag(cmd, &out)
 	return cmd
 }
 
@@ -172,6 +201,7 @@ func newAppSetCmd(env *cliEnv) *cobra.Command {
 		actor string
 		rate  float64
 		conc  int
+		out   outputOpts
 	)
 	cmd := &cobra.Command{
 		Use:   "set <app-id>",
@@ -183,6 +213,9 @@ botq serve at start, so change those in the file instead. Set the app's token wi
   botq app set test-bot --region CUSTOM --base-url http://127.0.0.1:8089 --company-key acme`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
 			p.ID = args[0]
 			cfg := AppConfig{ID: p.ID, Region: p.Region, BaseURL: p.BaseURL, CompanyKey: p.CompanyKey, RateLimit: rate,
 				RateBurst: p.RateBurst, Concurrency: conc, LaneOnFailure: p.LaneOnFailure}
@@ -216,8 +249,7 @@ botq serve at start, so change those in the file instead. Set the app's token wi
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(env.stdout, "app %s set (region %s)\n", a.ID, a.Region)
-			return nil
+			return reportApp(ctx, env, db, &out, a.ID, fmt.Sprintf("app %s set (region %s)", a.ID, a.Region))
 		},
 	}
 	f := cmd.Flags()
@@ -229,5 +261,6 @@ botq serve at start, so change those in the file instead. Set the app's token wi
 	f.IntVar(&conc, "concurrency", 0, "calls in flight for the whole fleet (0: none)")
 	f.StringVar(&p.LaneOnFailure, "lane-on-failure", "continue", "continue, or block: a failed action holds its lane's later ones")
 	addActorFlag(cmd, &actor)
+	addOutputFlag(cmd, &out)
 	return cmd
 }

@@ -31,7 +31,7 @@ func newTokenCmd(env *cliEnv) *cobra.Command {
 
 // storeToken seals and stores a token, records the event, and resumes an
 // app that was paused for its token.
-func storeToken(cmd *cobra.Command, env *cliEnv, db *cliDB, appID, token, actor, reason string) error {
+func storeToken(cmd *cobra.Command, env *cliEnv, db *cliDB, out *outputOpts, appID, token, actor, reason string) error {
 	if _, ok := externalTokens(db.cfg, env.lookupEnv)[appID]; ok {
 		return fmt.Errorf("app %s takes its token from the config (token_env or token_file), so a stored token would never be used", appID)
 	}
@@ -51,11 +51,11 @@ func storeToken(cmd *cobra.Command, env *cliEnv, db *cliDB, appID, token, actor,
 	if exp != nil {
 		expires = exp.UTC().Format(time.RFC3339)
 	}
-	fmt.Fprintf(env.stdout, "stored token version %d for app %s; expires %s\n", app.TokenVersion, appID, expires)
+	lines := []string{fmt.Sprintf("stored token version %d for app %s; expires %s", app.TokenVersion, appID, expires)}
 	if resumed {
-		fmt.Fprintf(env.stdout, "app %s was paused for its token and is resumed\n", appID)
+		lines = append(lines, fmt.Sprintf("app %s was paused for its token and is resumed", appID))
 	}
-	return nil
+	return reportApp(cmd.Context(), env, db, out, appID, lines...)
 }
 
 func readSecret(r io.Reader, what string) (string, error) {
@@ -72,6 +72,7 @@ func readSecret(r io.Reader, what string) (string, error) {
 
 func newTokenSetCmd(env *cliEnv) *cobra.Command {
 	var file, actor, reason string
+	var out outputOpts
 	cmd := &cobra.Command{
 		Use:   "set <app-id>",
 		Short: "Store a token for an app, read from stdin or --file (never from a flag)",
@@ -79,6 +80,9 @@ func newTokenSetCmd(env *cliEnv) *cobra.Command {
   botq token set my-app --file /run/secrets/khoros-token`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
 			var token string
 			var err error
 			if file != "" {
@@ -97,17 +101,19 @@ func newTokenSetCmd(env *cliEnv) *cobra.Command {
 				return err
 			}
 			defer db.close()
-			return storeToken(cmd, env, db, args[0], token, actorOr(env, actor), reason)
+			return storeToken(cmd, env, db, &out, args[0], token, actorOr(env, actor), reason)
 		},
 	}
 	cmd.Flags().StringVar(&file, "file", "", "read the token from this file (default: stdin)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the token_set event)")
 	addActorFlag(cmd, &actor)
+	addOutputFlag(cmd, &out)
 	return cmd
 }
 
 func newTokenBootstrapCmd(env *cliEnv) *cobra.Command {
 	var actor string
+	var out outputOpts
 	var existing bool
 	cmd := &cobra.Command{
 		Use:   "bootstrap <app-id>",
@@ -119,6 +125,9 @@ on the first line, the password on the second). With --existing, fetches the tok
 already exists instead of creating one.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
 			appID := args[0]
 			db, err := env.openDB(cmd.Context())
 			if err != nil {
@@ -160,21 +169,26 @@ already exists instead of creating one.`,
 			if err != nil {
 				return fmt.Errorf("bootstrap token of app %s: %w", appID, err)
 			}
-			return storeToken(cmd, env, db, appID, issued.Token, actorOr(env, actor), reason)
+			return storeToken(cmd, env, db, &out, appID, issued.Token, actorOr(env, actor), reason)
 		},
 	}
 	cmd.Flags().BoolVar(&existing, "existing", false, "fetch the app's existing token instead of creating one")
 	addActorFlag(cmd, &actor)
+	addOutputFlag(cmd, &out)
 	return cmd
 }
 
 func newTokenRefreshCmd(env *cliEnv) *cobra.Command {
 	var actor, reason string
+	var out outputOpts
 	cmd := &cobra.Command{
 		Use:   "refresh <app-id>",
 		Short: "Exchange an app's stored token for a new one now (the old one keeps working 10 minutes)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
 			db, err := env.openDB(cmd.Context())
 			if err != nil {
 				return err
@@ -192,20 +206,20 @@ func newTokenRefreshCmd(env *cliEnv) *cobra.Command {
 				return err
 			}
 			if !res.Refreshed {
-				fmt.Fprintf(env.stdout, "app %s's token changed meanwhile (now version %d); nothing refreshed\n", app.ID, res.App.TokenVersion)
-				return nil
+				return reportApp(cmd.Context(), env, db, &out, app.ID, fmt.Sprintf("app %s's token changed meanwhile (now version %d); nothing refreshed", app.ID, res.App.TokenVersion))
 			}
-			fmt.Fprintf(env.stdout, "refreshed token of app %s: version %d, expires %s\n", app.ID, res.App.TokenVersion, cell(res.App.TokenExpiresAt))
-			return nil
+			return reportApp(cmd.Context(), env, db, &out, app.ID, fmt.Sprintf("refreshed token of app %s: version %d, expires %s", app.ID, res.App.TokenVersion, cell(res.App.TokenExpiresAt)))
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the token_refresh event)")
 	addActorFlag(cmd, &actor)
+	addOutputFlag(cmd, &out)
 	return cmd
 }
 
 func newTokenRevokeCmd(env *cliEnv) *cobra.Command {
 	var actor, reason string
+	var out outputOpts
 	cmd := &cobra.Command{
 		Use:   "revoke <app-id>",
 		Short: "Revoke every token of an app at Khoros, forget the stored one and pause the app",
@@ -214,6 +228,9 @@ with no grace period. botq forgets the stored token and pauses the app until a n
 set (botq token set or bootstrap), which resumes it.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
 			if reason == "" {
 				return usagef("--reason is required: say why the tokens are revoked")
 			}
@@ -236,12 +253,12 @@ set (botq token set or bootstrap), which resumes it.`,
 			if _, err := db.store.AppRevokeTokenAudited(cmd.Context(), db.pool, app.ID, actorOr(env, actor), reason); err != nil {
 				return fmt.Errorf("record revoke (the tokens ARE revoked at Khoros): %w", err)
 			}
-			fmt.Fprintf(env.stdout, "revoked every token of app %s; the app is paused until a new token is set\n", app.ID)
-			return nil
+			return reportApp(cmd.Context(), env, db, &out, app.ID, fmt.Sprintf("revoked every token of app %s; the app is paused until a new token is set", app.ID))
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why (required; recorded in the token_revoke event)")
 	addActorFlag(cmd, &actor)
+	addOutputFlag(cmd, &out)
 	return cmd
 }
 
