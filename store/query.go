@@ -212,6 +212,7 @@ type RequestFilter struct {
 	States   []RequestState
 	Origin   string // BOT or KHOROS
 	ActionID *int64
+	Lane     string // the lane of the action that made the request
 	// From and To bound first_seen_at: From <= first_seen_at < To.
 	From time.Time
 	To   time.Time
@@ -236,6 +237,9 @@ func (f *RequestFilter) apply(w *sqlWhere) {
 	}
 	if f.ActionID != nil {
 		w.add("r.action_id = " + w.arg(*f.ActionID))
+	}
+	if f.Lane != "" {
+		w.add("a.lane = " + w.arg(f.Lane))
 	}
 	if !f.From.IsZero() {
 		w.add("r.first_seen_at >= " + w.arg(f.From))
@@ -352,7 +356,7 @@ func (s *Store) RequestCount(ctx context.Context, db DBTX, f RequestFilter) (int
 	var w sqlWhere
 	f.apply(&w)
 	join := ""
-	if f.Kind != "" {
+	if f.Kind != "" || f.Lane != "" {
 		join = "LEFT JOIN botq.action a ON a.id = r.action_id"
 	}
 	var n int64

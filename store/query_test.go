@@ -119,6 +119,8 @@ func TestRequestListExportAndView(t *testing.T) {
 		{store.RequestFilter{AppID: b.appID, States: []store.RequestState{store.RequestPending}}, []string{"req-2"}},
 		{store.RequestFilter{AppID: b.appID, Kind: "respond"}, []string{"req-2", "req-1"}},
 		{store.RequestFilter{AppID: b.appID, ActionID: &a.ID}, []string{"req-2", "req-1"}},
+		{store.RequestFilter{AppID: b.appID, Lane: a.Lane}, []string{"req-2", "req-1"}},
+		{store.RequestFilter{AppID: b.appID, Lane: "another/lane"}, nil},
 		{store.RequestFilter{AppID: b.appID, Origin: "KHOROS"}, nil},
 		{store.RequestFilter{AppID: b.appID, From: time.Now().Add(time.Hour)}, nil},
 	}

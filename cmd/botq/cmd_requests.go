@@ -26,23 +26,24 @@ func newRequestsCmd(env *cliEnv) *cobra.Command {
 
 // requestFilterFlags select request records.
 type requestFilterFlags struct {
-	app, kind, origin string
-	states            []string
-	action            int64
-	times             timeRangeFlags
+	app, kind, lane, origin string
+	states                  []string
+	action                  int64
+	times                   timeRangeFlags
 }
 
 func (f *requestFilterFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.app, "app", "", "only this app")
 	cmd.Flags().StringVar(&f.kind, "kind", "", "only requests of actions of this kind")
 	cmd.Flags().StringSliceVar(&f.states, "state", nil, "only these states (PENDING, SUCCESS, ERROR, EXPIRED)")
+	cmd.Flags().StringVar(&f.lane, "lane", "", "only requests of actions in this lane")
 	cmd.Flags().StringVar(&f.origin, "origin", "", "only BOT or KHOROS records")
 	cmd.Flags().Int64Var(&f.action, "action", 0, "only the records of this action")
 	f.times.add(cmd, "records first seen")
 }
 
 func (f *requestFilterFlags) filter(cmd *cobra.Command, now time.Time) (store.RequestFilter, error) {
-	out := store.RequestFilter{AppID: f.app, Kind: f.kind, Origin: strings.ToUpper(f.origin)}
+	out := store.RequestFilter{AppID: f.app, Kind: f.kind, Lane: f.lane, Origin: strings.ToUpper(f.origin)}
 	if err := api.CheckKind(f.kind, jobs.Kinds()); err != nil {
 		return out, usagef("--kind: %v", err)
 	}

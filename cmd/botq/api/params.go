@@ -169,7 +169,7 @@ func (s *Server) actionFilter(q *query) (store.ActionFilter, error) {
 var actionFilterParams = []string{"app", "kind", "state", "lane", "created_by", "replay_of", "from", "to"}
 
 func (s *Server) requestFilter(q *query) (store.RequestFilter, error) {
-	f := store.RequestFilter{AppID: q.str("app"), Kind: q.str("kind"), Origin: strings.ToUpper(q.str("origin"))}
+	f := store.RequestFilter{AppID: q.str("app"), Kind: q.str("kind"), Lane: q.str("lane"), Origin: strings.ToUpper(q.str("origin"))}
 	if err := CheckKind(f.Kind, s.cfg.Kinds); err != nil {
 		return f, badFilter("kind", "%v", err)
 	}
@@ -190,7 +190,7 @@ func (s *Server) requestFilter(q *query) (store.RequestFilter, error) {
 	return f, nil
 }
 
-var requestFilterParams = []string{"app", "kind", "state", "origin", "action_id", "from", "to"}
+var requestFilterParams = []string{"app", "kind", "state", "lane", "origin", "action_id", "from", "to"}
 
 // cursor is where a page ended. It is opaque to clients (base64url JSON)
 // and names the listing it belongs to, so a cursor of one listing is
