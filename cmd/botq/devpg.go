@@ -39,8 +39,9 @@ var errNoPostgres = errors.New(`no Postgres found: set DATABASE_URL, start Postg
 
 // findDevDatabase picks the database for `botq dev`: DATABASE_URL if set;
 // else Postgres on the local address (database botq_dev, created if
-// missing); else a throwaway cluster under dir, started with the machine's
-// initdb and pg_ctl and stopped by Stop.
+// missing); else, or when that Postgres refuses user postgres without a
+// password, a throwaway cluster under dir, started with the machine's initdb
+// and pg_ctl and stopped by Stop.
 func findDevDatabase(ctx context.Context, env func(string) (string, bool), dir string, log io.Writer) (*devDatabase, error) {
 	if v, ok := env("DATABASE_URL"); ok && v != "" {
 		return &devDatabase{URL: v, Source: "DATABASE_URL"}, nil
@@ -49,12 +50,19 @@ func findDevDatabase(ctx context.Context, env func(string) (string, bool), dir s
 	if local == "" {
 		local = "127.0.0.1:5432"
 	}
-	if u, err := localDatabase(ctx, local); err == nil {
+	u, err := localDatabase(ctx, local)
+	if err == nil {
 		return &devDatabase{URL: u, Source: "local Postgres at " + local}, nil
-	} else if !errors.Is(err, errUnreachable) {
-		return nil, err
 	}
-	return throwawayCluster(ctx, dir, log)
+	db, terr := throwawayCluster(ctx, dir, log)
+	if terr == nil || errors.Is(err, errUnreachable) {
+		if terr == nil && !errors.Is(err, errUnreachable) {
+			// A stock Postgres asks for a password: not a reason to give up.
+			fmt.Fprintf(log, "botq dev: %v; using a throwaway cluster instead\n", err)
+		}
+		return db, terr
+	}
+	return nil, fmt.Errorf("%w; and no throwaway cluster either: %v", err, terr)
 }
 
 var errUnreachable = errors.New("unreachable")
@@ -70,7 +78,7 @@ func localDatabase(ctx context.Context, addr string) (string, error) {
 	admin := "postgres://postgres@" + addr + "/postgres?sslmode=disable&connect_timeout=5"
 	conn, err := pgx.Connect(ctx, admin)
 	if err != nil {
-		return "", fmt.Errorf("the Postgres on %s refuses user postgres without a password (%v): set DATABASE_URL", addr, err)
+		return "", fmt.Errorf("the Postgres on %s refuses user postgres without a password (%v): set DATABASE_URL to use it", addr, err)
 	}
 	defer conn.Close(ctx)
 	var exists bool
