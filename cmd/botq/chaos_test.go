@@ -19,8 +19,8 @@ import (
 	"github.com/botq/botq/store"
 )
 
-// mixedActions returns n actions over apps, two thirds of them
-// non-idempotent (respond, note), each with a unique text so the
+// mixedActions returns n actions over apps, three quarters of them
+// non-idempotent (respond, note, form), each with a unique text so the
 // simulator's records show what reached Khoros.
 func mixedActions(run string, apps []string, n int) []jobs.Action {
 	out := make([]jobs.Action, n)
@@ -28,11 +28,13 @@ func mixedActions(run string, apps []string, n int) []jobs.Action {
 		app := apps[i%len(apps)]
 		author := fmt.Sprintf("%s-customer-%d", run, i%200)
 		conv := fmt.Sprintf(`"coordinate":{"companyKey":"acme","networkKey":"facebook","externalId":"page-1","scope":"PRIVATE"},"author":{"id":%q}`, author)
-		switch i % 3 {
+		switch i % 4 {
 		case 0:
 			out[i] = respondAction(app, author, respondText(run, i))
 		case 1:
 			out[i] = jobs.Action{AppID: app, Kind: jobs.KindNote, Payload: json.RawMessage(fmt.Sprintf(`{%s,"note":%q}`, conv, respondText(run, i)))}
+		case 2:
+			out[i] = jobs.Action{AppID: app, Kind: jobs.KindForm, Payload: json.RawMessage(fmt.Sprintf(`{%s,"comment":%q,"secureFormId":"form-1"}`, conv, respondText(run, i)))}
 		default:
 			out[i] = jobs.Action{AppID: app, Kind: jobs.KindTag, Payload: json.RawMessage(fmt.Sprintf(`{%s,"tagIds":[%d]}`, conv, i))}
 		}
@@ -40,22 +42,22 @@ func mixedActions(run string, apps []string, n int) []jobs.Action {
 	return out
 }
 
-// appliedTexts counts, per text (respond's text, note's note), the requests
-// Khoros applied across apps.
+// appliedTexts counts, per text (respond's text, note's note, form's
+// comment), the requests Khoros applied across apps.
 func appliedTexts(s *sim.Server, apps []string) map[string]int {
 	out := map[string]int{}
 	for _, app := range apps {
 		for _, r := range s.Records(sim.RecordFilter{AppID: app, Origin: "BOT"}) {
 			var p struct {
-				Text string `json:"text"`
-				Note string `json:"note"`
+				Text    string `json:"text"`
+				Note    string `json:"note"`
+				Comment string `json:"comment"`
 			}
 			if json.Unmarshal(r.Payload, &p) == nil {
-				if p.Text != "" {
-					out[p.Text]++
-				}
-				if p.Note != "" {
-					out[p.Note]++
+				for _, s := range []string{p.Text, p.Note, p.Comment} {
+					if s != "" {
+						out[s]++
+					}
 				}
 			}
 		}
@@ -64,7 +66,7 @@ func appliedTexts(s *sim.Server, apps []string) map[string]int {
 }
 
 // checkNothingLostNoDuplicate asserts every action succeeded and every
-// respond and note reached Khoros exactly once.
+// respond, note and form reached Khoros exactly once.
 func checkNothingLostNoDuplicate(t *testing.T, c *cluster, run string, apps []string, actions []jobs.Action, ids []int64) {
 	t.Helper()
 	require.Len(t, ids, len(actions), "every action was enqueued")
@@ -87,7 +89,7 @@ func checkNothingLostNoDuplicate(t *testing.T, c *cluster, run string, apps []st
 }
 
 // kill -9 of botq processes at random moments during a run, repeatedly:
-// afterwards every action is final, none is lost, and no respond or note
+// afterwards every action is final, none is lost, and no respond, form or note
 // reached Khoros twice. BOTQ_CHAOS=full runs 10,000 actions and more kills.
 func TestChaosRandomKills(t *testing.T) {
 	t.Parallel()
