@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -313,13 +315,23 @@ func TestChaosLogsHoldNoSecrets(t *testing.T) {
 	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 45, SettleDelayMax: 200 * time.Millisecond}})
 	c.addApp("app-1", nil)
 	require.NoError(t, c.sim.SetFault("*", sim.Fault{ErrorRate: 0.2, DropRate: 0.05, RateLimitRate: 0.05, RetryAfter: "1"}))
-	c.start("p0")
+	p0 := c.start("p0")
 	actions := mixedActions("secret", []string{"app-1"}, 150)
 	ids := c.enqueue(actions)
 	c.waitFinal(ids, 2*time.Minute)
-	// A token refresh and a revoke pass through the logs too.
-	c.enqueue([]jobs.Action{{AppID: "app-1", Kind: jobs.KindTokenRefresh, Payload: json.RawMessage(`{}`)}})
-	time.Sleep(time.Second)
+	// A token refresh passes through the logs too.
+	refresh := c.enqueue([]jobs.Action{{AppID: "app-1", Kind: jobs.KindTokenRefresh, Payload: json.RawMessage(`{}`)}})
+	c.waitFinal(refresh, time.Minute)
+	// What else leaves the process: metrics, and errors (a bad request).
+	metrics := c.metrics(p0)
+	req, err := http.NewRequest(http.MethodGet, "http://"+p0.addr+"/v1/actions?state=bogus", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+strings.SplitN(strings.Split(c.apiKeys, "\n")[0], ":", 3)[2])
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	apiErr, _ := io.ReadAll(res.Body)
+	_ = res.Body.Close()
+	require.Equal(t, http.StatusBadRequest, res.StatusCode, string(apiErr))
 	for _, p := range c.procs {
 		require.NoError(t, p.interrupt(t))
 	}
@@ -340,10 +352,19 @@ func TestChaosLogsHoldNoSecrets(t *testing.T) {
 			secrets = append(secrets, respondText("secret", i))
 		}
 	}
-	for _, s := range secrets {
+	var stored string
+	require.NoError(t, c.pool.QueryRow(c.ctx, fmt.Sprintf(`SELECT coalesce(string_agg(coalesce(error, '') || ' ' || coalesce(response_excerpt, ''), E'\n'), '') FROM %s.attempt`, c.schema)).Scan(&stored))
+	for i, s := range secrets {
 		require.NotContains(t, logs, s)
+		require.NotContains(t, metrics, s)
+		require.NotContains(t, string(apiErr), s)
+		if i < 2 {
+			require.NotContains(t, stored, s, "the token and the encryption key are not in attempt errors or excerpts")
+		}
 	}
-	require.NotContains(t, logs, "eyJ", "nothing token-shaped is logged")
+	for what, text := range map[string]string{"logs": logs, "metrics": metrics, "API errors": string(apiErr), "attempt errors and excerpts": stored} {
+		require.NotContains(t, text, "eyJ", "nothing token-shaped in the %s", what)
+	}
 	files, _ := filepath.Glob(filepath.Join(c.dir, "*.log"))
-	t.Logf("scanned %d log files (%d bytes) for %d secrets", len(files), len(logs), len(secrets))
+	t.Logf("scanned %d log files (%d bytes), metrics (%d bytes), an API error and %d bytes of attempt errors for %d secrets", len(files), len(logs), len(metrics), len(stored), len(secrets))
 }
