@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
@@ -12,6 +16,7 @@ import (
 
 	"github.com/botq/botq/cmd/botq/api"
 	"github.com/botq/botq/jobs"
+	"github.com/botq/botq/store"
 )
 
 // apiAuthenticator resolves bearer tokens against the configured keys,
@@ -104,8 +109,8 @@ func (m *Main) mountSurfaces(mux *http.ServeMux) {
 		look := api.AuthorizeBrowser(m.auth, []api.Role{api.RoleAuditor, api.RoleOperator}, func(w http.ResponseWriter, r *http.Request, _ api.Principal) {
 			ui.ServeHTTP(w, r)
 		})
-		act := api.AuthorizeBrowser(m.auth, []api.Role{api.RoleOperator}, func(w http.ResponseWriter, r *http.Request, _ api.Principal) {
-			ui.ServeHTTP(w, r)
+		act := api.AuthorizeBrowser(m.auth, []api.Role{api.RoleOperator}, func(w http.ResponseWriter, r *http.Request, p api.Principal) {
+			m.auditRiverUI(w, r, p, ui)
 		})
 		mux.Handle("/riverui/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.Method == http.MethodGet || r.Method == http.MethodHead {
@@ -114,5 +119,52 @@ func (m *Main) mountSurfaces(mux *http.ServeMux) {
 			}
 			act.ServeHTTP(w, r)
 		}))
+	}
+}
+
+// statusRecorder remembers the status a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// auditRiverUI serves an operator's write through River UI (cancel, retry
+// or delete jobs, pause or resume a queue) and records it as a riverui
+// event, as every other operator write is: River UI itself writes to River
+// only.
+func (m *Main) auditRiverUI(w http.ResponseWriter, r *http.Request, p api.Principal, ui http.Handler) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	if err != nil {
+		http.Error(w, "read request body", http.StatusBadRequest)
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	rec := &statusRecorder{ResponseWriter: w}
+	ui.ServeHTTP(rec, r)
+	if rec.status >= 400 {
+		return
+	}
+	after := map[string]any{"method": r.Method, "path": r.URL.Path}
+	if json.Valid(body) && len(body) > 0 {
+		after["body"] = json.RawMessage(body)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
+	defer cancel()
+	if _, err := m.Store.EventInsert(ctx, m.Pool, store.EventInsertParams{Kind: "riverui", Actor: p.Actor(), After: after}); err != nil {
+		m.Logger.Error().Err(err).Str("path", r.URL.Path).Msg("api: Recording a River UI write as an event failed")
 	}
 }

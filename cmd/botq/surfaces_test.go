@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -171,4 +172,32 @@ func TestMetricsPublicAndQueueGauges(t *testing.T) {
 	// River UI and the API still need a key.
 	resp, _ = send(t, "GET", base+"/riverui/", noAuth, "")
 	require.Equal(t, 401, resp.StatusCode)
+}
+
+// An operator's write through River UI is recorded as an event, like every
+// other operator write; a refused one is not.
+func TestRiverUIWritesAreEvents(t *testing.T) {
+	t.Parallel()
+	m, base := startAPIMain(t, func(c *Config) {
+		c.Apps = []AppConfig{{ID: "ui-app", BaseURL: "http://127.0.0.1:1", CompanyKey: "acme"}}
+	})
+	ctx := context.Background()
+	res, err := m.Store.ActionInsert(ctx, m.Pool, actionParams("ui-app", "ui-1"))
+	require.NoError(t, err)
+	jobID := fmt.Sprint(res.Action.RiverJobID)
+
+	resp, body := send(t, "POST", base+"/riverui/api/jobs/cancel", bearerKey(testKeyAuditor), `{"ids":["`+jobID+`"]}`)
+	require.Equal(t, 403, resp.StatusCode, body)
+	resp, body = send(t, "POST", base+"/riverui/api/jobs/cancel", basicKey(testKeyOperator), `{"ids":["`+jobID+`"]}`)
+	require.Less(t, resp.StatusCode, 300, body)
+
+	evs, err := m.Store.EventList(ctx, m.Pool, store.EventListParams{Kind: "riverui"})
+	require.NoError(t, err)
+	require.Len(t, evs, 1, "the operator's cancel, not the auditor's refused one")
+	require.Equal(t, "api:ops", evs[0].Actor)
+	require.Contains(t, string(evs[0].After), "/riverui/api/jobs/cancel")
+	require.Contains(t, string(evs[0].After), jobID)
+	var state string
+	require.NoError(t, m.Pool.QueryRow(ctx, `SELECT state::text FROM river_job WHERE id = $1`, res.Action.RiverJobID).Scan(&state))
+	require.Equal(t, "cancelled", state, "River UI did what it was asked")
 }
