@@ -164,8 +164,15 @@ func TestRateLimitedSnoozesWithoutUsingAttempt(t *testing.T) {
 	require.NoError(t, env.Sim.SetFault("respond", sim.Fault{RateLimitRate: 1, RetryAfter: "5", Times: 1}))
 	start := time.Now()
 	first := env.Enqueue(t, jobs.Action{AppID: "app-1", Kind: jobs.KindRespond, Payload: jobstest.Payload(jobs.KindRespond, "throttled-1")})
-	// Wait for the 429, then enqueue a second action of the same app.
-	require.Eventually(t, func() bool { return env.Sim.CallCount(sim.CallFilter{AppID: "app-1"}) == 1 }, 5*time.Second, 10*time.Millisecond)
+	// Wait until botq has recorded the 429 (a call made while it was on
+	// its way back could not know of it), then enqueue a second action of
+	// the same app.
+	require.Eventually(t, func() bool {
+		var throttled bool
+		require.NoError(t, env.Pool.QueryRow(env.Ctx, fmt.Sprintf(`SELECT throttled_until IS NOT NULL FROM %s.app WHERE id = 'app-1'`, env.Schema)).Scan(&throttled))
+		return throttled
+	}, 5*time.Second, 10*time.Millisecond)
+	require.Equal(t, 1, env.Sim.CallCount(sim.CallFilter{AppID: "app-1"}))
 	second := env.Enqueue(t, jobs.Action{AppID: "app-1", Kind: jobs.KindRespond, Payload: jobstest.Payload(jobs.KindRespond, "throttled-2")})
 	env.WaitStates(t, []int64{first, second}, 15*time.Second, store.ActionSent, store.ActionSucceeded)
 
