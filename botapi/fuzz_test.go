@@ -2,6 +2,7 @@ package botapi_test
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -65,6 +66,27 @@ func FuzzRequestRecord(f *testing.F) {
 		var again botapi.RequestRecord
 		if err := json.Unmarshal(out, &again); err != nil {
 			t.Fatalf("decode re-encoded %s: %v", out, err)
+		}
+	})
+}
+
+// A token response from Khoros (Care v2 token endpoint, Bot v3 refresh) is
+// outside input that carries a secret: decoding it never panics, and an
+// error never repeats the token.
+func FuzzIssuedToken(f *testing.F) {
+	for _, seed := range []string{
+		`{"token":"s3cr3t-token-value","expiresAtMillis":1767225600000}`,
+		`{"token":"s3cr3t-token-value","expiresAtMillis: ":"1767225600000"}`,
+		`{"token":"s3cr3t-token-value","expiresAtMillis":"soon"}`, `{"token":"s3cr3t-token-value","expiresAtMillis":-1}`,
+		`{"token":1}`, `[]`, `null`, `{`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var tok botapi.IssuedToken
+		err := json.Unmarshal(body, &tok)
+		if err != nil && strings.Contains(err.Error(), "s3cr3t-token-value") {
+			t.Fatalf("the token reached the error: %v", err)
 		}
 	})
 }
