@@ -464,3 +464,23 @@ func TestCLIAppChangesAsJSON(t *testing.T) {
 	require.Equal(t, 2, r.code)
 	require.Contains(t, r.stderr, "--output")
 }
+
+// migrate status only looks: on a schema never migrated it lists every
+// migration as pending and creates nothing.
+func TestCLIMigrateStatusWritesNothing(t *testing.T) {
+	t.Parallel()
+	b := setupCLI(t)
+	absent := b.schema + "_never"
+	b.vars["BOTQ_DATABASE_SCHEMA"] = absent
+	out := b.ok(t, "", "migrate", "status")
+	require.Contains(t, out, "was never migrated")
+	require.Contains(t, out, "pending")
+	var exists bool
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, absent).Scan(&exists))
+	require.False(t, exists, "status created the schema")
+
+	b.vars["BOTQ_DATABASE_SCHEMA"] = b.schema
+	out = b.ok(t, "", "migrate", "status")
+	require.NotContains(t, out, "pending", "a migrated schema: %s", out)
+	require.Contains(t, out, "applied")
+}

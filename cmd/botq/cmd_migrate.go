@@ -6,6 +6,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/botq/botq/migrations"
@@ -82,14 +84,31 @@ func newMigrateCmd(env *cliEnv) *cobra.Command {
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				return withMigrator(cmd.Context(), env, func(ctx context.Context, cfg Config, pool *pgxpool.Pool) error {
-					p, err := migrations.Open(ctx, pool, cfg.Database.Schema, nil)
+					schema := cfg.Database.Schema
+					if err := migrations.ValidateSchema(schema); err != nil {
+						return err
+					}
+					// Looking must not write: goose would create the schema and
+					// its version table.
+					var migrated bool
+					if err := pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", schema+".goose_db_version").Scan(&migrated); err != nil {
+						return fmt.Errorf("migration status: %w", err)
+					}
+					p, err := migrations.NewProvider(stdlib.OpenDBFromPool(pool), schema, nil)
 					if err != nil {
 						return err
 					}
 					defer p.Close()
-					st, err := p.Status(ctx)
-					if err != nil {
-						return fmt.Errorf("migration status: %w", err)
+					var st []*goose.MigrationStatus
+					if migrated {
+						if st, err = p.Status(ctx); err != nil {
+							return fmt.Errorf("migration status: %w", err)
+						}
+					} else {
+						fmt.Fprintf(env.stdout, "schema %s was never migrated (botq migrate up)\n", schema)
+						for _, src := range p.ListSources() {
+							st = append(st, &goose.MigrationStatus{Source: src, State: goose.StatePending})
+						}
 					}
 					tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
 					fmt.Fprintln(tw, "VERSION\tSTATE\tAPPLIED AT\tSOURCE")
