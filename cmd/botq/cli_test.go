@@ -309,6 +309,22 @@ func TestCLIRequestsListShowExport(t *testing.T) {
 	}
 	out := b.ok(t, "", "requests", "list", "--app", "req-app", "--kind", "respond")
 	require.Equal(t, 4, strings.Count(out, "\n"))
+	// Pages: the hint names the next page's --after.
+	r := b.botq(t, "", "requests", "list", "--app", "req-app", "--limit", "2", "-o", "json")
+	require.Equal(t, 0, r.code, r.stderr)
+	var page api.RequestList
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &page))
+	require.Len(t, page.Requests, 2)
+	last := page.Requests[1].RequestID
+	require.Contains(t, r.stderr, "--after "+last)
+	r = b.botq(t, "", "requests", "list", "--app", "req-app", "--limit", "2", "--after", last, "-o", "json")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &page))
+	require.Len(t, page.Requests, 1, "the third record")
+	require.NotEqual(t, last, page.Requests[0].RequestID)
+	r = b.botq(t, "", "requests", "list", "--after", "nope")
+	require.Equal(t, 2, r.code)
+	require.Contains(t, r.stderr, "--after")
 	out = b.ok(t, "", "requests", "show", "rq-1")
 	require.Contains(t, out, "SUCCESS")
 	out = b.ok(t, "", "requests", "export", "--app", "req-app")
@@ -316,7 +332,7 @@ func TestCLIRequestsListShowExport(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, rows, 4)
 	path := filepath.Join(t.TempDir(), "out.json")
-	r := b.botq(t, "", "requests", "export", "--app", "req-app", "--format", "json", "--out", path, "--progress")
+	r = b.botq(t, "", "requests", "export", "--app", "req-app", "--format", "json", "--out", path, "--progress")
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Contains(t, r.stderr, "exported 3 request records")
 	raw, err := os.ReadFile(path)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -67,6 +68,7 @@ func newRequestsListCmd(env *cliEnv) *cobra.Command {
 		out    outputOpts
 		filter requestFilterFlags
 		limit  int
+		after  string
 	)
 	cmd := &cobra.Command{
 		Use:   "list",
@@ -88,13 +90,27 @@ func newRequestsListCmd(env *cliEnv) *cobra.Command {
 				return err
 			}
 			defer db.close()
-			items, more, err := db.store.RequestList(cmd.Context(), db.pool, store.RequestListParams{Filter: f, Limit: limit})
+			p := store.RequestListParams{Filter: f, Limit: limit}
+			if after != "" {
+				last, err := db.store.RequestGet(cmd.Context(), db.pool, after)
+				if errors.Is(err, store.ErrNotFound) {
+					return usagef("--after: no request record %q", after)
+				}
+				if err != nil {
+					return err
+				}
+				p.After = &store.RequestCursor{FirstSeenAt: last.FirstSeenAt, RequestID: last.RequestID}
+			}
+			items, more, err := db.store.RequestList(cmd.Context(), db.pool, p)
 			if err != nil {
 				return err
 			}
 			res := api.RequestList{Requests: make([]api.Request, len(items))}
 			for i, it := range items {
 				res.Requests[i] = api.NewRequest(&it.Request, it.Kind)
+			}
+			if more && len(items) > 0 {
+				defer fmt.Fprintf(env.stderr, "more: --after %s for the next page, or botq requests export\n", items[len(items)-1].RequestID)
 			}
 			if out.json() {
 				return writeJSONOut(env.stdout, res)
@@ -103,17 +119,12 @@ func newRequestsListCmd(env *cliEnv) *cobra.Command {
 			for _, r := range res.Requests {
 				row(tw, r.RequestID, r.AppID, r.ActionID, r.Kind, r.Origin, r.State, r.FirstSeenAt, r.FinalizedAt, string(r.Details))
 			}
-			if err := tw.Flush(); err != nil {
-				return err
-			}
-			if more {
-				fmt.Fprintf(env.stderr, "more: narrow the filter, or use botq requests export\n")
-			}
-			return nil
+			return tw.Flush()
 		},
 	}
 	filter.add(cmd)
 	cmd.Flags().IntVar(&limit, "limit", 50, "at most this many records")
+	cmd.Flags().StringVar(&after, "after", "", "continue after this request id (the previous page's last)")
 	addOutputFlag(cmd, &out)
 	return cmd
 }
