@@ -43,6 +43,7 @@ func TestGoAPIRefusesMalformedInput(t *testing.T) {
 		{name: "lane with control characters", give: jobs.Action{AppID: appID, Kind: jobs.KindRespond, Payload: good, Lane: "a\tb"}, wantField: "lane"},
 		{name: "lane invalid UTF-8", give: jobs.Action{AppID: appID, Kind: jobs.KindRespond, Payload: good, Lane: "\xc3"}, wantField: "lane"},
 		{name: "created_by with NUL", give: jobs.Action{AppID: appID, Kind: jobs.KindRespond, Payload: good, CreatedBy: "bot\x00"}, wantField: "created_by"},
+		{name: "payload with an escaped NUL", give: jobs.Action{AppID: appID, Kind: jobs.KindRespond, Payload: json.RawMessage(strings.Replace(string(good), `"hi"`, `"a\u0000b"`, 1))}, wantField: "payload"},
 		{name: "text a number", give: jobs.Action{AppID: appID, Kind: jobs.KindRespond, Payload: json.RawMessage(`{"coordinate":{"companyKey":"c","networkKey":"n","externalId":"e"},"author":{"id":"a"},"text":1}`)}, wantField: "payload.text"},
 	}
 	count := func() (n int) {

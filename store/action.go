@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -119,6 +120,9 @@ func (p *ActionInsertParams) check() error {
 	if !json.Valid(p.Payload) {
 		return &ValidationError{Field: "payload", Message: "botq: payload is not valid JSON", Code: "22P02"}
 	}
+	if hasEscapedNUL(p.Payload) {
+		return &ValidationError{Field: "payload", Message: `botq: payload holds a NUL character (\u0000), which Postgres cannot store`, Code: "22P05"}
+	}
 	for _, f := range []struct{ name, v string }{
 		{"app_id", p.AppID}, {"kind", p.Kind}, {"idempotency_key", p.IdempotencyKey}, {"lane", p.Lane}, {"created_by", p.CreatedBy},
 	} {
@@ -130,6 +134,26 @@ func (p *ActionInsertParams) check() error {
 		p.IdempotencyKey = NewIdempotencyKey()
 	}
 	return nil
+}
+
+// hasEscapedNUL reports whether JSON text holds the escape \u0000 (a
+// backslash that is not itself escaped, then u0000).
+func hasEscapedNUL(b []byte) bool {
+	for i := 0; ; {
+		j := bytes.Index(b[i:], []byte(`\u0000`))
+		if j < 0 {
+			return false
+		}
+		j += i
+		n := 0
+		for k := j; k >= 0 && b[k] == '\\'; k-- {
+			n++
+		}
+		if n%2 == 1 {
+			return true
+		}
+		i = j + 1
+	}
 }
 
 const actionInsertSQL = `

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -290,4 +291,19 @@ func TestAttemptRecordAndRequest(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, attempts, 1)
 	require.Equal(t, store.OutcomeOK, attempts[0].Outcome)
+}
+
+// A payload holding \u0000 is refused before Postgres (which cannot store
+// it) and names the payload; an escaped backslash followed by u0000 is text.
+func TestActionInsertEscapedNUL(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, err := b.s.ActionInsert(b.ctx, b.tx, store.ActionInsertParams{AppID: b.appID, Kind: "respond", Payload: []byte(strings.Replace(string(storetest.RespondPayload("a", "hi")), `"hi"`, `"a\u0000b"`, 1))})
+	var verr *store.ValidationError
+	require.ErrorAs(t, err, &verr)
+	require.Equal(t, "payload", verr.Field)
+	require.Contains(t, verr.Message, "NUL")
+	res, err := b.s.ActionInsert(b.ctx, b.tx, store.ActionInsertParams{AppID: b.appID, Kind: "respond", Payload: []byte(strings.Replace(string(storetest.RespondPayload("a", "hi")), `"hi"`, `"a\\u0000b"`, 1))})
+	require.NoError(t, err, "a backslash, then u0000, is only text")
+	require.Contains(t, string(res.Action.Payload), `\\u0000`)
 }

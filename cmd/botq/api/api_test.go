@@ -383,3 +383,48 @@ func TestPauseResume(t *testing.T) {
 	}
 	require.True(t, found)
 }
+
+// Hostile enqueue bodies over HTTP: each is refused with a JSON error naming
+// what is wrong, and nothing is stored.
+func TestEnqueueRefusesHostileBodies(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	conv := `"coordinate":{"companyKey":"acme","networkKey":"facebook","externalId":"page-1","scope":"PRIVATE"},"author":{"id":"a"}`
+	action := func(payload string) string {
+		return `{"app_id":"` + b.appID + `","kind":"respond","payload":{` + conv + `,` + payload + `}}`
+	}
+	tests := []struct {
+		name       string
+		give       string
+		wantStatus int
+		wantField  string
+	}{
+		{"body over 1 MiB", action(`"text":"` + strings.Repeat("x", 2<<20) + `"`), http.StatusRequestEntityTooLarge, ""},
+		{"text over the channel limit", action(`"text":"` + strings.Repeat("x", 300<<10) + `"`), http.StatusBadRequest, "payload"},
+		{"invalid UTF-8", action("\"text\":\"\xff\xfe\""), http.StatusBadRequest, ""},
+		{"NUL in the text", action(`"text":"a\u0000b"`), http.StatusBadRequest, "payload"},
+		{"an array, not an action", `[` + action(`"text":"hi"`) + `]`, http.StatusBadRequest, ""},
+		{"two objects", action(`"text":"hi"`) + action(`"text":"hi"`), http.StatusBadRequest, ""},
+		{"a number for the kind", `{"app_id":"` + b.appID + `","kind":7,"payload":{}}`, http.StatusBadRequest, "kind"},
+		{"SQL in the app id", `{"app_id":"x'; DROP TABLE action; --","kind":"respond","payload":{` + conv + `,"text":"hi"}}`, http.StatusBadRequest, "app_id"},
+		{"control characters in the lane", `{"app_id":"` + b.appID + `","kind":"respond","lane":"a\nb","payload":{` + conv + `,"text":"hi"}}`, http.StatusBadRequest, "lane"},
+		{"a key of 10,000 characters", `{"app_id":"` + b.appID + `","kind":"respond","idempotency_key":"` + strings.Repeat("k", 10000) + `","payload":{` + conv + `,"text":"hi"}}`, http.StatusBadRequest, "idempotency_key"},
+	}
+	count := func() int {
+		var n int
+		require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM action`).Scan(&n))
+		return n
+	}
+	before := count()
+	for _, tt := range tests {
+		var e apiError
+		resp := b.call(t, "POST", "/v1/actions", keyEnqueuer, tt.give, &e)
+		require.Equal(t, tt.wantStatus, resp.StatusCode, "%s: %+v", tt.name, e)
+		require.NotEmpty(t, e.Error.Code, tt.name)
+		require.NotEmpty(t, e.Error.Message, tt.name)
+		if tt.wantField != "" {
+			require.Contains(t, e.Error.Field, tt.wantField, "%s: %+v", tt.name, e)
+		}
+	}
+	require.Equal(t, before, count(), "nothing was stored")
+}
