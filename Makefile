@@ -8,8 +8,10 @@ VERSION        ?= $(shell git describe --tags --always --dirty 2>/dev/null || ec
 LDFLAGS        := -X main.version=$(VERSION) -X github.com/botq/botq/botapi.Version=$(VERSION)
 STATICCHECK    := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
-# Fuzz targets run briefly by `make test`; `make fuzz FUZZTIME=5m` runs them longer.
-FUZZTIME       ?= 4s
+# Fuzz targets run briefly by `make test`; `make fuzz FUZZTIME=5m` runs them longer. The default
+# is a count of inputs, not a duration: a duration races Go's fuzzing coordinator on a busy machine
+# ("context deadline exceeded" with no failing input).
+FUZZTIME       ?= 5000x
 
 .PHONY: help
 help: ## List the targets
@@ -47,7 +49,7 @@ test/chaos: build ## The long fault tests (kill -9, Postgres restart, fault stor
 	BOTQ_CHAOS=full $(GO) test -count=1 -timeout 60m -run 'Chaos' -v ./cmd/botq/
 
 .PHONY: fuzz
-fuzz: ## Run each fuzz target for FUZZTIME (default 4s)
+fuzz: ## Run each fuzz target for FUZZTIME (default 5000 inputs)
 	@set -e; for pkg in $$($(GO) list ./...); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
 	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
