@@ -276,7 +276,9 @@ func (e *Executor) unauthorized(ctx context.Context, job *river.Job[ActionArgs],
 // the job without using an attempt.
 func (e *Executor) pauseApp(ctx context.Context, appID string, actionID int64, reason, event string) error {
 	err := pgx.BeginFunc(ctx, e.cfg.Pool, func(tx pgx.Tx) error {
-		before, err := e.cfg.Store.AppGet(ctx, tx, appID)
+		// Locked: workers refused at the same moment would each see the
+		// app unpaused and each record a pause.
+		before, err := e.cfg.Store.AppGetForUpdate(ctx, tx, appID)
 		if err != nil {
 			return err
 		}

@@ -201,6 +201,12 @@ func pausedForToken(a *App) bool {
 	return strings.Contains(a.PauseReason, "401") || strings.Contains(a.PauseReason, "token")
 }
 
+// AppGetForUpdate returns the app locked until tx ends, so a decision made
+// on what it holds (pause it unless paused) is not made twice at once.
+func (s *Store) AppGetForUpdate(ctx context.Context, tx pgx.Tx, appID string) (*App, error) {
+	return s.appLock(ctx, tx, appID)
+}
+
 func (s *Store) appLock(ctx context.Context, tx pgx.Tx, appID string) (*App, error) {
 	a, err := scanApp(tx.QueryRow(ctx, s.q(`SELECT `+appColumns+` FROM botq.app WHERE id = $1 FOR UPDATE`), appID))
 	if err != nil {
