@@ -275,26 +275,7 @@ func (e *Executor) unauthorized(ctx context.Context, job *river.Job[ActionArgs],
 // pauseApp pauses the app until an operator acts, records why, and snoozes
 // the job without using an attempt.
 func (e *Executor) pauseApp(ctx context.Context, appID string, actionID int64, reason, event string) error {
-	err := pgx.BeginFunc(ctx, e.cfg.Pool, func(tx pgx.Tx) error {
-		// Locked: workers refused at the same moment would each see the
-		// app unpaused and each record a pause.
-		before, err := e.cfg.Store.AppGetForUpdate(ctx, tx, appID)
-		if err != nil {
-			return err
-		}
-		if before.PausedUntil != nil && before.PausedUntil.After(time.Now()) {
-			return nil // already paused; one event is enough
-		}
-		if _, err := e.cfg.Store.AppPause(ctx, tx, appID, store.Forever, reason); err != nil {
-			return err
-		}
-		_, err = e.cfg.Store.EventInsert(ctx, tx, store.EventInsertParams{
-			AppID: appID, ActionID: &actionID, Kind: event, Actor: "botq", Reason: reason,
-			After: map[string]any{"paused_until": "until resumed"},
-		})
-		return err
-	})
-	if err != nil {
+	if err := e.cfg.Store.AppPauseUnlessPaused(ctx, e.cfg.Pool, appID, actionID, event, reason); err != nil {
 		return err
 	}
 	e.cfg.Logger.Warn().Str("app_id", appID).Int64("action_id", actionID).Msg("jobs: App paused: " + reason)

@@ -201,10 +201,28 @@ func pausedForToken(a *App) bool {
 	return strings.Contains(a.PauseReason, "401") || strings.Contains(a.PauseReason, "token")
 }
 
-// AppGetForUpdate returns the app locked until tx ends, so a decision made
-// on what it holds (pause it unless paused) is not made twice at once.
-func (s *Store) AppGetForUpdate(ctx context.Context, tx pgx.Tx, appID string) (*App, error) {
-	return s.appLock(ctx, tx, appID)
+// AppPauseUnlessPaused pauses the app until resumed and records an event
+// of kind by botq about actionID, unless the app is paused already. The app
+// row is locked first: workers refused at the same moment would otherwise
+// each see it unpaused and each record a pause.
+func (s *Store) AppPauseUnlessPaused(ctx context.Context, db TxDB, appID string, actionID int64, kind, reason string) error {
+	return pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		before, err := s.appLock(ctx, tx, appID)
+		if err != nil {
+			return err
+		}
+		if before.PausedUntil != nil && before.PausedUntil.After(time.Now()) {
+			return nil // already paused; one event is enough
+		}
+		if _, err := s.AppPause(ctx, tx, appID, Forever, reason); err != nil {
+			return err
+		}
+		_, err = s.EventInsert(ctx, tx, EventInsertParams{
+			AppID: appID, ActionID: &actionID, Kind: kind, Actor: "botq", Reason: reason,
+			After: map[string]any{"paused_until": "until resumed"},
+		})
+		return err
+	})
 }
 
 func (s *Store) appLock(ctx context.Context, tx pgx.Tx, appID string) (*App, error) {
