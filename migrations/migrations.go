@@ -129,6 +129,16 @@ func CheckCurrent(ctx context.Context, p *goose.Provider) error {
 	return nil
 }
 
+// Migrated reports whether schema was ever migrated (goose's version table
+// exists), creating nothing.
+func Migrated(ctx context.Context, pool *pgxpool.Pool, schema string) (bool, error) {
+	var ok bool
+	if err := pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", schema+".goose_db_version").Scan(&ok); err != nil {
+		return false, fmt.Errorf("check schema %s: %w", schema, err)
+	}
+	return ok, nil
+}
+
 // Open returns a goose provider over pool for schema, creating the schema if
 // it is missing. pool's connections must have search_path set to schema (as
 // store.NewPool does). Close the provider when done; that leaves pool open.

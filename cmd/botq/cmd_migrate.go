@@ -90,8 +90,8 @@ func newMigrateCmd(env *cliEnv) *cobra.Command {
 					}
 					// Looking must not write: goose would create the schema and
 					// its version table.
-					var migrated bool
-					if err := pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", schema+".goose_db_version").Scan(&migrated); err != nil {
+					migrated, err := migrations.Migrated(ctx, pool, schema)
+					if err != nil {
 						return fmt.Errorf("migration status: %w", err)
 					}
 					p, err := migrations.NewProvider(stdlib.OpenDBFromPool(pool), schema, nil)

@@ -274,9 +274,9 @@ func (m *Main) close() {
 
 // checkSchema refuses to run on a schema that is not at this binary's version.
 func checkSchema(ctx context.Context, pool *pgxpool.Pool, schema string) error {
-	var migrated bool
-	if err := pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", schema+".goose_db_version").Scan(&migrated); err != nil {
-		return fmt.Errorf("check schema %s: %w", schema, err)
+	migrated, err := migrations.Migrated(ctx, pool, schema)
+	if err != nil {
+		return err
 	}
 	if !migrated {
 		return fmt.Errorf("schema %s: %w: it was never migrated; run `botq migrate up` (or set database.auto_migrate)", schema, migrations.ErrBehind)
