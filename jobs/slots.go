@@ -133,10 +133,11 @@ func (e *Executor) acquireSlot(ctx context.Context, appID string, limit int, hol
 	}
 }
 
-// releaseSlot frees a leased slot (nil: nothing to do) and wakes one
-// waiter: one of this process's workers if any waits, else the oldest job
-// parked in the database. The release survives the job's context ending: a
-// slot left taken would stay so until its lease ran out.
+// releaseSlot frees a leased slot (nil: nothing to do), wakes this
+// process's workers waiting for the app (the first to ask takes it), and
+// makes enough of the oldest jobs parked in the database available to keep
+// slotBuffer of the app's jobs waiting here. The release survives the job's
+// context ending: a slot left taken would stay so until its lease ran out.
 func (e *Executor) releaseSlot(ctx context.Context, l *slotLease) {
 	if l == nil {
 		return

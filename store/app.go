@@ -270,8 +270,7 @@ SELECT CASE WHEN $4 > 0 AND EXISTS (SELECT 1 FROM r) THEN botq.app_slot_wake($1,
 // AppSlotRelease returns a leased slot and makes up to wake of the app's
 // oldest jobs waiting for a slot (AppSlotWait) available again.
 func (s *Store) AppSlotRelease(ctx context.Context, db DBTX, appID string, slot int, holder int64, wake int) error {
-	var woken int
-	if err := db.QueryRow(ctx, s.q(appSlotReleaseSQL), appID, slot, holder, wake).Scan(&woken); err != nil {
+	if _, err := db.Exec(ctx, s.q(appSlotReleaseSQL), appID, slot, holder, wake); err != nil {
 		return fmt.Errorf("release concurrency slot of app %q: %w", appID, mapError(err))
 	}
 	return nil
