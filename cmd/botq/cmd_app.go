@@ -43,17 +43,11 @@ func newAppListCmd(env *cliEnv) *cobra.Command {
 			if len(args) == 1 {
 				id = args[0]
 			}
-			sts, err := db.store.AppStatusList(cmd.Context(), db.pool, id)
+			apps, err := appViews(cmd.Context(), env, db, id)
 			if err != nil {
 				return err
 			}
-			ext := externalTokens(db.cfg, env.lookupEnv)
-			now := time.Now()
-			res := api.AppList{Apps: make([]api.App, len(sts))}
-			for i, st := range sts {
-				_, external := ext[st.ID]
-				res.Apps[i] = api.NewApp(st, external, now)
-			}
+			res := api.AppList{Apps: apps}
 			if out.json() {
 				return writeJSONOut(env.stdout, res)
 			}
@@ -74,15 +68,31 @@ func reportApp(ctx context.Context, env *cliEnv, db *cliDB, out *outputOpts, app
 		}
 		return nil
 	}
-	sts, err := db.store.AppStatusList(ctx, db.pool, appID)
+	apps, err := appViews(ctx, env, db, appID)
 	if err != nil {
 		return err
 	}
-	if len(sts) != 1 {
+	if len(apps) != 1 {
 		return fmt.Errorf("app %s: %w", appID, store.ErrNotFound)
 	}
-	_, external := externalTokens(db.cfg, env.lookupEnv)[appID]
-	return writeJSONOut(env.stdout, api.NewApp(sts[0], external, time.Now()))
+	return writeJSONOut(env.stdout, apps[0])
+}
+
+// appViews returns the apps (or the one, appID "" for all) as the API and
+// `app list` show them.
+func appViews(ctx context.Context, env *cliEnv, db *cliDB, appID string) ([]api.App, error) {
+	sts, err := db.store.AppStatusList(ctx, db.pool, appID)
+	if err != nil {
+		return nil, err
+	}
+	ext := externalTokens(db.cfg, env.lookupEnv)
+	now := time.Now()
+	apps := make([]api.App, len(sts))
+	for i, st := range sts {
+		_, external := ext[st.ID]
+		apps[i] = api.NewApp(st, external, now)
+	}
+	return apps, nil
 }
 
 func printApps(env *cliEnv, apps []api.App) {
