@@ -113,3 +113,35 @@ func TestValidateSchema(t *testing.T) {
 		})
 	}
 }
+
+// The per-row trigger functions must keep cached plans whatever the calling
+// function or session sets: a force_custom_plan inherited from enqueue_many,
+// or set on a trigger function, plans every statement again for every row
+// (00008 measured 0.17 ms per finished action and 0.2 ms per enqueued one).
+func TestRowTriggersKeepCachedPlans(t *testing.T) {
+	ctx := context.Background()
+	schema, pool := storetest.NewSchema(t, 2)
+
+	rows, err := pool.Query(ctx, `
+		SELECT DISTINCT p.proname, coalesce(array_to_string(p.proconfig, ','), '')
+		FROM pg_trigger t
+		JOIN pg_proc p ON p.oid = t.tgfoid
+		JOIN pg_class c ON c.oid = t.tgrelid
+		WHERE c.relnamespace = $1::regnamespace AND NOT t.tgisinternal AND t.tgtype & 1 = 1
+		  AND c.relname = 'action'`, schema)
+	require.NoError(t, err)
+	config := map[string]string{}
+	for rows.Next() {
+		var name, conf string
+		require.NoError(t, rows.Scan(&name, &conf))
+		config[name] = conf
+	}
+	require.NoError(t, rows.Err())
+
+	for _, fn := range []string{"action_before_insert", "action_before_update", "action_lane_advance"} {
+		require.Contains(t, config, fn, "a row trigger on action")
+		require.Contains(t, config[fn], "plan_cache_mode=auto", fn)
+		delete(config, fn)
+	}
+	require.Empty(t, config, "a new row trigger on action: pin its plan_cache_mode to auto too")
+}
