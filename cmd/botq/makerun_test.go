@@ -121,10 +121,14 @@ func TestMakeRunFromFreshClone(t *testing.T) {
 		t.Fatalf("make run did not stop within 60s of SIGINT:\n%s", dump())
 	}
 	// Nothing it started is still running: no process in its group, no
-	// postgres serving its data directory.
+	// postgres serving its data directory. Only its own cluster counts:
+	// other tests create throwaway clusters of their own meanwhile.
+	m := regexp.MustCompile(`creating a throwaway Postgres cluster in (\S+)`).FindStringSubmatch(all)
+	require.NotNil(t, m, "make run names its cluster's data directory:\n%s", all)
+	data := m[1]
 	time.Sleep(500 * time.Millisecond)
 	left := processes(func(pgrp int, cmdline string) bool {
-		return pgrp == pgid || strings.Contains(cmdline, clone) || strings.Contains(cmdline, "botq-dev-pg-")
+		return pgrp == pgid || strings.Contains(cmdline, clone) || strings.Contains(cmdline, data)
 	})
 	require.Empty(t, left, "processes left behind after SIGINT")
 	_, err = net.DialTimeout("tcp", noPG, 200*time.Millisecond)
