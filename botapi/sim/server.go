@@ -330,14 +330,23 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, ep uint8, auth
 	c := &call{ep: ep, r: r, now: now, nowMs: now.UnixMilli(), rid: s.newID()}
 	c.id = formatID(c.rid)
 	logged := entry{atNanos: now.UnixNano(), path: r.URL.Path, rid: c.rid, endpoint: ep, method: methodCode(r.Method)}
-	defer func() {
+	// The call is logged before its answer (or drop) goes out: a client
+	// that reads the log as soon as its call returns must find it there.
+	// Calls that end without an answer are logged on return.
+	logDone := false
+	logCall := func() {
+		if logDone {
+			return
+		}
+		logDone = true
 		if s.opts.CallLogBodies && len(c.body) > 0 {
 			logged.body = c.body
 		}
 		s.logMu.Lock()
 		s.log.add(logged)
 		s.logMu.Unlock()
-	}()
+	}
+	defer logCall()
 
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
 	if err != nil {
@@ -381,12 +390,14 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, ep uint8, auth
 	case p.errCode != 0:
 		logged.fault = faultError
 		logged.status = uint16(p.errCode)
+		logCall()
 		s.write(w, faultReply(c, p.errCode))
 		return
 	case p.rateLimit:
 		logged.fault = faultRateLimit
 		logged.status = http.StatusTooManyRequests
 		w.Header().Set("Retry-After", p.retryAfter)
+		logCall()
 		s.write(w, reply{status: http.StatusTooManyRequests, body: gatewayMessage{"Too Many Requests"}})
 		return
 	}
@@ -414,9 +425,11 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, ep uint8, auth
 	if p.drop {
 		logged.fault = faultDrop
 		logged.status = 0
+		logCall()
 		drop(w)
 		return
 	}
+	logCall()
 	s.write(w, rep)
 }
 
