@@ -106,6 +106,32 @@ func TestActionInsertManyDuplicatesInBatch(t *testing.T) {
 	require.Equal(t, res[0].Action.ID, res[2].Action.ID)
 }
 
+// enqueue_many (ActionEnqueue) answers, in input order, the new actions,
+// the ones whose key was known before the call, and repeats of a key within
+// the call, which get its first occurrence's action.
+func TestActionEnqueueKnownAndRepeatedKeys(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p := func(key, author string) store.ActionInsertParams {
+		return store.ActionInsertParams{AppID: b.appID, Kind: "respond", Payload: storetest.RespondPayload(author, "hi"), IdempotencyKey: key}
+	}
+	first, err := b.s.ActionEnqueue(b.ctx, b.tx, []store.ActionInsertParams{p("k1", "0")})
+	require.NoError(t, err)
+	require.Len(t, first, 1)
+	require.False(t, first[0].Existed)
+
+	res, err := b.s.ActionEnqueue(b.ctx, b.tx, []store.ActionInsertParams{p("k2", "1"), p("k1", "2"), p("k2", "3"), p("k3", "4")})
+	require.NoError(t, err)
+	require.Len(t, res, 4)
+	require.Equal(t, []bool{false, true, true, false}, []bool{res[0].Existed, res[1].Existed, res[2].Existed, res[3].Existed})
+	require.Equal(t, first[0].ID, res[1].ID, "a known key gives back its action")
+	require.Equal(t, res[0].ID, res[2].ID, "a repeated key gives back its first occurrence's action")
+	require.NotEqual(t, res[0].ID, res[3].ID)
+	var n int
+	require.NoError(t, b.tx.QueryRow(b.ctx, fmt.Sprintf(`SELECT count(*) FROM %s.action WHERE app_id = $1`, b.s.Schema()), b.appID).Scan(&n))
+	require.Equal(t, 3, n)
+}
+
 func TestActionNotFound(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
