@@ -83,8 +83,11 @@ type outputOpts struct {
 	format string
 }
 
+// addOutputFlag adds --output and refuses a bad value before the command
+// runs.
 func addOutputFlag(cmd *cobra.Command, o *outputOpts) {
 	cmd.Flags().StringVarP(&o.format, "output", "o", "table", "output format: table or json")
+	cmd.PreRunE = func(*cobra.Command, []string) error { return o.check() }
 }
 
 func (o *outputOpts) check() error {

@@ -34,9 +34,6 @@ func newActionsListCmd(env *cliEnv) *cobra.Command {
   botq actions list --kind respond --from 2025-01-01 --to 2025-02-01 -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := out.check(); err != nil {
-				return err
-			}
 			f, err := filter.filter(time.Now())
 			if err != nil {
 				return err
@@ -91,9 +88,6 @@ func newActionsShowCmd(env *cliEnv) *cobra.Command {
 		Short: "Show an action with its attempts, request records, events and replays",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := out.check(); err != nil {
-				return err
-			}
 			id, err := parseID("action id", args[0])
 			if err != nil {
 				return err
@@ -226,9 +220,6 @@ func newActionsCancelCmd(env *cliEnv) *cobra.Command {
 An action whose call to Khoros is being made right now is refused: try again when it is not.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := out.check(); err != nil {
-				return err
-			}
 			id, err := parseID("action id", args[0])
 			if err != nil {
 				return err
@@ -272,9 +263,6 @@ func newEventsCmd(env *cliEnv) *cobra.Command {
 		Short: "List operator and system events (replays, cancels, pauses, token changes...), newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := out.check(); err != nil {
-				return err
-			}
 			f := store.EventFilter{AppID: app, Kind: kind, Actor: by}
 			if kind != "" && !contains(api.EventKinds, kind) {
 				return usagef("--kind: %q is not an event kind (one of %v)", kind, api.EventKinds)

@@ -31,9 +31,6 @@ func newAppListCmd(env *cliEnv) *cobra.Command {
 		Short:   "List apps (or one) with token expiry, health, pause and queue depth",
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := out.check(); err != nil {
-				return err
-			}
 			db, err := env.openDB(cmd.Context())
 			if err != nil {
 				return err
@@ -128,9 +125,6 @@ func newAppPauseCmd(env *cliEnv) *cobra.Command {
 run when the app is resumed. Records a pause event.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := out.check(); err != nil {
-				return err
-			}
 			if reason == "" {
 				return usagef("--reason is required: say why the app is paused")
 			}
@@ -184,9 +178,6 @@ func newAppResumeCmd(env *cliEnv) *cobra.Command {
 		Short: "Resume an app's calls (and clear a Khoros throttle); waiting actions run at once",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := out.check(); err != nil {
-				return err
-			}
 			db, err := env.openDB(cmd.Context())
 			if err != nil {
 				return err
@@ -223,9 +214,6 @@ botq serve at start, so change those in the file instead. Set the app's token wi
   botq app set test-bot --region CUSTOM --base-url http://127.0.0.1:8089 --company-key acme`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := out.check(); err != nil {
-				return err
-			}
 			p.ID = args[0]
 			cfg := AppConfig{ID: p.ID, Region: p.Region, BaseURL: p.BaseURL, CompanyKey: p.CompanyKey, RateLimit: rate,
 				RateBurst: p.RateBurst, Concurrency: conc, LaneOnFailure: p.LaneOnFailure}

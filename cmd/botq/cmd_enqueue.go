@@ -36,9 +36,6 @@ whose idempotency key the app used already is not enqueued again; the existing o
   botq enqueue --file actions.json --wait 30s`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := out.check(); err != nil {
-				return err
-			}
 			var r io.Reader = env.stdin
 			if file != "" && file != "-" {
 				f, err := os.Open(file)

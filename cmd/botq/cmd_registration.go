@@ -104,9 +104,6 @@ companyKey, platform, networkKey, externalId, name, callbackUrl, mode, credentia
 from --file or stdin; its appId is the app's.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.out.check(); err != nil {
-				return err
-			}
 			var r io.Reader = env.stdin
 			if file != "" && file != "-" {
 				fh, err := os.Open(file)
@@ -171,9 +168,6 @@ func newRegistrationDeleteCmd(env *cliEnv) *cobra.Command {
 		Short: "Delete a registration (queued action); its conversations go to agents",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.out.check(); err != nil {
-				return err
-			}
 			if err := page.check(true); err != nil {
 				return err
 			}
@@ -194,9 +188,6 @@ func newModeCmd(env *cliEnv) *cobra.Command {
 		Args:      cobra.ExactArgs(2),
 		ValidArgs: []string{"LIVE", "MAINTENANCE", "MONITORING"},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.out.check(); err != nil {
-				return err
-			}
 			if err := page.check(true); err != nil {
 				return err
 			}
@@ -249,9 +240,6 @@ func newRegistrationGetCmd(env *cliEnv) *cobra.Command {
 		Short: "Show the app's registration on a page (GET from Khoros)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := out.check(); err != nil {
-				return err
-			}
 			if err := page.check(true); err != nil {
 				return err
 			}
@@ -284,9 +272,6 @@ func newRegistrationListCmd(env *cliEnv) *cobra.Command {
 		Short: "List the registrations the app's token sees, or those of one page (GET from Khoros)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := out.check(); err != nil {
-				return err
-			}
 			if err := page.check(false); err != nil {
 				return err
 			}
@@ -333,9 +318,6 @@ func newHealthCmd(env *cliEnv) *cobra.Command {
 		Short: "Show apps' webhook health: live from Khoros (GET /bots/v3/health) and as last recorded",
 		Args:  cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := out.check(); err != nil {
-				return err
-			}
 			db, err := env.openDB(cmd.Context())
 			if err != nil {
 				return err

@@ -47,9 +47,6 @@ says how many and why. It runs in batches, each its own transaction, with a prog
   botq replay --app my-app --state failed --since 24h --dry-run --reason "outage 31 Jan"
   botq replay --app my-app --state failed --since 24h --reason "outage 31 Jan"`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := out.check(); err != nil {
-				return err
-			}
 			if strings.TrimSpace(opts.Reason) == "" {
 				return usagef("--reason is required: say why these actions are replayed")
 			}

@@ -75,9 +75,6 @@ func newRequestsListCmd(env *cliEnv) *cobra.Command {
 		Short: "List request records, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := out.check(); err != nil {
-				return err
-			}
 			f, err := filter.filter(cmd, time.Now())
 			if err != nil {
 				return err
@@ -136,9 +133,6 @@ func newRequestsShowCmd(env *cliEnv) *cobra.Command {
 		Short: "Show one request record",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := out.check(); err != nil {
-				return err
-			}
 			db, err := env.openDB(cmd.Context())
 			if err != nil {
 				return err

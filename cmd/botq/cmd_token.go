@@ -80,9 +80,6 @@ func newTokenSetCmd(env *cliEnv) *cobra.Command {
   botq token set my-app --file /run/secrets/khoros-token`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := out.check(); err != nil {
-				return err
-			}
 			var token string
 			var err error
 			if file != "" {
@@ -125,9 +122,6 @@ on the first line, the password on the second). With --existing, fetches the tok
 already exists instead of creating one.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := out.check(); err != nil {
-				return err
-			}
 			appID := args[0]
 			db, err := env.openDB(cmd.Context())
 			if err != nil {
@@ -186,9 +180,6 @@ func newTokenRefreshCmd(env *cliEnv) *cobra.Command {
 		Short: "Exchange an app's stored token for a new one now (the old one keeps working 10 minutes)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := out.check(); err != nil {
-				return err
-			}
 			db, err := env.openDB(cmd.Context())
 			if err != nil {
 				return err
@@ -228,9 +219,6 @@ with no grace period. botq forgets the stored token and pauses the app until a n
 set (botq token set or bootstrap), which resumes it.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := out.check(); err != nil {
-				return err
-			}
 			if reason == "" {
 				return usagef("--reason is required: say why the tokens are revoked")
 			}
@@ -283,9 +271,6 @@ func newTokenStatusCmd(env *cliEnv) *cobra.Command {
 		Short: "Show where each app's token comes from, its version and expiry (never the token)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := out.check(); err != nil {
-				return err
-			}
 			db, err := env.openDB(cmd.Context())
 			if err != nil {
 				return err
