@@ -55,14 +55,15 @@ func findDevDatabase(ctx context.Context, env func(string) (string, bool), dir s
 		return &devDatabase{URL: u, Source: "local Postgres at " + local}, nil
 	}
 	db, terr := throwawayCluster(ctx, dir, log)
-	if terr == nil || errors.Is(err, errUnreachable) {
-		if terr == nil && !errors.Is(err, errUnreachable) {
-			// A stock Postgres asks for a password: not a reason to give up.
-			fmt.Fprintf(log, "botq dev: %v; using a throwaway cluster instead\n", err)
-		}
+	switch {
+	case errors.Is(err, errUnreachable):
 		return db, terr
+	case terr != nil:
+		return nil, fmt.Errorf("%w; and no throwaway cluster either: %v", err, terr)
 	}
-	return nil, fmt.Errorf("%w; and no throwaway cluster either: %v", err, terr)
+	// A stock Postgres asks for a password: not a reason to give up.
+	fmt.Fprintf(log, "botq dev: %v; using a throwaway cluster instead\n", err)
+	return db, nil
 }
 
 var errUnreachable = errors.New("unreachable")
