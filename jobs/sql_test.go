@@ -2,8 +2,10 @@ package jobs_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -121,4 +123,106 @@ func TestMalformedSQLInsertsAreRefused(t *testing.T) {
 	}
 	require.Equal(t, before, count(), "nothing was stored")
 	require.GreaterOrEqual(t, len(tests), 20)
+}
+
+// A text reply is checked by a one-expression fast path (migration 00010)
+// and everything else by payload_validate. For every payload, whichever path
+// it takes, the INSERT must store what payload_validate returns or refuse it
+// as payload_validate does: the fast path may only accept what the full
+// check accepts, and must add the same type.
+func TestRespondFastPathAgrees(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := storetest.Store(t)
+	tx := storetest.Tx(t)
+	appID := storetest.App(ctx, t, s, tx, nil)
+
+	base := func() map[string]any {
+		return map[string]any{
+			"coordinate": map[string]any{"companyKey": "acme", "networkKey": "facebook", "externalId": "p1", "scope": "PRIVATE"},
+			"author":     map[string]any{"id": "a1"},
+			"text":       "hi",
+		}
+	}
+	const absent = "<absent>"
+	paths := [][]string{
+		{"coordinate"}, {"coordinate", "companyKey"}, {"coordinate", "networkKey"}, {"coordinate", "externalId"},
+		{"coordinate", "scope"}, {"coordinate", "botId"}, {"coordinate", "messageId"}, {"author"}, {"author", "id"},
+		{"text"}, {"type"}, {"media"}, {"list"}, {"payload"}, {"richContent"}, {"processSynchronously"},
+	}
+	values := []any{
+		absent, nil, "", " ", "x", "PRIVATE", "PUBLIC", "message", "typing_start", "instagram", "SMS", "nowhere",
+		0, 1.5, true, map[string]any{}, []any{}, map[string]any{"id": "a"}, []any{map[string]any{"url": "https://x/y.png"}},
+		strings.Repeat("t", 1000), strings.Repeat("t", 1001), strings.Repeat("t", 2001), strings.Repeat("t", 270000),
+	}
+	set := func(p map[string]any, path []string, v any) bool {
+		for _, k := range path[:len(path)-1] {
+			next, ok := p[k].(map[string]any)
+			if !ok {
+				return false
+			}
+			p = next
+		}
+		if v == absent {
+			delete(p, path[len(path)-1])
+		} else {
+			p[path[len(path)-1]] = v
+		}
+		return true
+	}
+	var payloads []map[string]any
+	for _, path := range paths {
+		for _, v := range values {
+			if p := base(); set(p, path, v) {
+				payloads = append(payloads, p)
+			}
+		}
+	}
+	// Pairs: a text length against each network's limit, and each field
+	// mutation on top of a mutated network.
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for range 400 {
+		p := base()
+		for range 2 + rnd.IntN(2) {
+			set(p, paths[rnd.IntN(len(paths))], values[rnd.IntN(len(values))])
+		}
+		payloads = append(payloads, p)
+	}
+
+	outcome := func(sql string, args ...any) (string, error) {
+		sp, err := tx.Begin(ctx)
+		require.NoError(t, err)
+		defer func() { require.NoError(t, sp.Rollback(ctx)) }()
+		var out string
+		err = sp.QueryRow(ctx, sql, args...).Scan(&out)
+		if err == nil {
+			return out, nil
+		}
+		var pgErr *pgconn.PgError
+		require.True(t, errors.As(err, &pgErr), "want a Postgres error, got %v", err)
+		return "", fmt.Errorf("%s %s %s", pgErr.Code, pgErr.ColumnName, pgErr.Message)
+	}
+	var fast, full, refused int
+	for i, p := range payloads {
+		body, err := json.Marshal(p)
+		require.NoError(t, err)
+		want, wantErr := outcome(fmt.Sprintf(`SELECT %s.payload_validate('respond', $1, $2::text::jsonb)::text`, s.Schema()), appID, string(body))
+		got, gotErr := outcome(fmt.Sprintf(`INSERT INTO %s.action (app_id, kind, payload) VALUES ($1, 'respond', $2::text::jsonb) RETURNING payload::text`, s.Schema()), appID, string(body))
+		require.Equal(t, fmt.Sprint(wantErr), fmt.Sprint(gotErr), "payload %d: %s", i, body)
+		require.Equal(t, want, got, "payload %d: %s", i, body)
+		plain, err := outcome(fmt.Sprintf(`SELECT coalesce(%s.payload_respond_plain($1::text::jsonb), false)::text`, s.Schema()), string(body))
+		require.NoError(t, err)
+		switch {
+		case plain == "true":
+			fast++
+		case wantErr == nil:
+			full++
+		default:
+			refused++
+		}
+	}
+	t.Logf("%d payloads: %d by the fast path, %d accepted by the full check only, %d refused", len(payloads), fast, full, refused)
+	require.Greater(t, fast, 50, "payloads the fast path accepts")
+	require.Greater(t, full, 20, "payloads only the full check accepts")
+	require.Greater(t, refused, 50, "refused payloads")
 }
