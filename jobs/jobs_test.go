@@ -226,3 +226,19 @@ func TestFailureBeforeCallUsesNoAttempt(t *testing.T) {
 	require.NoError(t, env.Pool.QueryRow(env.Ctx, fmt.Sprintf(`SELECT attempt FROM %s.river_job WHERE id = $1`, env.Schema), env.Action(t, id).RiverJobID).Scan(&jobAttempt))
 	require.Equal(t, 1, jobAttempt, "the failed executions used no attempt")
 }
+
+// The result writer keeps its connection from one batch to the next while
+// results keep coming, and gives it back when none wait: with a pool of
+// three 300 actions still all finish, and once
+// they have, the writer holds nothing.
+func TestResultWriterOnASmallPool(t *testing.T) {
+	t.Parallel()
+	env := jobstest.Start(t, jobstest.Options{MaxConns: 3, MaxWorkers: 30, Sim: sim.Options{Seed: 1}})
+	var ids []int64
+	for i := range 300 {
+		ids = append(ids, sqlInsert(t, env, "app-1", jobs.KindTag, jobstest.Payload(jobs.KindTag, fmt.Sprintf("small-%d", i)), fmt.Sprintf("small-%d", i)))
+	}
+	env.WaitStates(t, ids, 60*time.Second, store.ActionSent, store.ActionSucceeded)
+	require.Eventually(t, func() bool { return env.Pool.Stat().AcquiredConns() == 0 }, 10*time.Second, 10*time.Millisecond,
+		"connections still held once every result is written")
+}

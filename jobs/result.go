@@ -49,6 +49,10 @@ type resultWriter struct {
 	in       chan *result
 	maxBatch int
 	stopped  chan struct{}
+	// conn is kept from one batch to the next while results keep coming:
+	// under load the pool is often empty (workers loading their actions),
+	// and each batch waited for a connection. Only run touches it.
+	conn *pgxpool.Conn
 }
 
 func newResultWriter(pool *pgxpool.Pool, s *store.Store, logger zerolog.Logger, maxBatch int) *resultWriter {
@@ -70,6 +74,7 @@ func newResultWriter(pool *pgxpool.Pool, s *store.Store, logger zerolog.Logger, 
 // written.
 func (w *resultWriter) run(stop <-chan struct{}) {
 	defer close(w.stopped)
+	defer w.releaseConn()
 	batch := make([]*result, 0, w.maxBatch)
 	for {
 		var first *result
@@ -97,6 +102,37 @@ func (w *resultWriter) run(stop <-chan struct{}) {
 			}
 		}
 		w.commit(batch)
+		if len(w.in) == 0 {
+			// Nothing waits: give the connection back, so that a small pool
+			// is never short of it while the writer idles.
+			w.releaseConn()
+		}
+	}
+}
+
+// inTx runs fn in a transaction on the writer's connection, acquiring one
+// if it has none.
+func (w *resultWriter) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	if w.conn == nil {
+		conn, err := w.pool.Acquire(ctx)
+		if err != nil {
+			return fmt.Errorf("acquire a connection for results: %w", err)
+		}
+		w.conn = conn
+	}
+	err := pgx.BeginFunc(ctx, w.conn, fn)
+	if err != nil {
+		// The connection may be broken (or closed by a cancelled query); the
+		// next transaction starts on another.
+		w.releaseConn()
+	}
+	return err
+}
+
+func (w *resultWriter) releaseConn() {
+	if w.conn != nil {
+		w.conn.Release()
+		w.conn = nil
 	}
 }
 
@@ -115,7 +151,7 @@ func (w *resultWriter) commit(batch []*result) {
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
 	slices.SortFunc(batch, func(a, b *result) int { return strings.Compare(a.lockKey, b.lockKey) })
-	err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error { return w.write(ctx, tx, batch) })
+	err := w.inTx(ctx, func(tx pgx.Tx) error { return w.write(ctx, tx, batch) })
 	if err == nil || len(batch) == 1 {
 		for _, r := range batch {
 			r.done <- err
@@ -126,7 +162,7 @@ func (w *resultWriter) commit(batch []*result) {
 	// fail the others: write each alone.
 	w.logger.Warn().Err(err).Int("batch", len(batch)).Msg("jobs: Batch of results failed; writing them one by one")
 	for _, r := range batch {
-		r.done <- pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error { return w.write(ctx, tx, []*result{r}) })
+		r.done <- w.inTx(ctx, func(tx pgx.Tx) error { return w.write(ctx, tx, []*result{r}) })
 	}
 }
 

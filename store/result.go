@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // resultRecordSQL writes a batch of finished calls in one statement: each
@@ -98,21 +100,28 @@ func (s *Store) ResultRecord(ctx context.Context, db DBTX, attempts []*AttemptRe
 	}
 	// The update's triggers lock each action's lane; take those locks first,
 	// in the order the enqueue trigger takes them, so that a batch and an
-	// enqueue never wait for each other in a circle.
-	if _, err := db.Exec(ctx, s.q(`
+	// enqueue never wait for each other in a circle. Both statements go in
+	// one round trip (a pipeline runs them in order).
+	b := &pgx.Batch{}
+	b.Queue(s.q(`
 		SELECT 1 FROM botq.lane l
 		JOIN botq.action a ON a.app_id = l.app_id AND a.lane = l.lane
 		WHERE a.id = ANY($1)
 		ORDER BY l.app_id, l.lane
-		FOR UPDATE OF l`), actionIDs); err != nil {
+		FOR UPDATE OF l`), actionIDs)
+	b.Queue(s.q(resultRecordSQL),
+		actionIDs, jobIDs, jobAtt, started, durations, sent, statuses, reqIDs, outcomes, errs, states, setLastErr, lastErrs, excerpts, workers,
+		rIDs, rApps, rActions, rStates, rStatus, rNext)
+	br := db.SendBatch(ctx, b)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
 		return fmt.Errorf("lock lanes of %d results: %w", n, mapError(err))
 	}
 	var updated, inserted, upserted int
-	err := db.QueryRow(ctx, s.q(resultRecordSQL),
-		actionIDs, jobIDs, jobAtt, started, durations, sent, statuses, reqIDs, outcomes, errs, states, setLastErr, lastErrs, excerpts, workers,
-		rIDs, rApps, rActions, rStates, rStatus, rNext,
-	).Scan(&updated, &inserted, &upserted)
-	if err != nil {
+	if err := br.QueryRow().Scan(&updated, &inserted, &upserted); err != nil {
+		return fmt.Errorf("record %d results: %w", n, mapError(err))
+	}
+	if err := br.Close(); err != nil {
 		return fmt.Errorf("record %d results: %w", n, mapError(err))
 	}
 	if updated != n || inserted != n {
