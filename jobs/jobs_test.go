@@ -229,8 +229,8 @@ func TestFailureBeforeCallUsesNoAttempt(t *testing.T) {
 
 // The result writer keeps its connection from one batch to the next while
 // results keep coming, and gives it back when none wait: with a pool of
-// three 300 actions still all finish, and once
-// they have, the writer holds nothing.
+// three, 300 actions still all finish, and once they have, nothing holds a
+// connection (a writer that kept its own fails here).
 func TestResultWriterOnASmallPool(t *testing.T) {
 	t.Parallel()
 	env := jobstest.Start(t, jobstest.Options{MaxConns: 3, MaxWorkers: 30, Sim: sim.Options{Seed: 1}})
