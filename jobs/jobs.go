@@ -97,7 +97,8 @@ type Config struct {
 	// SlotMaxWait is how long a worker waits in process for one of its app's
 	// concurrency slots before it parks in the database (default 500ms).
 	SlotMaxWait time.Duration
-	// MaxBatch bounds the results committed in one transaction (default 500).
+	// MaxBatch bounds the results committed in one transaction, and the
+	// actions loaded in one query (default 500).
 	MaxBatch int
 	// Observer receives measurements (metrics); nil for none.
 	Observer Observer
@@ -115,6 +116,7 @@ type Observer interface {
 type Executor struct {
 	cfg    Config
 	writer *resultWriter
+	loader *loader
 	slots  slotWaiters
 	stop   chan struct{}
 }
@@ -148,6 +150,7 @@ func NewExecutor(cfg Config) (*Executor, error) {
 	return &Executor{
 		cfg:    cfg,
 		writer: newResultWriter(cfg.Pool, cfg.Store, cfg.Logger, cfg.MaxBatch),
+		loader: newLoader(cfg.Pool, cfg.Store, cfg.MaxBatch),
 		stop:   make(chan struct{}),
 	}, nil
 }
@@ -157,9 +160,11 @@ func (e *Executor) Register(workers *river.Workers) error {
 	return river.AddWorkerSafely(workers, &actionWorker{e: e})
 }
 
-// Start starts the result writer and the sweep of jobs waiting for slots.
+// Start starts the result writer, the action loader and the sweep of jobs
+// waiting for slots.
 func (e *Executor) Start() {
 	go e.writer.run(e.stop)
+	go e.loader.run(e.stop)
 	go e.sweepSlots(e.stop)
 }
 

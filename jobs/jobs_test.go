@@ -242,3 +242,23 @@ func TestResultWriterOnASmallPool(t *testing.T) {
 	require.Eventually(t, func() bool { return env.Pool.Stat().AcquiredConns() == 0 }, 10*time.Second, 10*time.Millisecond,
 		"connections still held once every result is written")
 }
+
+// A River job whose action does not exist (a job inserted by hand) is
+// cancelled, and jobs loaded in the same batch are not disturbed.
+func TestJobWithoutActionIsCancelled(t *testing.T) {
+	t.Parallel()
+	env := jobstest.Start(t, jobstest.Options{Sim: sim.Options{Seed: 1}})
+	var orphan int64
+	require.NoError(t, env.Pool.QueryRow(env.Ctx, fmt.Sprintf(`INSERT INTO %s.river_job (args, kind, max_attempts, queue, priority, state, scheduled_at)
+		VALUES ('{"action_id": -5}', 'botq_tag', 25, 'botq', 1, 'available', now()) RETURNING id`, env.Schema)).Scan(&orphan))
+	var ids []int64
+	for i := range 20 {
+		ids = append(ids, sqlInsert(t, env, "app-1", jobs.KindTag, jobstest.Payload(jobs.KindTag, fmt.Sprintf("orphan-%d", i)), fmt.Sprintf("orphan-%d", i)))
+	}
+	env.WaitStates(t, ids, 20*time.Second, store.ActionSent, store.ActionSucceeded)
+	require.Eventually(t, func() bool {
+		var state string
+		require.NoError(t, env.Pool.QueryRow(env.Ctx, fmt.Sprintf(`SELECT state::text FROM %s.river_job WHERE id = $1`, env.Schema), orphan).Scan(&state))
+		return state == "cancelled"
+	}, 10*time.Second, 20*time.Millisecond)
+}

@@ -53,7 +53,7 @@ func (e *Executor) work(ctx context.Context, job *river.Job[ActionArgs]) error {
 	if !ok {
 		return river.JobCancel(fmt.Errorf("unknown action kind %q", kind))
 	}
-	item, err := e.cfg.Store.WorkLoad(ctx, e.cfg.Pool, job.Args.ActionID, job.ID, job.Attempt)
+	item, err := e.loader.load(ctx, store.WorkKey{ActionID: job.Args.ActionID, JobID: job.ID, JobAttempt: job.Attempt})
 	if errors.Is(err, store.ErrNotFound) {
 		return river.JobCancel(fmt.Errorf("action %d does not exist", job.Args.ActionID))
 	}

@@ -333,3 +333,36 @@ func TestActionInsertEscapedNUL(t *testing.T) {
 	require.NoError(t, err, "a backslash, then u0000, is only text")
 	require.Contains(t, string(res.Action.Payload), `\\u0000`)
 }
+
+// WorkLoad answers a batch of job executions in one query, each in its
+// place: a missing action is nil, and PreviousRecorded tells whether the
+// execution before this one (job attempt - 1) left an attempt row.
+func TestWorkLoadBatch(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	recorded, lost := b.insert(t, "recorded").Action, b.insert(t, "lost").Action
+	_, err := b.s.AttemptRecord(b.ctx, b.tx, &store.AttemptRecordParams{
+		ActionID: recorded.ID, RiverJobID: recorded.RiverJobID, JobAttempt: 1, Outcome: store.OutcomeRetry, Worker: "test",
+		NewState: store.ActionRetrying,
+	})
+	require.NoError(t, err)
+
+	keys := []store.WorkKey{
+		{ActionID: lost.ID, JobID: lost.RiverJobID, JobAttempt: 2},
+		{ActionID: -1, JobID: 1, JobAttempt: 1},
+		{ActionID: recorded.ID, JobID: recorded.RiverJobID, JobAttempt: 2},
+		{ActionID: recorded.ID, JobID: recorded.RiverJobID, JobAttempt: 1},
+	}
+	items, err := b.s.WorkLoad(b.ctx, b.tx, keys)
+	require.NoError(t, err)
+	require.Len(t, items, len(keys))
+	require.Equal(t, lost.ID, items[0].Action.ID)
+	require.False(t, items[0].PreviousRecorded, "attempt 1 of lost's job left no row")
+	require.Nil(t, items[1], "no such action")
+	require.Equal(t, recorded.ID, items[2].Action.ID)
+	require.Equal(t, store.ActionRetrying, items[2].Action.State)
+	require.True(t, items[2].PreviousRecorded)
+	require.True(t, items[3].PreviousRecorded, "a first attempt has nothing before it")
+	require.Equal(t, b.appID, items[3].App.ID)
+	require.NotSame(t, items[2], items[3])
+}

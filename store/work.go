@@ -35,34 +35,60 @@ func qualify(cols, alias string) string {
 	return strings.Join(parts, ", ")
 }
 
-var workLoadSQL = `
-SELECT ` + qualify(actionColumns, "a") + `, ` + qualify(appColumns, "p") + `,
-	($3 <= 1 OR EXISTS (SELECT 1 FROM botq.attempt t
-	 WHERE t.action_id = a.id AND t.river_job_id = $2 AND t.job_attempt = $3 - 1))
-FROM botq.action a
-JOIN botq.app p ON p.id = a.app_id
-WHERE a.id = $1`
+// WorkKey names the River job execution a worker loads an action for.
+type WorkKey struct {
+	ActionID   int64
+	JobID      int64
+	JobAttempt int
+}
 
-// WorkLoad loads the action with its app for the River job jobID at attempt
-// jobAttempt.
-func (s *Store) WorkLoad(ctx context.Context, db DBTX, actionID, jobID int64, jobAttempt int) (*WorkItem, error) {
-	var a Action
-	var p App
-	var state string
-	var item WorkItem
-	err := db.QueryRow(ctx, s.q(workLoadSQL), actionID, jobID, jobAttempt).Scan(
-		&a.ID, &a.AppID, &a.Kind, &a.Payload, &a.IdempotencyKey, &a.Lane, &state, &a.RiverJobID,
-		&a.ReplayOf, &a.AttemptCount, &a.ReleaseCount, &a.RequestID, &a.LastError,
-		&a.CreatedAt, &a.CreatedBy, &a.UpdatedAt, &a.FinishedAt,
-		&p.ID, &p.Region, &p.BaseURL, &p.CompanyKey, &p.TokenCiphertext, &p.TokenKeyID,
-		&p.TokenExpiresAt, &p.TokenRefreshedAt, &p.TokenVersion, &p.RateLimit, &p.RateBurst, &p.ConcurrencyLimit,
-		&p.PausedUntil, &p.PauseReason, &p.ThrottledUntil, &p.LaneOnFailure, &p.HealthStatus,
-		&p.HealthCheckedAt, &p.CreatedAt, &p.UpdatedAt,
-		&item.PreviousRecorded)
-	if err != nil {
-		return nil, fmt.Errorf("load action %d for work: %w", actionID, mapError(err))
+var workLoadSQL = `
+SELECT r.ord, ` + qualify(actionColumns, "a") + `, ` + qualify(appColumns, "p") + `,
+	(r.job_attempt <= 1 OR EXISTS (SELECT 1 FROM botq.attempt t
+	 WHERE t.action_id = a.id AND t.river_job_id = r.job_id AND t.job_attempt = r.job_attempt - 1))
+FROM unnest($1::bigint[], $2::bigint[], $3::int[]) WITH ORDINALITY AS r(action_id, job_id, job_attempt, ord)
+JOIN botq.action a ON a.id = r.action_id
+JOIN botq.app p ON p.id = a.app_id`
+
+// WorkLoad loads, in one query, the action and its app for each job
+// execution in keys. items[i] answers keys[i]; it is nil when the action
+// does not exist.
+func (s *Store) WorkLoad(ctx context.Context, db DBTX, keys []WorkKey) (items []*WorkItem, err error) {
+	actionIDs, jobIDs, attempts := make([]int64, len(keys)), make([]int64, len(keys)), make([]int32, len(keys))
+	for i, k := range keys {
+		actionIDs[i], jobIDs[i], attempts[i] = k.ActionID, k.JobID, int32(k.JobAttempt)
 	}
-	a.State = ActionState(state)
-	item.Action, item.App = &a, &p
-	return &item, nil
+	rows, err := db.Query(ctx, s.q(workLoadSQL), actionIDs, jobIDs, attempts)
+	if err != nil {
+		return nil, fmt.Errorf("load %d actions for work: %w", len(keys), mapError(err))
+	}
+	defer rows.Close()
+	items = make([]*WorkItem, len(keys))
+	for rows.Next() {
+		var (
+			a     Action
+			p     App
+			state string
+			item  WorkItem
+			ord   int64
+		)
+		if err := rows.Scan(&ord,
+			&a.ID, &a.AppID, &a.Kind, &a.Payload, &a.IdempotencyKey, &a.Lane, &state, &a.RiverJobID,
+			&a.ReplayOf, &a.AttemptCount, &a.ReleaseCount, &a.RequestID, &a.LastError,
+			&a.CreatedAt, &a.CreatedBy, &a.UpdatedAt, &a.FinishedAt,
+			&p.ID, &p.Region, &p.BaseURL, &p.CompanyKey, &p.TokenCiphertext, &p.TokenKeyID,
+			&p.TokenExpiresAt, &p.TokenRefreshedAt, &p.TokenVersion, &p.RateLimit, &p.RateBurst, &p.ConcurrencyLimit,
+			&p.PausedUntil, &p.PauseReason, &p.ThrottledUntil, &p.LaneOnFailure, &p.HealthStatus,
+			&p.HealthCheckedAt, &p.CreatedAt, &p.UpdatedAt,
+			&item.PreviousRecorded); err != nil {
+			return nil, fmt.Errorf("load %d actions for work: %w", len(keys), mapError(err))
+		}
+		a.State = ActionState(state)
+		item.Action, item.App = &a, &p
+		items[ord-1] = &item
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load %d actions for work: %w", len(keys), mapError(err))
+	}
+	return items, nil
 }
