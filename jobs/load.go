@@ -49,16 +49,7 @@ func (l *loader) run(stop <-chan struct{}) {
 		case <-stop:
 			return
 		}
-	gather:
-		for len(batch) < l.maxBatch {
-			select {
-			case r := <-l.in:
-				batch = append(batch, r)
-			default:
-				break gather
-			}
-		}
-		l.answer(batch)
+		l.answer(gather(l.in, batch, l.maxBatch))
 	}
 }
 
@@ -99,4 +90,18 @@ func (l *loader) load(ctx context.Context, key store.WorkKey) (*store.WorkItem, 
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// gather adds to batch what is already waiting in ch, without waiting for
+// more, up to max.
+func gather[T any](ch <-chan T, batch []T, max int) []T {
+	for len(batch) < max {
+		select {
+		case v := <-ch:
+			batch = append(batch, v)
+		default:
+			return batch
+		}
+	}
+	return batch
 }

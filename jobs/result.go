@@ -91,16 +91,7 @@ func (w *resultWriter) run(stop <-chan struct{}) {
 				}
 			}
 		}
-		batch = append(batch[:0], first)
-	gather:
-		for len(batch) < w.maxBatch {
-			select {
-			case r := <-w.in:
-				batch = append(batch, r)
-			default:
-				break gather
-			}
-		}
+		batch = gather(w.in, append(batch[:0], first), w.maxBatch)
 		w.commit(batch)
 		if len(w.in) == 0 {
 			// Nothing waits: give the connection back, so that a small pool
