@@ -102,17 +102,34 @@ func (w *resultWriter) run(stop <-chan struct{}) {
 }
 
 // inTx runs fn in a transaction on the writer's connection, acquiring one
-// if it has none.
+// if it has none. A kept connection that fails to begin (its backend was
+// terminated between two batches) is replaced once: nothing was sent on it.
 func (w *resultWriter) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
-	if w.conn == nil {
-		conn, err := w.pool.Acquire(ctx)
-		if err != nil {
-			return fmt.Errorf("acquire a connection for results: %w", err)
+	var tx pgx.Tx
+	for {
+		kept := w.conn != nil
+		if !kept {
+			conn, err := w.pool.Acquire(ctx)
+			if err != nil {
+				return fmt.Errorf("acquire a connection for results: %w", err)
+			}
+			w.conn = conn
 		}
-		w.conn = conn
+		var err error
+		if tx, err = w.conn.Begin(ctx); err == nil {
+			break
+		}
+		w.releaseConn()
+		if !kept {
+			return fmt.Errorf("begin a result transaction: %w", err)
+		}
 	}
-	err := pgx.BeginFunc(ctx, w.conn, fn)
+	err := fn(tx)
+	if err == nil {
+		err = tx.Commit(ctx)
+	}
 	if err != nil {
+		_ = tx.Rollback(ctx)
 		// The connection may be broken (or closed by a cancelled query); the
 		// next transaction starts on another.
 		w.releaseConn()
