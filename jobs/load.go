@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -20,6 +21,7 @@ type loader struct {
 	store    *store.Store
 	in       chan *loadRequest
 	maxBatch int
+	stopped  chan struct{}
 }
 
 type loadRequest struct {
@@ -36,11 +38,24 @@ func newLoader(pool *pgxpool.Pool, s *store.Store, maxBatch int) *loader {
 	if maxBatch <= 0 {
 		maxBatch = 500
 	}
-	return &loader{pool: pool, store: s, in: make(chan *loadRequest, maxBatch), maxBatch: maxBatch}
+	return &loader{pool: pool, store: s, in: make(chan *loadRequest, maxBatch), maxBatch: maxBatch, stopped: make(chan struct{})}
 }
 
-// run answers load requests until stop is closed.
+// run answers load requests until stop is closed. Workers should have
+// stopped by then; one still starting (River's stop gave up waiting) is
+// refused, not left waiting for its job's deadline.
 func (l *loader) run(stop <-chan struct{}) {
+	defer func() {
+		close(l.stopped)
+		for {
+			select {
+			case r := <-l.in:
+				r.done <- loadResult{err: errLoaderStopped}
+			default:
+				return
+			}
+		}
+	}()
 	batch := make([]*loadRequest, 0, l.maxBatch)
 	for {
 		select {
@@ -81,16 +96,29 @@ func (l *loader) load(ctx context.Context, key store.WorkKey) (*store.WorkItem, 
 	r := &loadRequest{key: key, done: make(chan loadResult, 1)}
 	select {
 	case l.in <- r:
+	case <-l.stopped:
+		return nil, errLoaderStopped
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 	select {
 	case res := <-r.done:
 		return res.item, res.err
+	case <-l.stopped:
+		// Answered on the way out, or never: the request may have arrived
+		// after the loader drained its queue.
+		select {
+		case res := <-r.done:
+			return res.item, res.err
+		default:
+			return nil, errLoaderStopped
+		}
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 }
+
+var errLoaderStopped = errors.New("the executor has stopped")
 
 // gather adds to batch what is already waiting in ch, without waiting for
 // more, up to max.
