@@ -67,13 +67,18 @@ const actionColumns = `id, app_id, kind, payload, idempotency_key, coalesce(lane
 	replay_of, attempt_count, release_count, coalesce(request_id, ''), coalesce(last_error, ''),
 	created_at, created_by, updated_at, finished_at`
 
+// scanFields are the scan destinations of actionColumns, in order; state
+// receives the state's text.
+func (a *Action) scanFields(state *string) []any {
+	return []any{&a.ID, &a.AppID, &a.Kind, &a.Payload, &a.IdempotencyKey, &a.Lane, state, &a.RiverJobID,
+		&a.ReplayOf, &a.AttemptCount, &a.ReleaseCount, &a.RequestID, &a.LastError,
+		&a.CreatedAt, &a.CreatedBy, &a.UpdatedAt, &a.FinishedAt}
+}
+
 func scanAction(row pgx.Row) (*Action, error) {
 	var a Action
 	var state string
-	err := row.Scan(&a.ID, &a.AppID, &a.Kind, &a.Payload, &a.IdempotencyKey, &a.Lane, &state, &a.RiverJobID,
-		&a.ReplayOf, &a.AttemptCount, &a.ReleaseCount, &a.RequestID, &a.LastError,
-		&a.CreatedAt, &a.CreatedBy, &a.UpdatedAt, &a.FinishedAt)
-	if err != nil {
+	if err := row.Scan(a.scanFields(&state)...); err != nil {
 		return nil, err
 	}
 	a.State = ActionState(state)

@@ -38,13 +38,17 @@ const appColumns = `id, region, coalesce(base_url, ''), company_key, token_ciphe
 	paused_until, coalesce(pause_reason, ''), throttled_until, lane_on_failure, coalesce(health_status, ''),
 	health_checked_at, created_at, updated_at`
 
-func scanApp(row pgx.Row) (*App, error) {
-	var a App
-	err := row.Scan(&a.ID, &a.Region, &a.BaseURL, &a.CompanyKey, &a.TokenCiphertext, &a.TokenKeyID,
+// scanFields are the scan destinations of appColumns, in order.
+func (a *App) scanFields() []any {
+	return []any{&a.ID, &a.Region, &a.BaseURL, &a.CompanyKey, &a.TokenCiphertext, &a.TokenKeyID,
 		&a.TokenExpiresAt, &a.TokenRefreshedAt, &a.TokenVersion, &a.RateLimit, &a.RateBurst, &a.ConcurrencyLimit,
 		&a.PausedUntil, &a.PauseReason, &a.ThrottledUntil, &a.LaneOnFailure, &a.HealthStatus,
-		&a.HealthCheckedAt, &a.CreatedAt, &a.UpdatedAt)
-	if err != nil {
+		&a.HealthCheckedAt, &a.CreatedAt, &a.UpdatedAt}
+}
+
+func scanApp(row pgx.Row) (*App, error) {
+	var a App
+	if err := row.Scan(a.scanFields()...); err != nil {
 		return nil, err
 	}
 	return &a, nil

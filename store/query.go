@@ -482,12 +482,8 @@ func (s *Store) AppStatusList(ctx context.Context, db DBTX, appID string) ([]*Ap
 	var out []*AppStatus
 	for rows.Next() {
 		var st AppStatus
-		a := &st.App
-		if err := rows.Scan(&a.ID, &a.Region, &a.BaseURL, &a.CompanyKey, &a.TokenCiphertext, &a.TokenKeyID,
-			&a.TokenExpiresAt, &a.TokenRefreshedAt, &a.TokenVersion, &a.RateLimit, &a.RateBurst, &a.ConcurrencyLimit,
-			&a.PausedUntil, &a.PauseReason, &a.ThrottledUntil, &a.LaneOnFailure, &a.HealthStatus,
-			&a.HealthCheckedAt, &a.CreatedAt, &a.UpdatedAt,
-			&st.QueueDepth, &st.OldestQueued, &st.PendingRequests, &st.OldestPending); err != nil {
+		dest := append(st.App.scanFields(), &st.QueueDepth, &st.OldestQueued, &st.PendingRequests, &st.OldestPending)
+		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("list app status: %w", err)
 		}
 		out = append(out, &st)

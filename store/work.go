@@ -72,15 +72,9 @@ func (s *Store) WorkLoad(ctx context.Context, db DBTX, keys []WorkKey) (items []
 			item  WorkItem
 			ord   int64
 		)
-		if err := rows.Scan(&ord,
-			&a.ID, &a.AppID, &a.Kind, &a.Payload, &a.IdempotencyKey, &a.Lane, &state, &a.RiverJobID,
-			&a.ReplayOf, &a.AttemptCount, &a.ReleaseCount, &a.RequestID, &a.LastError,
-			&a.CreatedAt, &a.CreatedBy, &a.UpdatedAt, &a.FinishedAt,
-			&p.ID, &p.Region, &p.BaseURL, &p.CompanyKey, &p.TokenCiphertext, &p.TokenKeyID,
-			&p.TokenExpiresAt, &p.TokenRefreshedAt, &p.TokenVersion, &p.RateLimit, &p.RateBurst, &p.ConcurrencyLimit,
-			&p.PausedUntil, &p.PauseReason, &p.ThrottledUntil, &p.LaneOnFailure, &p.HealthStatus,
-			&p.HealthCheckedAt, &p.CreatedAt, &p.UpdatedAt,
-			&item.PreviousRecorded); err != nil {
+		dest := append([]any{&ord}, a.scanFields(&state)...)
+		dest = append(dest, p.scanFields()...)
+		if err := rows.Scan(append(dest, &item.PreviousRecorded)...); err != nil {
 			return nil, fmt.Errorf("load %d actions for work: %w", len(keys), mapError(err))
 		}
 		a.State = ActionState(state)
