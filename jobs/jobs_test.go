@@ -138,6 +138,10 @@ func TestServerErrorsRetriedThenSucceed(t *testing.T) {
 		require.Equal(t, 503, a.HTTPStatus)
 	}
 	require.Equal(t, store.OutcomeOK, attempts[3].Outcome)
+	state, finalized, errs := riverJob(t, env, env.Action(t, id).RiverJobID)
+	require.Equal(t, "completed", state)
+	require.True(t, finalized)
+	require.Len(t, errs, 3, "River records the three retried attempts")
 }
 
 func TestClientErrorFailsAtOnce(t *testing.T) {
@@ -156,6 +160,24 @@ func TestClientErrorFailsAtOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, store.OutcomeCancel, attempts[0].Outcome)
 	require.Contains(t, attempts[0].ResponseExcerpt, "doesn't own the conversation")
+
+	// The result statement ends the River job: cancelled, not completed by
+	// River's completer after Work returned, with the reason in its errors.
+	state, finalized, errs := riverJob(t, env, a.RiverJobID)
+	require.Equal(t, "cancelled", state)
+	require.True(t, finalized)
+	require.Len(t, errs, 1)
+	require.Contains(t, errs[0], "403")
+}
+
+// riverJob reads a River job's state, whether it is finalized, and its
+// errors' messages.
+func riverJob(t *testing.T, env *jobstest.Env, id int64) (state string, finalized bool, errs []string) {
+	t.Helper()
+	require.NoError(t, env.Pool.QueryRow(env.Ctx, fmt.Sprintf(
+		`SELECT state::text, finalized_at IS NOT NULL, coalesce((SELECT array_agg(e->>'error') FROM unnest(errors) e), '{}')
+		 FROM %s.river_job WHERE id = $1`, env.Schema), id).Scan(&state, &finalized, &errs))
+	return state, finalized, errs
 }
 
 func TestRateLimitedSnoozesWithoutUsingAttempt(t *testing.T) {

@@ -176,40 +176,28 @@ func (w *resultWriter) commit(batch []*result) {
 
 func (w *resultWriter) write(ctx context.Context, tx pgx.Tx, batch []*result) error {
 	attempts := make([]*store.AttemptRecordParams, len(batch))
-	var requests []*store.RequestUpsertParams
+	var (
+		requests []*store.RequestUpsertParams
+		ends     []store.JobEnd
+	)
 	for i, r := range batch {
 		attempts[i] = &r.attempt
 		if r.request != nil {
 			requests = append(requests, r.request)
 		}
+		if j := r.job; j != nil {
+			ends = append(ends, store.JobEnd{ID: j.ID, State: string(j.State), FinalizedAt: j.FinalizedAt, ErrData: j.ErrData})
+		}
 	}
-	if err := w.store.ResultRecord(ctx, tx, attempts, requests); err != nil {
+	if err := w.store.ResultRecord(ctx, tx, attempts, requests, ends); err != nil {
 		return err
 	}
-	var jobs riverdriver.JobSetStateIfRunningManyParams
 	for _, r := range batch {
 		if r.extra != nil {
 			if err := r.extra(ctx, tx); err != nil {
 				return err
 			}
 		}
-		if j := r.job; j != nil {
-			jobs.ID = append(jobs.ID, j.ID)
-			jobs.Attempt = append(jobs.Attempt, j.Attempt)
-			jobs.ErrData = append(jobs.ErrData, j.ErrData)
-			jobs.FinalizedAt = append(jobs.FinalizedAt, j.FinalizedAt)
-			jobs.MetadataDoMerge = append(jobs.MetadataDoMerge, j.MetadataDoMerge)
-			jobs.MetadataUpdates = append(jobs.MetadataUpdates, j.MetadataUpdates)
-			jobs.ScheduledAt = append(jobs.ScheduledAt, j.ScheduledAt)
-			jobs.State = append(jobs.State, j.State)
-		}
-	}
-	if len(jobs.ID) == 0 {
-		return nil
-	}
-	jobs.Schema = w.store.Schema()
-	if _, err := w.driver.UnwrapExecutor(tx).JobSetStateIfRunningMany(ctx, &jobs); err != nil {
-		return fmt.Errorf("set state of %d River jobs: %w", len(jobs.ID), err)
 	}
 	return nil
 }

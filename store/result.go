@@ -5,14 +5,16 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 )
 
 // resultRecordSQL writes a batch of finished calls in one statement: each
 // action's attempt count, state, last error and request id; its attempt row;
-// and the request records the calls returned. One statement rather than
-// three per call: under load, the per-statement cost was most of the
-// result writer's time.
+// the request records the calls returned; and the River jobs' final states.
+// One statement rather than three per call: under load, the per-statement
+// cost was most of the result writer's time. The River update is River's
+// JobSetStateIfRunningMany for the states botq sets (completed, cancelled,
+// discarded, pending) without returning the rows: River's own query costs a
+// round trip of its own and sends every job row back.
 const resultRecordSQL = `
 WITH input AS (
 	SELECT *
@@ -50,15 +52,32 @@ WITH input AS (
 		state = CASE WHEN botq.request.state = 'PENDING' THEN EXCLUDED.state ELSE botq.request.state END,
 		finalized_at = CASE WHEN botq.request.state = 'PENDING' THEN EXCLUDED.finalized_at ELSE botq.request.finalized_at END
 	RETURNING 1
+), job AS (
+	UPDATE botq.river_job j
+	SET state = e.state::botq.river_job_state,
+	    finalized_at = coalesce(e.finalized_at, j.finalized_at),
+	    errors = CASE WHEN e.err IS NULL THEN j.errors ELSE array_append(j.errors, e.err::jsonb) END
+	FROM unnest($22::bigint[], $23::text[], $24::timestamptz[], $25::text[]) AS e(id, state, finalized_at, err)
+	WHERE j.id = e.id AND j.state = 'running'
+	RETURNING 1
 )
-SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM att), (SELECT count(*) FROM req)`
+SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM att), (SELECT count(*) FROM req), (SELECT count(*) FROM job)`
 
-// ResultRecord records finished calls and the request records they
-// returned, in one statement (see AttemptRecord and RequestUpsert for one
-// of each); db must be a transaction. An action that does not exist makes it fail with ErrNotFound; a
+// JobEnd is a River job's new state, written with the results. Like River's
+// completer, it changes only a job that is still running.
+type JobEnd struct {
+	ID          int64
+	State       string // a river_job_state: completed, cancelled, discarded or pending
+	FinalizedAt *time.Time
+	ErrData     []byte // one element of the job's errors (JSON), or nil
+}
+
+// ResultRecord records finished calls, the request records they returned and
+// their River jobs' new states, in one statement (see AttemptRecord and
+// RequestUpsert for one of each); db must be a transaction. An action that does not exist makes it fail with ErrNotFound; a
 // move the state machine refuses, with ErrIllegalTransition. The request
 // params' Origin, Details and Payload are not used: calls make BOT records.
-func (s *Store) ResultRecord(ctx context.Context, db DBTX, attempts []*AttemptRecordParams, requests []*RequestUpsertParams) error {
+func (s *Store) ResultRecord(ctx context.Context, db DBTX, attempts []*AttemptRecordParams, requests []*RequestUpsertParams, jobs []JobEnd) error {
 	n := len(attempts)
 	var (
 		actionIDs  = make([]int64, n)
@@ -98,30 +117,27 @@ func (s *Store) ResultRecord(ctx context.Context, db DBTX, attempts []*AttemptRe
 	for i, r := range requests {
 		rIDs[i], rApps[i], rActions[i], rStates[i], rStatus[i], rNext[i] = r.RequestID, r.AppID, r.ActionID, string(r.State), int32(r.HTTPStatus), r.NextCheckAt
 	}
-	// The update's triggers lock each action's lane; take those locks first,
-	// in the order the enqueue trigger takes them, so that a batch and an
-	// enqueue never wait for each other in a circle. Both statements go in
-	// one round trip (a pipeline runs them in order).
-	b := &pgx.Batch{}
-	b.Queue(s.q(`
-		SELECT 1 FROM botq.lane l
-		JOIN botq.action a ON a.app_id = l.app_id AND a.lane = l.lane
-		WHERE a.id = ANY($1)
-		ORDER BY l.app_id, l.lane
-		FOR UPDATE OF l`), actionIDs)
-	b.Queue(s.q(resultRecordSQL),
+	var (
+		jIDs    = make([]int64, len(jobs))
+		jStates = make([]string, len(jobs))
+		jFinal  = make([]*time.Time, len(jobs))
+		jErrs   = make([]*string, len(jobs))
+	)
+	for i, j := range jobs {
+		jIDs[i], jStates[i], jFinal[i] = j.ID, j.State, j.FinalizedAt
+		if j.ErrData != nil {
+			e := string(j.ErrData)
+			jErrs[i] = &e
+		}
+	}
+	// The update's trigger locks the lanes of the heads it finished in one
+	// statement, in the order the enqueue triggers lock lanes in, so a batch
+	// and an enqueue never wait for each other in a circle.
+	row := db.QueryRow(ctx, s.q(resultRecordSQL),
 		actionIDs, jobIDs, jobAtt, started, durations, sent, statuses, reqIDs, outcomes, errs, states, setLastErr, lastErrs, excerpts, workers,
-		rIDs, rApps, rActions, rStates, rStatus, rNext)
-	br := db.SendBatch(ctx, b)
-	defer br.Close()
-	if _, err := br.Exec(); err != nil {
-		return fmt.Errorf("lock lanes of %d results: %w", n, mapError(err))
-	}
-	var updated, inserted, upserted int
-	if err := br.QueryRow().Scan(&updated, &inserted, &upserted); err != nil {
-		return fmt.Errorf("record %d results: %w", n, mapError(err))
-	}
-	if err := br.Close(); err != nil {
+		rIDs, rApps, rActions, rStates, rStatus, rNext, jIDs, jStates, jFinal, jErrs)
+	var updated, inserted, upserted, ended int
+	if err := row.Scan(&updated, &inserted, &upserted, &ended); err != nil {
 		return fmt.Errorf("record %d results: %w", n, mapError(err))
 	}
 	if updated != n || inserted != n {

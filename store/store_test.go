@@ -366,3 +366,72 @@ func TestWorkLoadBatch(t *testing.T) {
 	require.Equal(t, b.appID, items[3].App.ID)
 	require.NotSame(t, items[2], items[3])
 }
+
+// One statement that finishes the heads of several lanes moves each lane on
+// as finishing them one at a time would: the next queued action becomes the
+// head and its job available, an emptied lane is dropped, a failed head of an
+// app under lane_on_failure 'block' blocks its lane, and a head cancelled
+// together with its only follower leaves nothing to run.
+func TestLanesAdvanceInOneStatement(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	blocking := storetest.App(b.ctx, t, b.s, b.tx, nil)
+	_, err := b.tx.Exec(b.ctx, fmt.Sprintf(`UPDATE %s.app SET lane_on_failure = 'block' WHERE id = $1`, b.s.Schema()), blocking)
+	require.NoError(t, err)
+	enqueue := func(app, author string, n int) []*store.Action {
+		var out []*store.Action
+		for i := range n {
+			res, err := b.s.ActionInsert(b.ctx, b.tx, store.ActionInsertParams{
+				AppID: app, Kind: "respond", Payload: storetest.RespondPayload(author, fmt.Sprint(i)),
+			})
+			require.NoError(t, err)
+			out = append(out, res.Action)
+		}
+		return out
+	}
+	three, one, blocked, pair := enqueue(b.appID, "three", 3), enqueue(b.appID, "one", 1), enqueue(blocking, "blocked", 2), enqueue(b.appID, "pair", 2)
+	require.Equal(t, "pending", jobState(b.ctx, t, b.s, b.tx, three[1].RiverJobID))
+
+	_, err = b.tx.Exec(b.ctx, fmt.Sprintf(`
+		UPDATE %s.action a SET state = v.state
+		FROM (VALUES ($1::bigint, 'succeeded'), ($2, 'sent'), ($3, 'failed'), ($4, 'cancelled'), ($5, 'cancelled')) AS v(id, state)
+		WHERE a.id = v.id`, b.s.Schema()), three[0].ID, one[0].ID, blocked[0].ID, pair[0].ID, pair[1].ID)
+	require.NoError(t, err)
+
+	lane := func(a *store.Action) (exists bool, head, blockedBy *int64) {
+		err := b.tx.QueryRow(b.ctx, fmt.Sprintf(`SELECT head_action_id, blocked_by FROM %s.lane WHERE app_id = $1 AND lane = $2`, b.s.Schema()),
+			a.AppID, a.Lane).Scan(&head, &blockedBy)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false, nil, nil
+		}
+		require.NoError(t, err)
+		return true, head, blockedBy
+	}
+	exists, head, _ := lane(three[0])
+	require.True(t, exists)
+	require.Equal(t, three[1].ID, *head)
+	require.Equal(t, "available", jobState(b.ctx, t, b.s, b.tx, three[1].RiverJobID))
+	require.Equal(t, "pending", jobState(b.ctx, t, b.s, b.tx, three[2].RiverJobID), "only the new head runs")
+
+	exists, _, _ = lane(one[0])
+	require.False(t, exists, "an emptied lane is dropped")
+	exists, _, _ = lane(pair[0])
+	require.False(t, exists, "the follower was cancelled with its head")
+
+	exists, head, blockedBy := lane(blocked[0])
+	require.True(t, exists)
+	require.Nil(t, head)
+	require.Equal(t, blocked[0].ID, *blockedBy)
+	require.Equal(t, "pending", jobState(b.ctx, t, b.s, b.tx, blocked[1].RiverJobID), "a blocked lane holds its follower")
+	events, err := b.s.EventList(b.ctx, b.tx, store.EventListParams{AppID: blocking, Kind: "lane_blocked"})
+	require.NoError(t, err)
+	require.Len(t, events, 1)
+	require.Equal(t, blocked[0].ID, *events[0].ActionID)
+
+	// Finishing a head again changes nothing: the lane already moved on.
+	_, err = b.tx.Exec(b.ctx, fmt.Sprintf(`UPDATE %s.action SET last_error = 'x' WHERE id = $1`, b.s.Schema()), three[0].ID)
+	require.NoError(t, err)
+	_, head, _ = lane(three[0])
+	require.Equal(t, three[1].ID, *head)
+	require.Equal(t, "pending", jobState(b.ctx, t, b.s, b.tx, three[2].RiverJobID))
+}
