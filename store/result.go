@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"time"
-
 )
 
 // resultRecordSQL writes a batch of finished calls in one statement: each

@@ -4,7 +4,21 @@ import (
 	"context"
 	"fmt"
 	"strings"
+
+	"github.com/jackc/pgx/v5"
 )
+
+// genericPlansSQL, sent in the same round trip before the load, makes
+// Postgres plan it once per connection: with the default plan_cache_mode it
+// compared each custom plan (which knows how many keys the arrays hold) with
+// a generic one (which guesses 10) and planned the query again on every
+// load, 0.5-0.9 ms of planning for 0.15-0.2 ms of execution with 13 keys
+// (EXPLAIN ANALYZE; 0.06 ms with the cached plan). The enable_* settings
+// keep that plan on primary-key lookups even if it is made while the tables
+// are empty. The settings are transaction-local: they end with the batch's
+// implicit transaction (or with the caller's).
+const genericPlansSQL = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true), set_config('enable_seqscan', 'off', true),
+	set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)`
 
 // WorkItem is what a worker needs to execute an action: the action, its app,
 // and how many of the job's earlier attempts left an attempt row.
@@ -58,7 +72,15 @@ func (s *Store) WorkLoad(ctx context.Context, db DBTX, keys []WorkKey) (items []
 	for i, k := range keys {
 		actionIDs[i], jobIDs[i], attempts[i] = k.ActionID, k.JobID, int32(k.JobAttempt)
 	}
-	rows, err := db.Query(ctx, s.q(workLoadSQL), actionIDs, jobIDs, attempts)
+	b := &pgx.Batch{}
+	b.Queue(genericPlansSQL)
+	b.Queue(s.q(workLoadSQL), actionIDs, jobIDs, attempts)
+	br := db.SendBatch(ctx, b)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return nil, fmt.Errorf("load %d actions for work: %w", len(keys), mapError(err))
+	}
+	rows, err := br.Query()
 	if err != nil {
 		return nil, fmt.Errorf("load %d actions for work: %w", len(keys), mapError(err))
 	}
