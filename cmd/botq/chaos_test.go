@@ -68,12 +68,22 @@ func appliedTexts(s *sim.Server, apps []string) map[string]int {
 }
 
 // checkNothingLostNoDuplicate asserts every action succeeded and every
-// respond, note and form reached Khoros exactly once.
+// respond, note and form reached Khoros exactly once. One outcome besides
+// success is correct: an ambiguous send that was not found at Khoros, sent
+// once more, and was ambiguous again fails without a third send ("not sent
+// again"). It is rare (in a fault storm both sends must hang unapplied, 0.5%
+// of calls each), but it is the design, so the check allows it, only with
+// that reason, and requires such an action to have reached Khoros at most
+// once.
 func checkNothingLostNoDuplicate(t *testing.T, c *cluster, run string, apps []string, actions []jobs.Action, ids []int64) {
 	t.Helper()
 	require.Len(t, ids, len(actions), "every action was enqueued")
 	st := c.states(ids)
-	require.Equal(t, len(actions), st["succeeded"], "every action succeeded: %v", st)
+	notResent := c.failedNotSentAgain(ids)
+	require.Equal(t, len(actions), st["succeeded"]+len(notResent), "every action succeeded: %v\n%s", st, c.unsucceeded(ids))
+	if len(notResent) > 0 {
+		t.Logf("%d action(s) ambiguous twice and failed without a third send", len(notResent))
+	}
 	applied := appliedTexts(c.sim, apps)
 	dups := 0
 	for i, a := range actions {
@@ -81,7 +91,9 @@ func checkNothingLostNoDuplicate(t *testing.T, c *cluster, run string, apps []st
 			continue
 		}
 		n := applied[respondText(run, i)]
-		require.GreaterOrEqual(t, n, 1, "action %d (%s) reached Khoros", i, a.Kind)
+		if !notResent[ids[i]] {
+			require.GreaterOrEqual(t, n, 1, "action %d (%s) reached Khoros", i, a.Kind)
+		}
 		if n > 1 {
 			dups++
 			t.Errorf("action %d (%s) reached Khoros %d times", i, a.Kind, n)

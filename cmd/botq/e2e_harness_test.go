@@ -393,6 +393,46 @@ func (c *cluster) states(ids []int64) map[string]int {
 	return out
 }
 
+// unsucceeded describes the actions among ids that did not succeed (at most
+// ten): state, last error and their attempts, for a failing test's message.
+func (c *cluster) unsucceeded(ids []int64) string {
+	c.t.Helper()
+	rows, err := c.pool.Query(c.ctx, fmt.Sprintf(`
+		SELECT a.id, a.kind, a.state, coalesce(a.last_error, ''),
+		       coalesce((SELECT string_agg(format('#%%s %%s %%s %%s', t.number, t.outcome, coalesce(t.http_status, 0), coalesce(t.error, '')), '; ' ORDER BY t.number)
+		                 FROM %[1]s.attempt t WHERE t.action_id = a.id), '')
+		FROM %[1]s.action a WHERE a.id = ANY($1) AND a.state <> 'succeeded' ORDER BY a.id LIMIT 10`, c.schema), ids)
+	require.NoError(c.t, err)
+	defer rows.Close()
+	var b strings.Builder
+	for rows.Next() {
+		var id int64
+		var kind, state, lastErr, attempts string
+		require.NoError(c.t, rows.Scan(&id, &kind, &state, &lastErr, &attempts))
+		fmt.Fprintf(&b, "action %d (%s) %s: %s; attempts: %s\n", id, kind, state, lastErr, attempts)
+	}
+	require.NoError(c.t, rows.Err())
+	return b.String()
+}
+
+// failedNotSentAgain returns the actions among ids the reconciler failed
+// after a resend was ambiguous too (store.AmbiguousRelease).
+func (c *cluster) failedNotSentAgain(ids []int64) map[int64]bool {
+	c.t.Helper()
+	rows, err := c.pool.Query(c.ctx, fmt.Sprintf(`
+		SELECT id FROM %s.action WHERE id = ANY($1) AND state = 'failed' AND last_error LIKE '%%; not sent again'`, c.schema), ids)
+	require.NoError(c.t, err)
+	defer rows.Close()
+	out := map[int64]bool{}
+	for rows.Next() {
+		var id int64
+		require.NoError(c.t, rows.Scan(&id))
+		out[id] = true
+	}
+	require.NoError(c.t, rows.Err())
+	return out
+}
+
 // waitFinal waits until every action is in a final state.
 func (c *cluster) waitFinal(ids []int64, timeout time.Duration) map[string]int {
 	c.t.Helper()
