@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -29,9 +27,6 @@ type result struct {
 	// completer runs after Work returns, and a job made available by this
 	// transaction could be fetched again before River's update arrived.
 	job *riverdriver.JobSetStateIfRunningParams
-	// lockKey orders row locks across a batch (app, lane), the order the
-	// enqueue trigger locks lanes in, so batches and enqueues cannot deadlock.
-	lockKey string
 	// extra runs in the same transaction (token updates, events).
 	extra func(ctx context.Context, tx pgx.Tx) error
 
@@ -158,7 +153,6 @@ const writeTimeout = 30 * time.Second
 func (w *resultWriter) commit(batch []*result) {
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
-	slices.SortFunc(batch, func(a, b *result) int { return strings.Compare(a.lockKey, b.lockKey) })
 	err := w.inTx(ctx, func(tx pgx.Tx) error { return w.write(ctx, tx, batch) })
 	if err == nil || len(batch) == 1 {
 		for _, r := range batch {

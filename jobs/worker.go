@@ -87,7 +87,7 @@ func (e *Executor) work(ctx context.Context, job *river.Job[ActionArgs]) error {
 		base.Error = reason
 		base.NewState = store.ActionUnknown
 		base.LastError = &reason
-		return e.finish(&result{attempt: base, job: parkParams(job.ID), lockKey: lockKey(a)}, verdict{outcome: store.OutcomeUnknown})
+		return e.finish(&result{attempt: base, job: parkParams(job.ID)}, verdict{outcome: store.OutcomeUnknown})
 	}
 
 	now := time.Now()
@@ -169,7 +169,7 @@ func (e *Executor) work(ctx context.Context, job *river.Job[ActionArgs]) error {
 		o.CallDone(app.ID, kind, v.outcome, status, base.Duration)
 	}
 
-	r := &result{lockKey: lockKey(a)}
+	r := &result{}
 	base.WireSent = callErr == nil || botapi.Sent(callErr)
 	base.Outcome = v.outcome
 	base.Error = v.reason
@@ -358,9 +358,6 @@ func chain(fs ...func(context.Context, pgx.Tx) error) func(context.Context, pgx.
 		return nil
 	}
 }
-
-// lockKey orders a result's row locks like the enqueue trigger does.
-func lockKey(a *store.Action) string { return a.AppID + "\x00" + a.Lane }
 
 func jitter(d time.Duration) time.Duration {
 	if d <= 0 {

@@ -49,17 +49,27 @@ DECLARE
     blocks boolean[];
     queues text[];
 BEGIN
-    SELECT array_agg(x.app_id), array_agg(x.lane), array_agg(x.id), array_agg(x.block)
-    INTO apps, lanes, heads, blocks
-    FROM (
-        SELECT l.app_id, l.lane, n.id,
+    -- Every finished row's lane is locked, its head or not, and the head is
+    -- compared after the lock, with the lane's latest version: a head
+    -- finishing in another transaction may be making this row the head (a
+    -- follower cancelled meanwhile), and a comparison before the lock would
+    -- see the old head, skip the lane, and leave it headed by a cancelled
+    -- action for good.
+    -- (MATERIALIZED keeps Postgres from pushing that comparison into the
+    -- locking query.)
+    WITH locked AS MATERIALIZED (
+        SELECT l.app_id, l.lane, l.head_action_id, n.id,
                n.state = 'failed' AND EXISTS (SELECT 1 FROM app p WHERE p.id = n.app_id AND p.lane_on_failure = 'block') AS block
         FROM new_rows n
         JOIN lane l ON l.app_id = n.app_id AND l.lane = n.lane
-        WHERE n.state IN ('sent', 'succeeded', 'failed', 'cancelled') AND l.head_action_id = n.id
+        WHERE n.state IN ('sent', 'succeeded', 'failed', 'cancelled')
         ORDER BY l.app_id, l.lane
         FOR UPDATE OF l
-    ) x;
+    )
+    SELECT array_agg(x.app_id), array_agg(x.lane), array_agg(x.id), array_agg(x.block)
+    INTO apps, lanes, heads, blocks
+    FROM locked x
+    WHERE x.head_action_id = x.id;
     IF apps IS NULL THEN
         RETURN NULL;
     END IF;

@@ -26,9 +26,12 @@ func (s *Store) ActionCancel(ctx context.Context, db TxDB, id int64, actor, reas
 	}
 	var out *Action
 	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
-		// Lock the action, then its job: the order the result writer uses
-		// (attempt, then job), so the two never deadlock. River's fetch skips
-		// locked jobs, so the job cannot start while this runs.
+		// Lock the action, then its lane, then its job. A result batch locks
+		// the actions it finishes, then their lanes, then the jobs of the
+		// followers it makes available: a cancel that took a follower's job
+		// before the lane would wait for the batch while the batch waited
+		// for it. River's fetch skips locked jobs, so the job cannot start
+		// while this runs.
 		a, err := scanAction(tx.QueryRow(ctx, s.q(`SELECT `+actionColumns+` FROM botq.action WHERE id = $1 FOR UPDATE`), id))
 		if err != nil {
 			return fmt.Errorf("cancel action %d: %w", id, mapError(err))
@@ -39,6 +42,11 @@ func (s *Store) ActionCancel(ctx context.Context, db TxDB, id int64, actor, reas
 			return fmt.Errorf("cancel action %d: %w: Khoros accepted it already; its request awaits its final status", id, ErrConflict)
 		default:
 			return fmt.Errorf("cancel action %d: %w: it is already %s", id, ErrConflict, a.State)
+		}
+		if a.Lane != "" {
+			if _, err := tx.Exec(ctx, s.q(`SELECT 1 FROM botq.lane WHERE app_id = $1 AND lane = $2 FOR UPDATE`), a.AppID, a.Lane); err != nil {
+				return fmt.Errorf("cancel action %d: lock its lane: %w", id, mapError(err))
+			}
 		}
 		var jobState string
 		err = tx.QueryRow(ctx, s.q(`SELECT state::text FROM botq.river_job WHERE id = $1 FOR UPDATE`), a.RiverJobID).Scan(&jobState)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
@@ -434,4 +435,67 @@ func TestLanesAdvanceInOneStatement(t *testing.T) {
 	_, head, _ = lane(three[0])
 	require.Equal(t, three[1].ID, *head)
 	require.Equal(t, "pending", jobState(b.ctx, t, b.s, b.tx, three[2].RiverJobID))
+}
+
+// A follower cancelled while its head's result is being written: the head's
+// transaction has made the follower the lane's head but not committed yet.
+// The cancel must wait for the lane and then move it past the follower; had
+// it compared heads before waiting, the lane would stay headed by a
+// cancelled action and its later actions would never run. Cancelled by plain
+// SQL (an operator's UPDATE) and by ActionCancel.
+func TestLaneFollowerCancelledWhileHeadFinishes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	schema, pool := storetest.NewSchema(t, 4)
+	s, err := store.New(schema)
+	require.NoError(t, err)
+	app := storetest.App(ctx, t, s, pool, nil)
+
+	for _, how := range []string{"sql", "ActionCancel"} {
+		t.Run(how, func(t *testing.T) {
+			var acts []*store.Action
+			for i := range 3 {
+				res, err := s.ActionInsert(ctx, pool, store.ActionInsertParams{
+					AppID: app, Kind: "respond", Payload: storetest.RespondPayload("lane-"+how, fmt.Sprint(i)),
+				})
+				require.NoError(t, err)
+				acts = append(acts, res.Action)
+			}
+			head, follower, next := acts[0], acts[1], acts[2]
+
+			finish, err := pool.Begin(ctx)
+			require.NoError(t, err)
+			defer func() { _ = finish.Rollback(ctx) }()
+			_, err = finish.Exec(ctx, fmt.Sprintf(`UPDATE %s.action SET state = 'succeeded' WHERE id = $1`, schema), head.ID)
+			require.NoError(t, err)
+
+			conn, err := pool.Acquire(ctx)
+			require.NoError(t, err)
+			defer conn.Release()
+			pid := conn.Conn().PgConn().PID()
+			done := make(chan error, 1)
+			go func() {
+				if how == "sql" {
+					_, err := conn.Exec(ctx, fmt.Sprintf(`UPDATE %s.action SET state = 'cancelled' WHERE id = $1`, schema), follower.ID)
+					done <- err
+					return
+				}
+				_, err := s.ActionCancel(ctx, conn, follower.ID, "test", "race")
+				done <- err
+			}()
+			require.Eventually(t, func() bool {
+				var waiting bool
+				require.NoError(t, pool.QueryRow(ctx, `SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity WHERE pid = $1`, pid).Scan(&waiting))
+				return waiting
+			}, 5*time.Second, 10*time.Millisecond, "the cancel waits for the lane the head's transaction holds")
+			require.NoError(t, finish.Commit(ctx))
+			require.NoError(t, <-done)
+
+			var laneHead int64
+			require.NoError(t, pool.QueryRow(ctx, fmt.Sprintf(`SELECT head_action_id FROM %s.lane WHERE app_id = $1 AND lane = $2`, schema),
+				app, follower.Lane).Scan(&laneHead))
+			require.Equal(t, next.ID, laneHead, "the lane moved past the cancelled follower")
+			require.Equal(t, "available", jobState(ctx, t, s, pool, next.RiverJobID))
+		})
+	}
 }
