@@ -8,7 +8,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/rs/zerolog"
 
@@ -26,7 +25,7 @@ type result struct {
 	// job is nil when River itself moves the job (retry, snooze): River's
 	// completer runs after Work returns, and a job made available by this
 	// transaction could be fetched again before River's update arrived.
-	job *riverdriver.JobSetStateIfRunningParams
+	job *store.JobEnd
 	// extra runs in the same transaction (token updates, events).
 	extra func(ctx context.Context, tx pgx.Tx) error
 
@@ -179,8 +178,8 @@ func (w *resultWriter) write(ctx context.Context, tx pgx.Tx, batch []*result) er
 		if r.request != nil {
 			requests = append(requests, r.request)
 		}
-		if j := r.job; j != nil {
-			ends = append(ends, store.JobEnd{ID: j.ID, State: string(j.State), FinalizedAt: j.FinalizedAt, ErrData: j.ErrData})
+		if r.job != nil {
+			ends = append(ends, *r.job)
 		}
 	}
 	if err := w.store.ResultRecord(ctx, tx, attempts, requests, ends); err != nil {

@@ -43,8 +43,15 @@ func errData(job *river.Job[ActionArgs], msg string) []byte {
 	return b
 }
 
-func parkParams(jobID int64) *riverdriver.JobSetStateIfRunningParams {
-	return &riverdriver.JobSetStateIfRunningParams{ID: jobID, State: rivertype.JobStatePending}
+// jobEnd is the River job's new state written with a result: finalized
+// unless it is parked (pending), with errData added to its errors when given.
+func jobEnd(jobID int64, state rivertype.JobState, errData []byte) *store.JobEnd {
+	end := &store.JobEnd{ID: jobID, State: string(state), ErrData: errData}
+	if state != rivertype.JobStatePending {
+		now := time.Now()
+		end.FinalizedAt = &now
+	}
+	return end
 }
 
 func (e *Executor) work(ctx context.Context, job *river.Job[ActionArgs]) error {
@@ -87,7 +94,7 @@ func (e *Executor) work(ctx context.Context, job *river.Job[ActionArgs]) error {
 		base.Error = reason
 		base.NewState = store.ActionUnknown
 		base.LastError = &reason
-		return e.finish(&result{attempt: base, job: parkParams(job.ID)}, verdict{outcome: store.OutcomeUnknown})
+		return e.finish(&result{attempt: base, job: jobEnd(job.ID, rivertype.JobStatePending, nil)}, verdict{outcome: store.OutcomeUnknown})
 	}
 
 	now := time.Now()
@@ -200,14 +207,14 @@ func (e *Executor) work(ctx context.Context, job *river.Job[ActionArgs]) error {
 	case v.unauthorized:
 		return e.unauthorized(ctx, job, item, r)
 	case v.outcome == store.OutcomeOK:
-		r.job = riverdriver.JobSetStateCompleted(job.ID, time.Now(), nil)
+		r.job = jobEnd(job.ID, rivertype.JobStateCompleted, nil)
 		r.extra = e.tokenEffects(kind, app.ID, a.ID, okb, base.RequestID)
 	case v.outcome == store.OutcomeCancel:
-		r.job = riverdriver.JobSetStateCancelled(job.ID, time.Now(), errData(job, v.reason), nil)
+		r.job = jobEnd(job.ID, rivertype.JobStateCancelled, errData(job, v.reason))
 	case v.outcome == store.OutcomeRetry && v.state == store.ActionFailed:
-		r.job = riverdriver.JobSetStateDiscarded(job.ID, time.Now(), errData(job, v.reason), nil)
+		r.job = jobEnd(job.ID, rivertype.JobStateDiscarded, errData(job, v.reason))
 	case v.outcome == store.OutcomeUnknown:
-		r.job = parkParams(job.ID)
+		r.job = jobEnd(job.ID, rivertype.JobStatePending, nil)
 	}
 	if v.throttle > 0 {
 		until := time.Now().Add(v.throttle)
@@ -286,11 +293,10 @@ func (e *Executor) pauseApp(ctx context.Context, appID string, actionID int64, r
 // it.
 func (e *Executor) park(ctx context.Context, job *river.Job[ActionArgs]) error {
 	return pgx.BeginFunc(ctx, e.cfg.Pool, func(tx pgx.Tx) error {
-		p := parkParams(job.ID)
 		_, err := e.writer.driver.UnwrapExecutor(tx).JobSetStateIfRunningMany(ctx, &riverdriver.JobSetStateIfRunningManyParams{
-			ID: []int64{p.ID}, Attempt: []*int{nil}, ErrData: [][]byte{nil}, FinalizedAt: []*time.Time{nil},
+			ID: []int64{job.ID}, Attempt: []*int{nil}, ErrData: [][]byte{nil}, FinalizedAt: []*time.Time{nil},
 			MetadataDoMerge: []bool{false}, MetadataUpdates: [][]byte{nil}, ScheduledAt: []*time.Time{nil},
-			State: []rivertype.JobState{p.State}, Schema: e.cfg.Store.Schema(),
+			State: []rivertype.JobState{rivertype.JobStatePending}, Schema: e.cfg.Store.Schema(),
 		})
 		return err
 	})

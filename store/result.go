@@ -60,7 +60,7 @@ WITH input AS (
 	WHERE j.id = e.id AND j.state = 'running'
 	RETURNING 1
 )
-SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM att), (SELECT count(*) FROM req), (SELECT count(*) FROM job)`
+SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM att), (SELECT count(*) FROM req)`
 
 // JobEnd is a River job's new state, written with the results. Like River's
 // completer, it changes only a job that is still running.
@@ -135,8 +135,8 @@ func (s *Store) ResultRecord(ctx context.Context, db DBTX, attempts []*AttemptRe
 	row := db.QueryRow(ctx, s.q(resultRecordSQL),
 		actionIDs, jobIDs, jobAtt, started, durations, sent, statuses, reqIDs, outcomes, errs, states, setLastErr, lastErrs, excerpts, workers,
 		rIDs, rApps, rActions, rStates, rStatus, rNext, jIDs, jStates, jFinal, jErrs)
-	var updated, inserted, upserted, ended int
-	if err := row.Scan(&updated, &inserted, &upserted, &ended); err != nil {
+	var updated, inserted, upserted int
+	if err := row.Scan(&updated, &inserted, &upserted); err != nil {
 		return fmt.Errorf("record %d results: %w", n, mapError(err))
 	}
 	if updated != n || inserted != n {
