@@ -226,3 +226,54 @@ func TestRespondFastPathAgrees(t *testing.T) {
 	require.Greater(t, full, 20, "payloads only the full check accepts")
 	require.Greater(t, refused, 50, "refused payloads")
 }
+
+// An action enqueued without a key (omitted, or given as NULL) gets a fresh
+// random key and is not looked up: a fresh key cannot be taken, and the
+// lookup was a large part of an INSERT (migration 00012). A key the bot
+// gives is still looked up, and a known one is skipped without an error.
+func TestKeylessInsertsAreNotLookedUp(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := storetest.Store(t)
+	tx := storetest.Tx(t)
+	appID := storetest.App(ctx, t, s, tx, nil)
+	_, err := tx.Exec(ctx, `SET LOCAL track_functions = 'all'`)
+	require.NoError(t, err)
+	lookups := func() (n int64) {
+		require.NoError(t, tx.QueryRow(ctx, `SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions
+			WHERE schemaname = $1 AND funcname = 'action_by_key'`, s.Schema()).Scan(&n))
+		return n
+	}
+	payload := `{` + conv + `,"text":"hi"}`
+	insert := func(sql string, args ...any) (keys []string) {
+		rows, err := tx.Query(ctx, fmt.Sprintf(sql, s.Schema()), args...)
+		require.NoError(t, err)
+		for rows.Next() {
+			var k string
+			require.NoError(t, rows.Scan(&k))
+			keys = append(keys, k)
+		}
+		require.NoError(t, rows.Err())
+		return keys
+	}
+
+	omitted := insert(`INSERT INTO %s.action (app_id, kind, payload) VALUES ($1, 'respond', $2) RETURNING idempotency_key`, appID, payload)
+	null := insert(`INSERT INTO %s.action (app_id, kind, payload, idempotency_key) VALUES ($1, 'respond', $2, NULL), ($1, 'respond', $2, NULL) RETURNING idempotency_key`, appID, payload)
+	var n int
+	require.NoError(t, tx.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM %s.enqueue_many(ARRAY[$1, $1], ARRAY['respond', 'respond'], ARRAY[$2::jsonb, $2::jsonb], ARRAY[NULL, ''])`, s.Schema()),
+		appID, payload).Scan(&n))
+	require.Equal(t, 2, n)
+	require.Zero(t, lookups(), "keyless inserts looked a key up")
+	keys := append(omitted, null...)
+	require.Len(t, keys, 3)
+	for _, k := range keys {
+		require.Regexp(t, `^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`, k)
+	}
+	require.NotEqual(t, keys[1], keys[2])
+
+	given := insert(`INSERT INTO %s.action (app_id, kind, payload, idempotency_key) VALUES ($1, 'respond', $2, 'bot-key') RETURNING idempotency_key`, appID, payload)
+	require.Equal(t, []string{"bot-key"}, given)
+	require.Empty(t, insert(`INSERT INTO %s.action (app_id, kind, payload, idempotency_key) VALUES ($1, 'respond', $2, 'bot-key') RETURNING idempotency_key`, appID, payload),
+		"a known key is skipped")
+	require.Equal(t, int64(2), lookups(), "a given key is looked up")
+}

@@ -2,12 +2,12 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -106,13 +106,6 @@ type ActionInsertResult struct {
 	Existed bool
 }
 
-// NewIdempotencyKey returns a random key, for callers that have none.
-func NewIdempotencyKey() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
 // check refuses what Postgres would refuse with a less helpful message:
 // invalid JSON, invalid UTF-8, and NUL characters, which text cannot hold.
 func (p *ActionInsertParams) check() error {
@@ -134,9 +127,6 @@ func (p *ActionInsertParams) check() error {
 		if !utf8.ValidString(f.v) || strings.ContainsRune(f.v, 0) {
 			return &ValidationError{Field: f.name, Message: "botq: " + f.name + " must be valid UTF-8 without NUL characters", Code: "22021"}
 		}
-	}
-	if p.IdempotencyKey == "" {
-		p.IdempotencyKey = NewIdempotencyKey()
 	}
 	return nil
 }
@@ -163,7 +153,7 @@ func hasEscapedNUL(b []byte) bool {
 
 const actionInsertSQL = `
 INSERT INTO botq.action (app_id, kind, payload, idempotency_key, lane, replay_of, created_by)
-SELECT a, k, p::jsonb, key, nullif(l, ''), r, coalesce(nullif(c, ''), current_user)
+SELECT a, k, p::jsonb, nullif(key, ''), nullif(l, ''), r, coalesce(nullif(c, ''), current_user)
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[])
      WITH ORDINALITY AS t(a, k, p, key, l, r, c, ord)
 ORDER BY ord
@@ -221,14 +211,38 @@ func (s *Store) ActionInsertMany(ctx context.Context, db DBTX, ps []ActionInsert
 		return nil, mapError(err)
 	}
 	type appKey struct{ app, key string }
-	byKey := make(map[appKey]*Action, len(ps))
-	for _, a := range inserted {
-		byKey[appKey{a.AppID, a.IdempotencyKey}] = a
+	given := make(map[appKey]bool, len(ps))
+	for _, p := range ps {
+		if p.IdempotencyKey != "" {
+			given[appKey{p.AppID, p.IdempotencyKey}] = true
+		}
 	}
+	// An action without a key got a fresh one from the insert trigger (which
+	// does not look fresh keys up), so it was inserted. Its id was taken in
+	// the statement's order, so the keyless actions, in order, are the
+	// inserted rows whose key nobody gave, by id.
+	byKey := make(map[appKey]*Action, len(ps))
+	var fresh []*Action
+	for _, a := range inserted {
+		k := appKey{a.AppID, a.IdempotencyKey}
+		if given[k] {
+			byKey[k] = a
+		} else {
+			fresh = append(fresh, a)
+		}
+	}
+	slices.SortFunc(fresh, func(a, b *Action) int { return cmp.Compare(a.ID, b.ID) })
 	results := make([]ActionInsertResult, len(ps))
 	var missApps, missKeys []string
 	seen := make(map[appKey]bool, len(ps))
 	for i, p := range ps {
+		if p.IdempotencyKey == "" {
+			if len(fresh) == 0 {
+				return nil, fmt.Errorf("enqueue: an action without a key was not inserted")
+			}
+			results[i], fresh = ActionInsertResult{Action: fresh[0]}, fresh[1:]
+			continue
+		}
 		k := appKey{p.AppID, p.IdempotencyKey}
 		if a, ok := byKey[k]; ok && !seen[k] {
 			results[i] = ActionInsertResult{Action: a}

@@ -112,25 +112,66 @@ func TestActionInsertManyDuplicatesInBatch(t *testing.T) {
 // the call, which get its first occurrence's action.
 func TestActionEnqueueKnownAndRepeatedKeys(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	p := func(key, author string) store.ActionInsertParams {
-		return store.ActionInsertParams{AppID: b.appID, Kind: "respond", Payload: storetest.RespondPayload(author, "hi"), IdempotencyKey: key}
+	type result struct {
+		id      int64
+		existed bool
 	}
-	first, err := b.s.ActionEnqueue(b.ctx, b.tx, []store.ActionInsertParams{p("k1", "0")})
-	require.NoError(t, err)
-	require.Len(t, first, 1)
-	require.False(t, first[0].Existed)
+	// Both ways of enqueueing many: enqueue_many (Go's Enqueue) and the
+	// service's own INSERT (the HTTP API, the CLI).
+	ways := map[string]func(b *testBundle, ps []store.ActionInsertParams) ([]result, error){
+		"enqueue_many": func(b *testBundle, ps []store.ActionInsertParams) ([]result, error) {
+			res, err := b.s.ActionEnqueue(b.ctx, b.tx, ps)
+			out := make([]result, len(res))
+			for i, r := range res {
+				out[i] = result{r.ID, r.Existed}
+			}
+			return out, err
+		},
+		"insert": func(b *testBundle, ps []store.ActionInsertParams) ([]result, error) {
+			res, err := b.s.ActionInsertMany(b.ctx, b.tx, ps)
+			out := make([]result, len(res))
+			for i, r := range res {
+				out[i] = result{r.Action.ID, r.Existed}
+			}
+			return out, err
+		},
+	}
+	for name, enqueue := range ways {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			p := func(key, author string) store.ActionInsertParams {
+				return store.ActionInsertParams{AppID: b.appID, Kind: "respond", Payload: storetest.RespondPayload(author, "hi"), IdempotencyKey: key}
+			}
+			first, err := enqueue(b, []store.ActionInsertParams{p("k1", "0")})
+			require.NoError(t, err)
+			require.Len(t, first, 1)
+			require.False(t, first[0].existed)
 
-	res, err := b.s.ActionEnqueue(b.ctx, b.tx, []store.ActionInsertParams{p("k2", "1"), p("k1", "2"), p("k2", "3"), p("k3", "4")})
-	require.NoError(t, err)
-	require.Len(t, res, 4)
-	require.Equal(t, []bool{false, true, true, false}, []bool{res[0].Existed, res[1].Existed, res[2].Existed, res[3].Existed})
-	require.Equal(t, first[0].ID, res[1].ID, "a known key gives back its action")
-	require.Equal(t, res[0].ID, res[2].ID, "a repeated key gives back its first occurrence's action")
-	require.NotEqual(t, res[0].ID, res[3].ID)
-	var n int
-	require.NoError(t, b.tx.QueryRow(b.ctx, fmt.Sprintf(`SELECT count(*) FROM %s.action WHERE app_id = $1`, b.s.Schema()), b.appID).Scan(&n))
-	require.Equal(t, 3, n)
+			// Actions without a key (a, b, c) between keyed ones: each is new,
+			// and each result is its own action.
+			res, err := enqueue(b, []store.ActionInsertParams{p("", "a"), p("k2", "1"), p("k1", "2"), p("", "b"), p("k2", "3"), p("k3", "4"), p("", "c")})
+			require.NoError(t, err)
+			require.Len(t, res, 7)
+			existed := make([]bool, len(res))
+			for i, r := range res {
+				existed[i] = r.existed
+			}
+			require.Equal(t, []bool{false, false, true, false, true, false, false}, existed)
+			require.Equal(t, first[0].id, res[2].id, "a known key gives back its action")
+			require.Equal(t, res[1].id, res[4].id, "a repeated key gives back its first occurrence's action")
+			require.NotEqual(t, res[1].id, res[5].id)
+			for i, author := range map[int]string{0: "a", 3: "b", 6: "c"} {
+				a, err := b.s.ActionGet(b.ctx, b.tx, res[i].id)
+				require.NoError(t, err)
+				require.Contains(t, string(a.Payload), `"id": "`+author+`"`, "result %d", i)
+				require.Len(t, a.IdempotencyKey, 36, "a fresh key")
+			}
+			var n int
+			require.NoError(t, b.tx.QueryRow(b.ctx, fmt.Sprintf(`SELECT count(*) FROM %s.action WHERE app_id = $1`, b.s.Schema()), b.appID).Scan(&n))
+			require.Equal(t, 6, n)
+		})
+	}
 }
 
 func TestActionNotFound(t *testing.T) {
