@@ -7,11 +7,14 @@ import (
 	"time"
 )
 
-// slotLease is one of an app's concurrency slots, held by a job.
+// slotLease is one of an app's concurrency slots. holder is the job that
+// leased it in the database; a lease handed to another job of this process
+// keeps it, and until is when the database lets another process take it.
 type slotLease struct {
 	appID  string
 	slot   int
 	holder int64
+	until  time.Time
 }
 
 // slotWaiters wakes the workers of this process that wait for a slot of an
@@ -21,6 +24,35 @@ type slotWaiters struct {
 	mu      sync.Mutex
 	freed   map[string]chan struct{}
 	waiting map[string]int
+	// take hands a lease from a worker whose call is over to one waiting
+	// for the app, without the release and acquire statements in between.
+	take map[string]chan *slotLease
+}
+
+// takeChan is app's channel of handed-over leases.
+func (w *slotWaiters) takeChan(app string) chan *slotLease {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.take == nil {
+		w.take = map[string]chan *slotLease{}
+	}
+	ch, ok := w.take[app]
+	if !ok {
+		ch = make(chan *slotLease)
+		w.take[app] = ch
+	}
+	return ch
+}
+
+// handOver gives l to a worker of this process blocked waiting for its
+// app, if there is one.
+func (w *slotWaiters) handOver(l *slotLease) bool {
+	select {
+	case w.takeChan(l.appID) <- l:
+		return true
+	default:
+		return false
+	}
 }
 
 // join counts a waiter for app unless max already wait; waiters hold River
@@ -101,14 +133,16 @@ func (e *Executor) acquireSlot(ctx context.Context, appID string, limit int, hol
 			e.slots.leave(appID)
 		}
 	}()
+	take := e.slots.takeChan(appID)
 	for {
 		freed := e.slots.wait(appID)
+		started := time.Now()
 		slot, ok, err := e.cfg.Store.AppSlotAcquire(ctx, e.cfg.Pool, appID, holder, e.cfg.SlotLease)
 		if err != nil {
 			return nil, err
 		}
 		if ok {
-			return &slotLease{appID: appID, slot: slot, holder: holder}, nil
+			return &slotLease{appID: appID, slot: slot, holder: holder, until: started.Add(e.cfg.SlotLease)}, nil
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
@@ -123,6 +157,9 @@ func (e *Executor) acquireSlot(ctx context.Context, appID string, limit int, hol
 		}
 		t := time.NewTimer(min(left, slotPoll+jitter(slotPoll)))
 		select {
+		case l := <-take:
+			t.Stop()
+			return e.renewSlot(ctx, l)
 		case <-freed:
 		case <-t.C:
 		case <-ctx.Done():
@@ -133,20 +170,49 @@ func (e *Executor) acquireSlot(ctx context.Context, appID string, limit int, hol
 	}
 }
 
-// releaseSlot frees a leased slot (nil: nothing to do), wakes this
-// process's workers waiting for the app (the first to ask takes it), and
-// makes enough of the oldest jobs parked in the database available to keep
-// slotBuffer of the app's jobs waiting here. The release survives the job's
-// context ending: a slot left taken would stay so until its lease ran out.
+// renewSlot extends a handed-over lease in the database once half of it
+// has passed, so that a slot passed from job to job is never taken for one
+// whose holder died. A lease lost meanwhile (it ran out, or the app's limit
+// shrank) is no lease.
+func (e *Executor) renewSlot(ctx context.Context, l *slotLease) (*slotLease, error) {
+	if time.Until(l.until) > e.cfg.SlotLease/2 {
+		return l, nil
+	}
+	started := time.Now()
+	ok, err := e.cfg.Store.AppSlotRenew(context.WithoutCancel(ctx), e.cfg.Pool, l.appID, l.slot, l.holder, e.cfg.SlotLease)
+	if err != nil || !ok {
+		return nil, err
+	}
+	l.until = started.Add(e.cfg.SlotLease)
+	return l, nil
+}
+
+// releaseSlot frees a leased slot (nil: nothing to do): it hands it to a
+// worker of this process waiting for the app if one is, or else returns it
+// to the database and wakes this process's waiters (the first to ask takes
+// it). Either way it makes enough of the oldest jobs parked in the database
+// available to keep slotBuffer of the app's jobs waiting here. The release
+// survives the job's context ending: a slot left taken would stay so until
+// its lease ran out.
 func (e *Executor) releaseSlot(ctx context.Context, l *slotLease) {
 	if l == nil {
 		return
 	}
+	ctx = context.WithoutCancel(ctx)
+	handed := e.slots.handOver(l)
 	wake := max(0, slotBuffer+1-e.slots.count(l.appID))
-	if err := e.cfg.Store.AppSlotRelease(context.WithoutCancel(ctx), e.cfg.Pool, l.appID, l.slot, l.holder, wake); err != nil {
+	var err error
+	switch {
+	case !handed:
+		err = e.cfg.Store.AppSlotRelease(ctx, e.cfg.Pool, l.appID, l.slot, l.holder, wake)
+		e.slots.signal(l.appID)
+	case wake > 0:
+		// The next call already runs; the waiters behind it are refilled.
+		err = e.cfg.Store.AppSlotWake(ctx, e.cfg.Pool, l.appID, wake)
+	}
+	if err != nil {
 		e.cfg.Logger.Warn().Err(err).Str("app_id", l.appID).Msg("jobs: Releasing a concurrency slot failed; its lease will expire")
 	}
-	e.slots.signal(l.appID)
 }
 
 // waitForSlot parks a job that got no slot (AppSlotWait); the worker then

@@ -5,7 +5,7 @@
 -- the wrong index on an empty table, 00004): pg_stat_statements with
 -- track_planning put it at 84 us of planning and 29 us of execution of an
 -- 874 us INSERT (four clients), besides the call of a function with SET
--- clauses. Skipping it raised pgbench's rate of single-row INSERTs by 28-40%.
+-- clauses. Skipping it raised pgbench's rate of single-row INSERTs by 27-44%.
 --
 -- The column has no default now: the trigger makes the random key for a NULL
 -- one (omitted, or given as NULL, which the trigger refused before) and skips

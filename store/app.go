@@ -280,6 +280,28 @@ func (s *Store) AppSlotRelease(ctx context.Context, db DBTX, appID string, slot 
 	return nil
 }
 
+// AppSlotRenew extends the lease of a slot still held by holder; ok is
+// false when it is not (the lease ran out and another took it, or the
+// app's limit shrank).
+func (s *Store) AppSlotRenew(ctx context.Context, db DBTX, appID string, slot int, holder int64, lease time.Duration) (ok bool, err error) {
+	tag, err := db.Exec(ctx, s.q(`
+		UPDATE botq.app_slot SET lease_until = clock_timestamp() + make_interval(secs => $4)
+		WHERE app_id = $1 AND slot = $2 AND holder = $3`), appID, slot, holder, lease.Seconds())
+	if err != nil {
+		return false, fmt.Errorf("renew concurrency slot of app %q: %w", appID, mapError(err))
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// AppSlotWake makes up to n of the app's oldest jobs waiting for a slot
+// (AppSlotWait) available again.
+func (s *Store) AppSlotWake(ctx context.Context, db DBTX, appID string, n int) error {
+	if _, err := db.Exec(ctx, s.q(`SELECT botq.app_slot_wake($1, $2)`), appID, n); err != nil {
+		return fmt.Errorf("wake jobs waiting for a concurrency slot of app %q: %w", appID, mapError(err))
+	}
+	return nil
+}
+
 // AppSlotWait records a running River job as parked until one of its app's
 // concurrency slots frees, with the scheduled_at it has (its place in the
 // queue). The worker then snoozes the job for long; a release makes it
