@@ -121,10 +121,11 @@ const slotPark = time.Minute
 const slotPoll = 25 * time.Millisecond
 
 // acquireSlot leases one of the app's concurrency slots. When all are taken
-// it waits up to SlotMaxWait, woken at once by a slot this process frees,
-// because a job parked in the database would wait for its next fetch while
-// the slot stood idle; it returns nil when none came free, or when enough
-// workers of this process wait for the app already.
+// it waits up to SlotMaxWait, given at once a slot this process frees (or
+// woken to look for one), because a job parked in the database would wait
+// for its next fetch while the slot stood idle. It returns nil when none
+// came free, when enough workers of this process wait for the app already,
+// or when the slot it was given is no longer the app's (below).
 func (e *Executor) acquireSlot(ctx context.Context, appID string, limit int, holder int64) (*slotLease, error) {
 	deadline := time.Now().Add(e.cfg.SlotMaxWait)
 	waiting := false
@@ -159,7 +160,7 @@ func (e *Executor) acquireSlot(ctx context.Context, appID string, limit int, hol
 		select {
 		case l := <-take:
 			t.Stop()
-			return e.renewSlot(ctx, l)
+			return e.takeSlot(ctx, l, limit)
 		case <-freed:
 		case <-t.C:
 		case <-ctx.Done():
@@ -170,18 +171,40 @@ func (e *Executor) acquireSlot(ctx context.Context, appID string, limit int, hol
 	}
 }
 
-// renewSlot extends a handed-over lease in the database once half of it
-// has passed, so that a slot passed from job to job is never taken for one
-// whose holder died. A lease lost meanwhile (it ran out, or the app's limit
-// shrank) is no lease.
-func (e *Executor) renewSlot(ctx context.Context, l *slotLease) (*slotLease, error) {
-	if time.Until(l.until) > e.cfg.SlotLease/2 {
+// slotLeaseMargin is how long a handed-over lease must outlast the longest
+// hold of the job taking it (its deadline) to be used without renewal.
+const slotLeaseMargin = 5 * time.Second
+
+// takeSlot checks a lease handed over by another worker. A slot above the
+// app's limit (the limit shrank and the slot's row is gone) goes back to
+// the database. A lease that might run out before this job's deadline is
+// renewed first: otherwise another process could take the slot in the
+// middle of the call. A lease lost meanwhile (it ran out and another
+// holder took the slot) is no lease, and one that could not be renewed is
+// returned to the database.
+func (e *Executor) takeSlot(ctx context.Context, l *slotLease, limit int) (*slotLease, error) {
+	dbCtx := context.WithoutCancel(ctx)
+	if l.slot > limit {
+		return nil, e.cfg.Store.AppSlotRelease(dbCtx, e.cfg.Pool, l.appID, l.slot, l.holder, 0)
+	}
+	// A job without a deadline may hold the slot for ever: renew each time.
+	need := time.Now().Add(e.cfg.SlotLease)
+	if d, ok := ctx.Deadline(); ok {
+		need = d.Add(slotLeaseMargin)
+	}
+	if l.until.After(need) {
 		return l, nil
 	}
 	started := time.Now()
-	ok, err := e.cfg.Store.AppSlotRenew(context.WithoutCancel(ctx), e.cfg.Pool, l.appID, l.slot, l.holder, e.cfg.SlotLease)
-	if err != nil || !ok {
+	ok, err := e.cfg.Store.AppSlotRenew(dbCtx, e.cfg.Pool, l.appID, l.slot, l.holder, e.cfg.SlotLease)
+	if err != nil {
+		if rerr := e.cfg.Store.AppSlotRelease(dbCtx, e.cfg.Pool, l.appID, l.slot, l.holder, 0); rerr != nil {
+			e.cfg.Logger.Warn().Err(rerr).Str("app_id", l.appID).Msg("jobs: Releasing a concurrency slot failed; its lease will expire")
+		}
 		return nil, err
+	}
+	if !ok {
+		return nil, nil
 	}
 	l.until = started.Add(e.cfg.SlotLease)
 	return l, nil
@@ -210,7 +233,9 @@ func (e *Executor) releaseSlot(ctx context.Context, l *slotLease) {
 		// The next call already runs; the waiters behind it are refilled.
 		err = e.cfg.Store.AppSlotWake(ctx, e.cfg.Pool, l.appID, wake)
 	}
-	if err != nil {
+	if err != nil && handed {
+		e.cfg.Logger.Warn().Err(err).Str("app_id", l.appID).Msg("jobs: Waking jobs parked for a concurrency slot failed; the sweep wakes them")
+	} else if err != nil {
 		e.cfg.Logger.Warn().Err(err).Str("app_id", l.appID).Msg("jobs: Releasing a concurrency slot failed; its lease will expire")
 	}
 }

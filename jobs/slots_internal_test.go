@@ -15,9 +15,10 @@ import (
 
 // A slot freed while another worker of the process waits for the app goes
 // straight to that worker, with no release and acquire in the database in
-// between (the lease stays its first holder's); a lease that has run half
-// its time is renewed on the way, and one lost meanwhile is no lease. A
-// slot freed with nobody waiting goes back to the database.
+// between (the lease stays its first holder's). The taker renews a lease
+// that could run out before its own deadline, gets no lease when it was
+// lost meanwhile or its slot is above the app's limit, and a slot freed
+// with nobody waiting goes back to the database.
 func TestSlotHandedToWaitingWorker(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -25,9 +26,12 @@ func TestSlotHandedToWaitingWorker(t *testing.T) {
 	s, err := store.New(schema)
 	require.NoError(t, err)
 	app := storetest.App(ctx, t, s, pool, nil)
-	_, err = pool.Exec(ctx, fmt.Sprintf(`UPDATE %s.app SET concurrency_limit = 1 WHERE id = $1`, schema), app)
-	require.NoError(t, err)
-	const lease = 4 * time.Second
+	setLimit := func(n int) {
+		_, err := pool.Exec(ctx, fmt.Sprintf(`UPDATE %s.app SET concurrency_limit = $2 WHERE id = $1`, schema), app, n)
+		require.NoError(t, err)
+	}
+	setLimit(1)
+	const lease = 20 * time.Second
 	e := &Executor{cfg: Config{Store: s, Pool: pool, Logger: zerolog.Nop(), SlotLease: lease, SlotMaxWait: 20 * time.Second}}
 
 	type slotRow struct {
@@ -38,63 +42,79 @@ func TestSlotHandedToWaitingWorker(t *testing.T) {
 		var r slotRow
 		var secs *float64
 		require.NoError(t, pool.QueryRow(ctx, fmt.Sprintf(`
-			SELECT holder, extract(epoch FROM lease_until - clock_timestamp())::float8 FROM %s.app_slot WHERE app_id = $1`, schema), app).Scan(&r.holder, &secs))
+			SELECT holder, extract(epoch FROM lease_until - clock_timestamp())::float8 FROM %s.app_slot WHERE app_id = $1 AND slot = 1`, schema), app).Scan(&r.holder, &secs))
 		if secs != nil {
 			r.left = time.Duration(*secs * float64(time.Second))
 		}
 		return r
 	}
-	// waiter starts a worker waiting for the app's slot.
-	waiter := func(holder int64) <-chan *slotLease {
-		got := make(chan *slotLease, 1)
-		before := e.slots.count(app)
-		go func() {
-			l, err := e.acquireSlot(ctx, app, 1, holder)
-			require.NoError(t, err)
-			got <- l
-		}()
-		require.Eventually(t, func() bool { return e.slots.count(app) > before }, 5*time.Second, time.Millisecond)
-		return got
+	setLeaseLeft := func(d time.Duration) {
+		_, err := pool.Exec(ctx, fmt.Sprintf(`UPDATE %s.app_slot SET lease_until = clock_timestamp() + make_interval(secs => $2) WHERE app_id = $1`, schema), app, d.Seconds())
+		require.NoError(t, err)
 	}
+	type taken struct {
+		l   *slotLease
+		err error
+	}
+	// handOver starts a worker waiting for the app's slot (with ctx) and
+	// hands it l once it waits.
+	handOver := func(wctx context.Context, l *slotLease) taken {
+		got := make(chan taken, 1)
+		go func() {
+			l, err := e.acquireSlot(wctx, app, 1, 100)
+			got <- taken{l, err}
+		}()
+		require.Eventually(t, func() bool { return e.slots.handOver(l) }, 5*time.Second, time.Millisecond)
+		return <-got
+	}
+	soon, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
 
 	first, err := e.acquireSlot(ctx, app, 1, 1)
 	require.NoError(t, err)
 	require.NotNil(t, first)
+	require.Equal(t, int64(1), *row().holder)
 
-	// Handed over: the database still shows the first holder.
-	got := waiter(2)
-	e.releaseSlot(ctx, first)
-	second := <-got
-	require.NotNil(t, second)
-	require.Equal(t, first.slot, second.slot)
-	require.Equal(t, int64(1), *row().holder, "no release and acquire in between")
+	// The lease outlasts the taker's deadline: used as it is.
+	setLeaseLeft(15 * time.Second)
+	got := handOver(soon, first)
+	require.NoError(t, got.err)
+	require.Equal(t, first, got.l)
+	r := row()
+	require.Equal(t, int64(1), *r.holder, "no release and acquire in between")
+	require.Less(t, r.left, 16*time.Second, "not renewed")
 
-	// Half the lease gone: renewed when handed over.
-	second.until = time.Now().Add(lease / 4)
-	got = waiter(3)
-	e.releaseSlot(ctx, second)
-	third := <-got
-	require.NotNil(t, third)
-	require.Greater(t, row().left, lease/2, "the lease was renewed")
-	require.Greater(t, time.Until(third.until), lease/2)
+	// It might not (here: the taker has no deadline): renewed first.
+	setLeaseLeft(time.Second)
+	got = handOver(ctx, first)
+	require.NoError(t, got.err)
+	require.NotNil(t, got.l)
+	require.Greater(t, row().left, lease-2*time.Second, "renewed")
+	require.Greater(t, time.Until(got.l.until), lease-2*time.Second)
 
-	// Lost meanwhile (another process took the slot after the lease ran
-	// out): the waiter gets no lease.
+	// Lost meanwhile (it ran out and another process took the slot): no lease.
 	_, err = pool.Exec(ctx, fmt.Sprintf(`UPDATE %s.app_slot SET holder = 99 WHERE app_id = $1`, schema), app)
 	require.NoError(t, err)
-	third.until = time.Now()
-	got = waiter(4)
-	e.releaseSlot(ctx, third)
-	require.Nil(t, <-got, "a lost lease is no lease")
+	got = handOver(ctx, first)
+	require.NoError(t, got.err)
+	require.Nil(t, got.l, "a lost lease is no lease")
 	require.Equal(t, int64(99), *row().holder)
 
-	// Nobody waiting: back to the database.
+	// A slot above the app's limit (it shrank from 2 to 1): no lease.
 	_, err = pool.Exec(ctx, fmt.Sprintf(`UPDATE %s.app_slot SET holder = NULL, lease_until = NULL WHERE app_id = $1`, schema), app)
 	require.NoError(t, err)
-	last, err := e.acquireSlot(ctx, app, 1, 5)
+	setLimit(2)
+	one, err := e.acquireSlot(ctx, app, 2, 1)
 	require.NoError(t, err)
-	require.NotNil(t, last)
-	require.Equal(t, int64(5), *row().holder)
-	e.releaseSlot(ctx, last)
+	two, err := e.acquireSlot(ctx, app, 2, 2)
+	require.NoError(t, err)
+	require.Equal(t, 2, two.slot)
+	setLimit(1)
+	got = handOver(soon, two)
+	require.NoError(t, got.err)
+	require.Nil(t, got.l, "slot 2 is gone")
+
+	// Nobody waiting: back to the database.
+	e.releaseSlot(ctx, one)
 	require.Nil(t, row().holder, "released in the database")
 }
