@@ -227,10 +227,10 @@ func TestRespondFastPathAgrees(t *testing.T) {
 	require.Greater(t, refused, 50, "refused payloads")
 }
 
-// An action enqueued without a key (omitted, or given as NULL) gets a fresh
-// random key and is not looked up: a fresh key cannot be taken, and the
-// lookup was a large part of an INSERT (migration 00012). A key the bot
-// gives is still looked up, and a known one is skipped without an error.
+// An action enqueued without a key gets a fresh random key and is not
+// looked up: a fresh key cannot be taken, and the lookup was a large part of
+// an INSERT (migration 00012). A key the bot gives is still looked up, a
+// known one is skipped without an error, and a NULL key is still refused.
 func TestKeylessInsertsAreNotLookedUp(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -258,18 +258,27 @@ func TestKeylessInsertsAreNotLookedUp(t *testing.T) {
 	}
 
 	omitted := insert(`INSERT INTO %s.action (app_id, kind, payload) VALUES ($1, 'respond', $2) RETURNING idempotency_key`, appID, payload)
-	null := insert(`INSERT INTO %s.action (app_id, kind, payload, idempotency_key) VALUES ($1, 'respond', $2, NULL), ($1, 'respond', $2, NULL) RETURNING idempotency_key`, appID, payload)
+	omitted = append(omitted, insert(`INSERT INTO %s.action (app_id, kind, payload) VALUES ($1, 'respond', $2), ($1, 'respond', $2) RETURNING idempotency_key`, appID, payload)...)
 	var n int
 	require.NoError(t, tx.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM %s.enqueue_many(ARRAY[$1, $1], ARRAY['respond', 'respond'], ARRAY[$2::jsonb, $2::jsonb], ARRAY[NULL, ''])`, s.Schema()),
 		appID, payload).Scan(&n))
 	require.Equal(t, 2, n)
 	require.Zero(t, lookups(), "keyless inserts looked a key up")
-	keys := append(omitted, null...)
+	keys := omitted
 	require.Len(t, keys, 3)
 	for _, k := range keys {
 		require.Regexp(t, `^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`, k)
 	}
 	require.NotEqual(t, keys[1], keys[2])
+
+	sp, err := tx.Begin(ctx)
+	require.NoError(t, err)
+	_, err = sp.Exec(ctx, fmt.Sprintf(`INSERT INTO %s.action (app_id, kind, payload, idempotency_key) VALUES ($1, 'respond', $2, NULL)`, s.Schema()), appID, payload)
+	require.NoError(t, sp.Rollback(ctx))
+	var pgErr *pgconn.PgError
+	require.True(t, errors.As(err, &pgErr), "a NULL key is refused, got %v", err)
+	require.Equal(t, "23502", pgErr.Code)
+	require.Equal(t, "idempotency_key", pgErr.ColumnName)
 
 	given := insert(`INSERT INTO %s.action (app_id, kind, payload, idempotency_key) VALUES ($1, 'respond', $2, 'bot-key') RETURNING idempotency_key`, appID, payload)
 	require.Equal(t, []string{"bot-key"}, given)

@@ -7,15 +7,18 @@
 -- 874 us INSERT (four clients), besides the call of a function with SET
 -- clauses. Skipping it raised pgbench's rate of single-row INSERTs by 27-44%.
 --
--- The column has no default now: the trigger makes the random key for a NULL
--- one (omitted, or given as NULL, which the trigger refused before) and skips
--- the lookup; a key a bot gives is checked and looked up as before.
--- enqueue_many passes a missing key on as NULL too, and takes each action's
--- id itself, so that it finds the actions whose keys the trigger made among
--- the inserted rows.
+-- The column's default is now chr(1), a key no bot can give (keys with
+-- control characters are refused): the trigger makes the random key for it
+-- and skips the lookup. A NULL key is still refused, since a bot's key
+-- expression that is NULL by mistake must not silently lose its idempotency;
+-- a key a bot gives is checked and looked up as before. enqueue_many passes
+-- a missing key on as chr(1) too, and takes each action's id itself, so that
+-- it finds the actions whose keys the trigger made among the inserted rows.
 
 -- +goose Up
-ALTER TABLE action ALTER COLUMN idempotency_key DROP DEFAULT;
+ALTER TABLE action ALTER COLUMN idempotency_key SET DEFAULT chr(1);
+COMMENT ON COLUMN action.idempotency_key IS
+    'unique per app; the default chr(1) means none given: the insert trigger makes a random key';
 
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION action_before_insert() RETURNS trigger
@@ -50,7 +53,11 @@ BEGIN
         PERFORM payload_error('state', 'and the other outcome columns are set by botq; leave them out');
     END IF;
     IF NEW.idempotency_key IS NULL THEN
-        -- No key given: a fresh one cannot be taken, so it is not looked up.
+        PERFORM payload_error('idempotency_key', 'must not be null (omit it to get a random key)', '23502');
+    END IF;
+    IF NEW.idempotency_key = chr(1) THEN
+        -- The column's default, no key given: a fresh one cannot be taken,
+        -- so it is not looked up.
         NEW.idempotency_key := gen_random_uuid()::text;
     ELSE
         IF char_length(NEW.idempotency_key) NOT BETWEEN 1 AND 255 OR NEW.idempotency_key ~ '[[:cntrl:]]' THEN
@@ -114,8 +121,8 @@ BEGIN
         RAISE EXCEPTION 'botq: % cannot enqueue as %', session_user, p_as USING ERRCODE = '42501';
     END IF;
     FOR i IN 1 .. n LOOP
-        IF keys[i] = '' THEN
-            keys[i] := NULL;
+        IF keys[i] IS NULL OR keys[i] = '' THEN
+            keys[i] := chr(1);
         END IF;
         IF p_created_by IS NOT NULL AND nullif(p_created_by[i], '') IS NOT NULL
            AND has_table_privilege(session_user, 'action', 'UPDATE') THEN
@@ -154,6 +161,7 @@ $$;
 
 -- +goose Down
 ALTER TABLE action ALTER COLUMN idempotency_key SET DEFAULT gen_random_uuid()::text;
+COMMENT ON COLUMN action.idempotency_key IS NULL;
 
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION action_before_insert() RETURNS trigger

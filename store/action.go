@@ -153,7 +153,7 @@ func hasEscapedNUL(b []byte) bool {
 
 const actionInsertSQL = `
 INSERT INTO botq.action (app_id, kind, payload, idempotency_key, lane, replay_of, created_by)
-SELECT a, k, p::jsonb, nullif(key, ''), nullif(l, ''), r, coalesce(nullif(c, ''), current_user)
+SELECT a, k, p::jsonb, coalesce(nullif(key, ''), chr(1)), nullif(l, ''), r, coalesce(nullif(c, ''), current_user)
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[])
      WITH ORDINALITY AS t(a, k, p, key, l, r, c, ord)
 ORDER BY ord
@@ -217,8 +217,9 @@ func (s *Store) ActionInsertMany(ctx context.Context, db DBTX, ps []ActionInsert
 			given[appKey{p.AppID, p.IdempotencyKey}] = true
 		}
 	}
-	// An action without a key got a fresh one from the insert trigger (which
-	// does not look fresh keys up), so it was inserted. Its id was taken in
+	// An action without a key is inserted with the column's default, chr(1),
+	// for which the insert trigger makes a fresh key without a lookup, so it
+	// was inserted. Its id was taken in
 	// the statement's order, so the keyless actions, in order, are the
 	// inserted rows whose key nobody gave, by id.
 	byKey := make(map[appKey]*Action, len(ps))
@@ -387,17 +388,25 @@ func (s *Store) ActionEnqueue(ctx context.Context, db DBTX, ps []ActionInsertPar
 	if err != nil {
 		return nil, mapError(err)
 	}
+	invisible := false
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Enqueued, error) {
 		var e Enqueued
-		err := r.Scan(&e.ID, &e.Existed)
+		var id *int64
+		err := r.Scan(&id, &e.Existed)
+		if id == nil {
+			invisible = true
+		} else {
+			e.ID = *id
+		}
 		return e, err
 	})
 	if err != nil {
 		return nil, mapError(err)
 	}
-	if len(out) != len(ps) {
+	if invisible || len(out) != len(ps) {
 		// A conflicting row belongs to a transaction this one cannot see
-		// (REPEATABLE READ or SERIALIZABLE started before it committed).
+		// (REPEATABLE READ or SERIALIZABLE started before it committed):
+		// enqueue_many finds no action for its key.
 		return nil, fmt.Errorf("%w: an idempotency key is taken by an action this transaction cannot see", ErrConflict)
 	}
 	return out, nil
