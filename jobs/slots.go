@@ -198,9 +198,7 @@ func (e *Executor) takeSlot(ctx context.Context, l *slotLease, limit int) (*slot
 	started := time.Now()
 	ok, err := e.cfg.Store.AppSlotRenew(dbCtx, e.cfg.Pool, l.appID, l.slot, l.holder, e.cfg.SlotLease)
 	if err != nil {
-		if rerr := e.cfg.Store.AppSlotRelease(dbCtx, e.cfg.Pool, l.appID, l.slot, l.holder, 0); rerr != nil {
-			e.cfg.Logger.Warn().Err(rerr).Str("app_id", l.appID).Msg("jobs: Releasing a concurrency slot failed; its lease will expire")
-		}
+		e.returnSlot(dbCtx, l, 0)
 		return nil, err
 	}
 	if !ok {
@@ -224,20 +222,25 @@ func (e *Executor) releaseSlot(ctx context.Context, l *slotLease) {
 	ctx = context.WithoutCancel(ctx)
 	handed := e.slots.handOver(l)
 	wake := max(0, slotBuffer+1-e.slots.count(l.appID))
-	var err error
-	switch {
-	case !handed:
-		err = e.cfg.Store.AppSlotRelease(ctx, e.cfg.Pool, l.appID, l.slot, l.holder, wake)
-		e.slots.signal(l.appID)
-	case wake > 0:
-		// The next call already runs; the waiters behind it are refilled.
-		err = e.cfg.Store.AppSlotWake(ctx, e.cfg.Pool, l.appID, wake)
+	if !handed {
+		e.returnSlot(ctx, l, wake)
+		return
 	}
-	if err != nil && handed {
-		e.cfg.Logger.Warn().Err(err).Str("app_id", l.appID).Msg("jobs: Waking jobs parked for a concurrency slot failed; the sweep wakes them")
-	} else if err != nil {
+	if wake > 0 {
+		// The next call already runs; the waiters behind it are refilled.
+		if err := e.cfg.Store.AppSlotWake(ctx, e.cfg.Pool, l.appID, wake); err != nil {
+			e.cfg.Logger.Warn().Err(err).Str("app_id", l.appID).Msg("jobs: Waking jobs parked for a concurrency slot failed; the sweep wakes them")
+		}
+	}
+}
+
+// returnSlot gives a lease back to the database, waking up to wake parked
+// jobs, and wakes this process's waiters to look for the freed slot.
+func (e *Executor) returnSlot(ctx context.Context, l *slotLease, wake int) {
+	if err := e.cfg.Store.AppSlotRelease(ctx, e.cfg.Pool, l.appID, l.slot, l.holder, wake); err != nil {
 		e.cfg.Logger.Warn().Err(err).Str("app_id", l.appID).Msg("jobs: Releasing a concurrency slot failed; its lease will expire")
 	}
+	e.slots.signal(l.appID)
 }
 
 // waitForSlot parks a job that got no slot (AppSlotWait); the worker then

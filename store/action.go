@@ -219,9 +219,8 @@ func (s *Store) ActionInsertMany(ctx context.Context, db DBTX, ps []ActionInsert
 	}
 	// An action without a key is inserted with the column's default, chr(1),
 	// for which the insert trigger makes a fresh key without a lookup, so it
-	// was inserted. Its id was taken in
-	// the statement's order, so the keyless actions, in order, are the
-	// inserted rows whose key nobody gave, by id.
+	// was inserted. Ids are taken in the statement's order, so the keyless
+	// actions, in order, are the inserted rows whose key nobody gave, by id.
 	byKey := make(map[appKey]*Action, len(ps))
 	var fresh []*Action
 	for _, a := range inserted {
