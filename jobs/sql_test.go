@@ -8,10 +8,13 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
+	"github.com/botq/botq/store"
 	"github.com/botq/botq/store/storetest"
 )
 
@@ -285,4 +288,34 @@ func TestKeylessInsertsAreNotLookedUp(t *testing.T) {
 	require.Empty(t, insert(`INSERT INTO %s.action (app_id, kind, payload, idempotency_key) VALUES ($1, 'respond', $2, 'bot-key') RETURNING idempotency_key`, appID, payload),
 		"a known key is skipped")
 	require.Equal(t, int64(2), lookups(), "a given key is looked up")
+}
+
+// An SQL insert wakes River's producers: the enqueue trigger sends River's
+// insert notification when the current 10 ms bucket has not had one (the
+// check comes before any query, migration 00014). Were the check wrong, no
+// insert would ever notify and pickup would wait for River's poll.
+func TestSQLInsertNotifiesRiver(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	schema, pool := storetest.NewSchema(t, 4)
+	s, err := store.New(schema)
+	require.NoError(t, err)
+	appID := storetest.App(ctx, t, s, pool, nil)
+	listener, err := pool.Acquire(ctx)
+	require.NoError(t, err)
+	defer listener.Release()
+	_, err = listener.Exec(ctx, `LISTEN `+pgx.Identifier{schema + ".river_insert"}.Sanitize())
+	require.NoError(t, err)
+
+	for i := range 3 {
+		time.Sleep(20 * time.Millisecond) // a bucket of its own
+		_, err := pool.Exec(ctx, fmt.Sprintf(`INSERT INTO %s.action (app_id, kind, payload) VALUES ($1, 'respond', $2)`, schema),
+			appID, fmt.Sprintf(`{"coordinate":{"companyKey":"acme","networkKey":"facebook","externalId":"p1"},"author":{"id":"notify-%d"},"text":"hi"}`, i))
+		require.NoError(t, err)
+		wait, cancel := context.WithTimeout(ctx, 2*time.Second)
+		n, err := listener.Conn().WaitForNotification(wait)
+		cancel()
+		require.NoError(t, err, "insert %d sent no notification", i)
+		require.JSONEq(t, `{"queue": "botq"}`, n.Payload)
+	}
 }
