@@ -109,7 +109,24 @@ type Config struct {
 type Observer interface {
 	// CallDone reports one Bot v3 call.
 	CallDone(appID, kind string, outcome store.AttemptOutcome, status int, d time.Duration)
+	// PhaseDone reports how long one job execution spent in phase.
+	PhaseDone(phase Phase, d time.Duration)
 }
+
+// Phase is a part of a job execution, other than its Bot v3 call, that holds
+// one of River's workers: under load these, not the call, can be most of it.
+type Phase string
+
+const (
+	// PhasePickup is from River's fetch of the job (its attempted_at, by
+	// Postgres' clock) to the worker starting it.
+	PhasePickup Phase = "pickup"
+	// PhaseLoad is the worker waiting for its action and app to load.
+	PhaseLoad Phase = "load"
+	// PhaseResult is the worker waiting for its result to commit: the job's
+	// worker is not free before.
+	PhaseResult Phase = "result"
+)
 
 // Executor executes actions. Register its worker with a River client, and
 // Start it before the client and Stop it after.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -283,4 +284,50 @@ func TestJobWithoutActionIsCancelled(t *testing.T) {
 		require.NoError(t, env.Pool.QueryRow(env.Ctx, fmt.Sprintf(`SELECT state::text FROM %s.river_job WHERE id = $1`, env.Schema), orphan).Scan(&state))
 		return state == "cancelled"
 	}, 10*time.Second, 20*time.Millisecond)
+}
+
+// phaseRecorder is a jobs.Observer that keeps what it is told.
+type phaseRecorder struct {
+	mu     sync.Mutex
+	calls  int
+	phases map[jobs.Phase][]time.Duration
+}
+
+func (r *phaseRecorder) CallDone(string, string, store.AttemptOutcome, int, time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls++
+}
+
+func (r *phaseRecorder) PhaseDone(p jobs.Phase, d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.phases[p] = append(r.phases[p], d)
+}
+
+// Every execution reports the parts of its time on its worker besides the
+// call: pickup, load and the wait for its result's commit (the metrics'
+// botq_job_phase_seconds).
+func TestExecutorReportsPhases(t *testing.T) {
+	t.Parallel()
+	rec := &phaseRecorder{phases: map[jobs.Phase][]time.Duration{}}
+	env := jobstest.Start(t, jobstest.Options{Sim: sim.Options{Seed: 11}, Observer: rec})
+	var ids []int64
+	for i := range 3 {
+		ids = append(ids, env.Enqueue(t, jobs.Action{AppID: "app-1", Kind: jobs.KindRespond, Payload: jobstest.Payload(jobs.KindRespond, fmt.Sprintf("phases-%d", i))}))
+	}
+	env.WaitStates(t, ids, 10*time.Second, store.ActionSent, store.ActionSucceeded)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	require.Equal(t, 3, rec.calls)
+	for _, p := range []jobs.Phase{jobs.PhasePickup, jobs.PhaseLoad, jobs.PhaseResult} {
+		require.Len(t, rec.phases[p], 3, "phase %s", p)
+		for _, d := range rec.phases[p] {
+			require.GreaterOrEqual(t, d, time.Duration(0), "phase %s", p)
+			require.Less(t, d, 10*time.Second, "phase %s", p)
+		}
+	}
+	for _, d := range append(rec.phases[jobs.PhaseLoad], rec.phases[jobs.PhaseResult]...) {
+		require.Positive(t, d, "a load and a commit take time")
+	}
 }

@@ -55,12 +55,17 @@ func jobEnd(jobID int64, state rivertype.JobState, errData []byte) *store.JobEnd
 }
 
 func (e *Executor) work(ctx context.Context, job *river.Job[ActionArgs]) error {
+	started := time.Now()
+	if job.AttemptedAt != nil {
+		e.phaseDone(PhasePickup, started.Sub(*job.AttemptedAt))
+	}
 	kind := strings.TrimPrefix(job.Kind, riverKindPrefix)
 	spec, ok := kinds[kind]
 	if !ok {
 		return river.JobCancel(fmt.Errorf("unknown action kind %q", kind))
 	}
 	item, err := e.loader.load(ctx, store.WorkKey{ActionID: job.Args.ActionID, JobID: job.ID, JobAttempt: job.Attempt})
+	e.phaseDone(PhaseLoad, time.Since(started))
 	if errors.Is(err, store.ErrNotFound) {
 		return river.JobCancel(fmt.Errorf("action %d does not exist", job.Args.ActionID))
 	}
@@ -243,7 +248,7 @@ func (e *Executor) notSent(job *river.Job[ActionArgs], err error) error {
 
 // finish writes the result and returns what River should do with the job.
 func (e *Executor) finish(r *result, v verdict) error {
-	if err := e.writer.submit(r); err != nil {
+	if err := e.submit(r); err != nil {
 		return fmt.Errorf("%w: %v", errResultNotSaved, err)
 	}
 	switch {
@@ -255,12 +260,28 @@ func (e *Executor) finish(r *result, v verdict) error {
 	return nil
 }
 
+// submit hands r to the result writer and waits for its commit.
+func (e *Executor) submit(r *result) error {
+	start := time.Now()
+	err := e.writer.submit(r)
+	e.phaseDone(PhaseResult, time.Since(start))
+	return err
+}
+
+// phaseDone reports a phase to the observer. A negative pickup (Postgres'
+// clock ahead of this machine's) is reported as zero.
+func (e *Executor) phaseDone(p Phase, d time.Duration) {
+	if o := e.cfg.Observer; o != nil {
+		o.PhaseDone(p, max(d, 0))
+	}
+}
+
 // unauthorized handles a 401: the attempt is recorded without using one of
 // the job's attempts; then the token is reloaded or refreshed once, and if
 // that fails the app is paused (with an event) instead of burning attempts.
 func (e *Executor) unauthorized(ctx context.Context, job *river.Job[ActionArgs], item *store.WorkItem, r *result) error {
 	app := item.App
-	if err := e.writer.submit(r); err != nil {
+	if err := e.submit(r); err != nil {
 		return fmt.Errorf("%w: %v", errResultNotSaved, err)
 	}
 	if e.cfg.Apps.External(app.ID) {

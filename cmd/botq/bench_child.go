@@ -52,6 +52,8 @@ type benchChildResult struct {
 	// VmHWMMB is the child's peak RSS (VmHWM) when the drain ended.
 	VmHWMMB   float64 `json:"vmhwm_mb"`
 	PeakRSSMB float64 `json:"peak_rss_mb"`
+	// PhaseMS is the mean time per job of each jobs.Phase (botq only).
+	PhaseMS map[string]float64 `json:"phase_ms,omitempty"`
 }
 
 func (r *benchChildResult) rate() float64 { return float64(r.Completed) / r.Seconds }
@@ -194,6 +196,7 @@ func childBotq(ctx context.Context, spec benchChildSpec, stderr io.Writer) (*ben
 		}
 	}
 	res.VmHWMMB = vmHWM()
+	res.PhaseMS = phaseMeans(m.Metrics)
 	writeHeap(spec)
 	cancel()
 	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {

@@ -19,6 +19,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivermigrate"
@@ -619,4 +621,33 @@ func (b *bench) profile(scenario string) func() {
 			_ = f.Close()
 		})
 	}
+}
+
+// phaseMeans returns the mean time per job execution of each jobs.Phase
+// that m recorded, in ms, since the process started (warm-up included).
+func phaseMeans(m *Metrics) map[string]float64 {
+	out := map[string]float64{}
+	for _, p := range []jobs.Phase{jobs.PhasePickup, jobs.PhaseLoad, jobs.PhaseResult} {
+		var d dto.Metric
+		if err := m.phases.WithLabelValues(string(p)).(prometheus.Metric).Write(&d); err != nil {
+			continue
+		}
+		if h := d.GetHistogram(); h.GetSampleCount() > 0 {
+			out[string(p)] = h.GetSampleSum() / float64(h.GetSampleCount()) * 1000
+		}
+	}
+	return out
+}
+
+// recordPhases puts the phases of a botq run in details and the log: where
+// a job's time on its worker went besides its call.
+func (b *bench) recordPhases(name string, details map[string]any, m *Metrics) {
+	ph := phaseMeans(m)
+	details["phase_ms"] = ph
+	b.logPhases(name, ph)
+}
+
+func (b *bench) logPhases(name string, ph map[string]float64) {
+	b.logf("%s: per job, pickup %.2f ms, load %.2f ms, waiting for the result %.2f ms", name,
+		ph[string(jobs.PhasePickup)], ph[string(jobs.PhaseLoad)], ph[string(jobs.PhaseResult)])
 }

@@ -349,6 +349,7 @@ func (b *bench) botqSteady(ctx context.Context, sc *benchScenario, roles RolesCo
 		completed: b.attemptsDone,
 		produce:   func(ctx context.Context) error { return produce(ctx, run, &enqueued) },
 	})
+	b.recordPhases(sc.Name, sc.Details, run.m.Metrics)
 	if stopErr := run.stop(); err == nil {
 		err = stopErr
 	}
@@ -624,6 +625,9 @@ func (b *bench) drainFigures(key, what string, res *benchChildResult, enqueueRat
 	}
 	b.figure(benchFigure{Key: key + ".enqueue_rate", Scenario: key, Label: what + " " + verb + "/s, no workers running", Value: fptr(enqueueRate), Unit: "/s"})
 	b.logf("%s: %d %s in %.1fs = %.0f/s, peak RSS %.0f MB", key, res.Completed, what, res.Seconds, res.rate(), res.PeakRSSMB)
+	if res.PhaseMS != nil {
+		b.logPhases(key, res.PhaseMS)
+	}
 }
 
 // paced enqueues rate actions per second for d by SQL INSERT from the SQL
@@ -1073,6 +1077,7 @@ func (b *bench) slowRun(ctx context.Context, sc *benchScenario, name string, app
 	if res.completed >= int64(total) {
 		return 0, nil, fmt.Errorf("%s: the backlog (%d) ran out before the window ended", name, total)
 	}
+	b.recordPhases("slow "+name, sub.Details, run.m.Metrics)
 	sub.Details["backlogs"] = backlogs
 	sub.Details["apps"] = fmt.Sprint(apps)
 	sub.Details["rates"] = rates

@@ -28,6 +28,7 @@ type Metrics struct {
 
 	attempts        *prometheus.CounterVec
 	latency         *prometheus.HistogramVec
+	phases          *prometheus.HistogramVec
 	reconcilerCalls *prometheus.CounterVec
 	settled         *prometheus.CounterVec
 	settleLag       prometheus.Histogram
@@ -55,6 +56,11 @@ func NewMetrics(db store.DBTX, s *store.Store, logger zerolog.Logger) *Metrics {
 			Help:    "Latency of Bot v3 calls, by caller (worker, reconciler) and operation (action kind or reconciler op).",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 20},
 		}, []string{"source", "op"}),
+		phases: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "botq_job_phase_seconds",
+			Help:    "Time a job execution holds its River worker besides its Bot v3 call, by phase: pickup (River's fetch to the worker starting), load (the action and app), result (the result's commit).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"phase"}),
 		reconcilerCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "botq_reconciler_calls_total",
 			Help: "Bot v3 calls the reconciler made, by app, operation (list, get, health, token_refresh) and HTTP status.",
@@ -69,7 +75,7 @@ func NewMetrics(db store.DBTX, s *store.Store, logger zerolog.Logger) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.5, 2, 14),
 		}),
 	}
-	m.reg.MustRegister(m.attempts, m.latency, m.reconcilerCalls, m.settled, m.settleLag,
+	m.reg.MustRegister(m.attempts, m.latency, m.phases, m.reconcilerCalls, m.settled, m.settleLag,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&dbCollector{db: db, s: s, logger: logger, ttl: metricsCacheTTL})
 	return m
@@ -91,6 +97,11 @@ func statusLabel(status int) string {
 func (m *Metrics) CallDone(appID, kind string, outcome store.AttemptOutcome, status int, d time.Duration) {
 	m.attempts.WithLabelValues(appID, kind, string(outcome), statusLabel(status)).Inc()
 	m.latency.WithLabelValues("worker", kind).Observe(d.Seconds())
+}
+
+// PhaseDone implements jobs.Observer.
+func (m *Metrics) PhaseDone(phase jobs.Phase, d time.Duration) {
+	m.phases.WithLabelValues(string(phase)).Observe(d.Seconds())
 }
 
 // Call implements reconciler.Observer.

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/botq/botq/jobs"
 	"github.com/botq/botq/store"
 	"github.com/botq/botq/store/storetest"
 )
@@ -148,8 +149,10 @@ func TestSurfacesBehindAPIKeys(t *testing.T) {
 
 	// Counters appear once something is observed.
 	m.Metrics.CallDone("app-x", "respond", "ok", 202, 30*time.Millisecond)
+	m.Metrics.PhaseDone(jobs.PhaseResult, 4*time.Millisecond)
 	_, body = send(t, "GET", base+"/metrics", bearerKey(testKeyAuditor), "")
-	for _, name := range []string{"botq_metrics_db_up 1", "botq_botapi_request_duration_seconds_bucket", "go_goroutines"} {
+	for _, name := range []string{"botq_metrics_db_up 1", "botq_botapi_request_duration_seconds_bucket", "go_goroutines",
+		`botq_job_phase_seconds_bucket{phase="result",le="0.005"} 1`} {
 		require.Contains(t, body, name)
 	}
 	require.Contains(t, body, `botq_attempts_total{app="app-x",kind="respond",outcome="ok",status="202"} 1`)

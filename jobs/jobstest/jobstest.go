@@ -38,6 +38,8 @@ type Options struct {
 	NoWorkers bool
 	// Configure edits the River config before the client is built.
 	Configure func(*river.Config)
+	// Observer receives the executor's measurements.
+	Observer jobs.Observer
 }
 
 // Env is a running botq execution path.
@@ -103,7 +105,7 @@ func Start(t testing.TB, opts Options) *Env {
 	}
 	env.Executor, err = jobs.NewExecutor(jobs.Config{
 		Pool: pool, Store: s, Apps: env.Apps, Logger: zerolog.Nop(), Retry: opts.Retry,
-		PausedRecheck: 500 * time.Millisecond,
+		PausedRecheck: 500 * time.Millisecond, Observer: opts.Observer,
 	})
 	if err != nil {
 		t.Fatal(err)
