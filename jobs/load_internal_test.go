@@ -16,16 +16,14 @@ import (
 // its job's deadline.
 func TestLoaderRefusesAfterStop(t *testing.T) {
 	t.Parallel()
-	schema, pool := storetest.NewSchema(t, 2)
-	s, err := store.New(schema)
-	require.NoError(t, err)
+	_, pool, s := storetest.NewStore(t, 2)
 	l := newLoader(pool, s, 0)
 	stop := make(chan struct{})
 	go l.run(stop)
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_, err = l.load(ctx, store.WorkKey{ActionID: -1, JobID: 1, JobAttempt: 1})
+	_, err := l.load(ctx, store.WorkKey{ActionID: -1, JobID: 1, JobAttempt: 1})
 	require.ErrorIs(t, err, store.ErrNotFound, "the loader answers while running")
 
 	close(stop)

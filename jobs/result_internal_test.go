@@ -9,7 +9,6 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
-	"github.com/botq/botq/store"
 	"github.com/botq/botq/store/storetest"
 )
 
@@ -19,9 +18,7 @@ import (
 func TestResultWriterReplacesKilledConnection(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	schema, pool := storetest.NewSchema(t, 4)
-	s, err := store.New(schema)
-	require.NoError(t, err)
+	_, pool, s := storetest.NewStore(t, 4)
 	w := newResultWriter(pool, s, zerolog.Nop(), 0)
 	defer w.releaseConn()
 

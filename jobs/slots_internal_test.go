@@ -9,7 +9,6 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
-	"github.com/botq/botq/store"
 	"github.com/botq/botq/store/storetest"
 )
 
@@ -22,9 +21,7 @@ import (
 func TestSlotHandedToWaitingWorker(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	schema, pool := storetest.NewSchema(t, 4)
-	s, err := store.New(schema)
-	require.NoError(t, err)
+	schema, pool, s := storetest.NewStore(t, 4)
 	app := storetest.App(ctx, t, s, pool, nil)
 	setLimit := func(n int) {
 		_, err := pool.Exec(ctx, fmt.Sprintf(`UPDATE %s.app SET concurrency_limit = $2 WHERE id = $1`, schema), app, n)

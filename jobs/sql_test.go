@@ -14,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
-	"github.com/botq/botq/store"
 	"github.com/botq/botq/store/storetest"
 )
 
@@ -297,9 +296,7 @@ func TestKeylessInsertsAreNotLookedUp(t *testing.T) {
 func TestSQLInsertNotifiesRiver(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	schema, pool := storetest.NewSchema(t, 4)
-	s, err := store.New(schema)
-	require.NoError(t, err)
+	schema, pool, s := storetest.NewStore(t, 4)
 	appID := storetest.App(ctx, t, s, pool, nil)
 	listener, err := pool.Acquire(ctx)
 	require.NoError(t, err)

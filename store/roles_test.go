@@ -52,9 +52,7 @@ func (e *roleEnv) loginAs(t *testing.T, group string) (*pgx.Conn, string) {
 func setupRoles(t *testing.T) *roleEnv {
 	t.Helper()
 	ctx := context.Background()
-	schema, pool := storetest.NewSchema(t, 2)
-	s, err := store.New(schema)
-	require.NoError(t, err)
+	schema, pool, s := storetest.NewStore(t, 2)
 	owner, err := pgx.Connect(ctx, storetest.DatabaseURL(t))
 	require.NoError(t, err)
 

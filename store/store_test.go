@@ -277,9 +277,7 @@ func (noopArgs) Kind() string { return "test_noop" }
 func TestActionAndRiverInsertShareTransaction(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	schema, pool := storetest.NewSchema(t, 4)
-	s, err := store.New(schema)
-	require.NoError(t, err)
+	schema, pool, s := storetest.NewStore(t, 4)
 	appID := storetest.App(ctx, t, s, pool, nil)
 	client, err := river.NewClient(riverpgxv5.New(nil), &river.Config{Schema: schema})
 	require.NoError(t, err)
@@ -487,9 +485,7 @@ func TestLanesAdvanceInOneStatement(t *testing.T) {
 func TestLaneFollowerCancelledWhileHeadFinishes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	schema, pool := storetest.NewSchema(t, 4)
-	s, err := store.New(schema)
-	require.NoError(t, err)
+	schema, pool, s := storetest.NewStore(t, 4)
 	app := storetest.App(ctx, t, s, pool, nil)
 
 	for _, how := range []string{"sql", "ActionCancel"} {

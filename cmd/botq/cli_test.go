@@ -42,9 +42,7 @@ type cliBundle struct {
 
 func setupCLI(t *testing.T) *cliBundle {
 	t.Helper()
-	schema, pool := storetest.NewSchema(t, 2)
-	s, err := store.New(schema)
-	require.NoError(t, err)
+	schema, pool, s := storetest.NewStore(t, 2)
 	simSrv := sim.New(sim.Options{Seed: 1})
 	hs := httptest.NewServer(simSrv)
 	t.Cleanup(func() {

@@ -74,11 +74,7 @@ func Start(t testing.TB, opts Options) *Env {
 	if len(opts.Apps) == 0 {
 		opts.Apps = []string{"app-1"}
 	}
-	schema, pool := storetest.NewSchema(t, opts.MaxConns)
-	s, err := store.New(schema)
-	if err != nil {
-		t.Fatal(err)
-	}
+	schema, pool, s := storetest.NewStore(t, opts.MaxConns)
 	simSrv := sim.New(opts.Sim)
 	hs := httptest.NewServer(simSrv)
 	t.Cleanup(func() {

@@ -238,6 +238,17 @@ func NewSchema(tb testing.TB, maxConns int32) (string, *pgxpool.Pool) {
 	return schema, pool
 }
 
+// NewStore is NewSchema with a Store for the schema.
+func NewStore(tb testing.TB, maxConns int32) (string, *pgxpool.Pool, *store.Store) {
+	tb.Helper()
+	schema, pool := NewSchema(tb, maxConns)
+	s, err := store.New(schema)
+	if err != nil {
+		tb.Fatalf("store for schema %s: %v", schema, err)
+	}
+	return schema, pool, s
+}
+
 // AppOpts customise App; zero values get defaults.
 type AppOpts struct {
 	ID      string
