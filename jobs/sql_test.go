@@ -247,15 +247,11 @@ func TestKeylessInsertsAreNotLookedUp(t *testing.T) {
 		return n
 	}
 	payload := `{` + conv + `,"text":"hi"}`
-	insert := func(sql string, args ...any) (keys []string) {
+	insert := func(sql string, args ...any) []string {
 		rows, err := tx.Query(ctx, fmt.Sprintf(sql, s.Schema()), args...)
 		require.NoError(t, err)
-		for rows.Next() {
-			var k string
-			require.NoError(t, rows.Scan(&k))
-			keys = append(keys, k)
-		}
-		require.NoError(t, rows.Err())
+		keys, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
 		return keys
 	}
 
