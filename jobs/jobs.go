@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -100,6 +101,11 @@ type Config struct {
 	// MaxBatch bounds the results committed in one transaction, and the
 	// actions loaded in one query (default 500).
 	MaxBatch int
+	// ResultRetry is how long a job waits before it runs again when its
+	// worker went before its result committed (see errHandedOff) and the
+	// commit then failed (default 1m). It must exceed the time the writer
+	// takes to retry a failed batch, 30s at most.
+	ResultRetry time.Duration
 	// Observer receives measurements (metrics); nil for none.
 	Observer Observer
 }
@@ -123,8 +129,10 @@ const (
 	PhasePickup Phase = "pickup"
 	// PhaseLoad is the worker waiting for its action and app to load.
 	PhaseLoad Phase = "load"
-	// PhaseResult is the worker waiting for its result to commit: the job's
-	// worker is not free before.
+	// PhaseResult is the worker waiting for its result to be written: for a
+	// job its result ends (completes, cancels, discards or parks), until the
+	// job's new state is written in the result's transaction; otherwise until
+	// the commit.
 	PhaseResult Phase = "result"
 )
 
@@ -136,6 +144,9 @@ type Executor struct {
 	loader *loader
 	slots  slotWaiters
 	stop   chan struct{}
+	// handedOff holds the jobs whose workers returned errHandedOff, for
+	// NextRetry.
+	handedOff sync.Map
 }
 
 // NewExecutor returns an Executor.
@@ -155,6 +166,9 @@ func NewExecutor(cfg Config) (*Executor, error) {
 	}
 	if cfg.PausedRecheck <= 0 {
 		cfg.PausedRecheck = 30 * time.Second
+	}
+	if cfg.ResultRetry <= 0 {
+		cfg.ResultRetry = time.Minute
 	}
 	if cfg.SlotMaxWait <= 0 {
 		cfg.SlotMaxWait = 500 * time.Millisecond

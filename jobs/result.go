@@ -29,12 +29,17 @@ type result struct {
 	// extra runs in the same transaction (token updates, events).
 	extra func(ctx context.Context, tx pgx.Tx) error
 
-	done chan error
+	// early lets the worker go once the job's new state is written, before
+	// the commit (see errHandedOff); released records that it went.
+	early    bool
+	released bool
+	done     chan error
 }
 
 // resultWriter commits results in batches: while one transaction commits, the
 // next batch gathers, as River's own completer batches completions. No
-// worker hears its result is saved before the commit.
+// worker hears its result is saved before the commit, except one whose job
+// has left `running` in the batch's transaction (see errHandedOff).
 type resultWriter struct {
 	pool     *pgxpool.Pool
 	store    *store.Store
@@ -138,7 +143,8 @@ func (w *resultWriter) releaseConn() {
 	}
 }
 
-// submit hands a result to the writer and waits until it is committed. It
+// submit hands a result to the writer and waits until it is committed, or
+// for an early result until its job's new state is written. It
 // does not give up when ctx ends: the call it records has happened, and its
 // record must not be lost because the job's own deadline passed.
 func (w *resultWriter) submit(r *result) error {
@@ -155,7 +161,7 @@ func (w *resultWriter) commit(batch []*result) {
 	err := w.inTx(ctx, func(tx pgx.Tx) error { return w.write(ctx, tx, batch) })
 	if err == nil || len(batch) == 1 {
 		for _, r := range batch {
-			r.done <- err
+			w.done(r, err)
 		}
 		return
 	}
@@ -163,8 +169,22 @@ func (w *resultWriter) commit(batch []*result) {
 	// fail the others: write each alone.
 	w.logger.Warn().Err(err).Int("batch", len(batch)).Msg("jobs: Batch of results failed; writing them one by one")
 	for _, r := range batch {
-		r.done <- w.inTx(ctx, func(tx pgx.Tx) error { return w.write(ctx, tx, []*result{r}) })
+		w.done(r, w.inTx(ctx, func(tx pgx.Tx) error { return w.write(ctx, tx, []*result{r}) }))
 	}
+}
+
+// done tells r's worker the outcome of its result, once: a worker released
+// early hears nothing more, and a failure after its release is logged.
+func (w *resultWriter) done(r *result, err error) {
+	if r.released {
+		if err != nil {
+			w.logger.Warn().Err(err).Int64("action_id", r.attempt.ActionID).Int64("job_id", r.job.ID).
+				Msg("jobs: A result was not recorded; its job runs again later")
+		}
+		return
+	}
+	r.released = true
+	r.done <- err
 }
 
 func (w *resultWriter) write(ctx context.Context, tx pgx.Tx, batch []*result) error {
@@ -182,7 +202,22 @@ func (w *resultWriter) write(ctx context.Context, tx pgx.Tx, batch []*result) er
 			ends = append(ends, *r.job)
 		}
 	}
-	if err := w.store.ResultRecord(ctx, tx, attempts, requests, ends); err != nil {
+	if len(ends) > 0 {
+		if err := w.store.JobsEnd(ctx, tx, ends); err != nil {
+			return err
+		}
+		// The jobs are locked and out of `running` in this transaction:
+		// River's completer, which runs once a worker returns, waits for
+		// its commit and then finds nothing to do; if it rolls back, River
+		// makes the job retryable (the worker returned an error), and not
+		// completed. So workers that may go do not wait for the rest.
+		for _, r := range batch {
+			if r.early {
+				w.done(r, nil)
+			}
+		}
+	}
+	if err := w.store.ResultRecord(ctx, tx, attempts, requests); err != nil {
 		return err
 	}
 	for _, r := range batch {

@@ -24,8 +24,12 @@ type actionWorker struct {
 	e *Executor
 }
 
-// NextRetry applies the kind's retry policy.
+// NextRetry applies the kind's retry policy, or ResultRetry to a job whose
+// worker handed off its result (errHandedOff).
 func (w *actionWorker) NextRetry(job *river.Job[ActionArgs]) time.Time {
+	if _, ok := w.e.handedOff.LoadAndDelete(job.ID); ok {
+		return time.Now().Add(w.e.cfg.ResultRetry)
+	}
 	p, ok := w.e.cfg.Retry[strings.TrimPrefix(job.Kind, riverKindPrefix)]
 	if !ok {
 		p = DefaultRetryPolicy
@@ -45,8 +49,8 @@ func errData(job *river.Job[ActionArgs], msg string) []byte {
 
 // jobEnd is the River job's new state written with a result: finalized
 // unless it is parked (pending), with errData added to its errors when given.
-func jobEnd(jobID int64, state rivertype.JobState, errData []byte) *store.JobEnd {
-	end := &store.JobEnd{ID: jobID, State: string(state), ErrData: errData}
+func jobEnd(job *river.Job[ActionArgs], state rivertype.JobState, errData []byte) *store.JobEnd {
+	end := &store.JobEnd{ID: job.ID, Attempt: job.Attempt, State: string(state), ErrData: errData}
 	if state != rivertype.JobStatePending {
 		now := time.Now()
 		end.FinalizedAt = &now
@@ -99,7 +103,7 @@ func (e *Executor) work(ctx context.Context, job *river.Job[ActionArgs]) error {
 		base.Error = reason
 		base.NewState = store.ActionUnknown
 		base.LastError = &reason
-		return e.finish(&result{attempt: base, job: jobEnd(job.ID, rivertype.JobStatePending, nil)}, verdict{outcome: store.OutcomeUnknown})
+		return e.finish(job, &result{attempt: base, job: jobEnd(job, rivertype.JobStatePending, nil)}, verdict{outcome: store.OutcomeUnknown})
 	}
 
 	now := time.Now()
@@ -212,14 +216,14 @@ func (e *Executor) work(ctx context.Context, job *river.Job[ActionArgs]) error {
 	case v.unauthorized:
 		return e.unauthorized(ctx, job, item, r)
 	case v.outcome == store.OutcomeOK:
-		r.job = jobEnd(job.ID, rivertype.JobStateCompleted, nil)
+		r.job = jobEnd(job, rivertype.JobStateCompleted, nil)
 		r.extra = e.tokenEffects(kind, app.ID, a.ID, okb, base.RequestID)
 	case v.outcome == store.OutcomeCancel:
-		r.job = jobEnd(job.ID, rivertype.JobStateCancelled, errData(job, v.reason))
+		r.job = jobEnd(job, rivertype.JobStateCancelled, errData(job, v.reason))
 	case v.outcome == store.OutcomeRetry && v.state == store.ActionFailed:
-		r.job = jobEnd(job.ID, rivertype.JobStateDiscarded, errData(job, v.reason))
+		r.job = jobEnd(job, rivertype.JobStateDiscarded, errData(job, v.reason))
 	case v.outcome == store.OutcomeUnknown:
-		r.job = jobEnd(job.ID, rivertype.JobStatePending, nil)
+		r.job = jobEnd(job, rivertype.JobStatePending, nil)
 	}
 	if v.throttle > 0 {
 		until := time.Now().Add(v.throttle)
@@ -228,7 +232,7 @@ func (e *Executor) work(ctx context.Context, job *river.Job[ActionArgs]) error {
 			return e.cfg.Store.AppThrottle(ctx, tx, appID, until)
 		})
 	}
-	return e.finish(r, v)
+	return e.finish(job, r, v)
 }
 
 // notSentRetry is how soon a job that failed before its call tries again.
@@ -247,11 +251,20 @@ func (e *Executor) notSent(job *river.Job[ActionArgs], err error) error {
 }
 
 // finish writes the result and returns what River should do with the job.
-func (e *Executor) finish(r *result, v verdict) error {
+func (e *Executor) finish(job *river.Job[ActionArgs], r *result, v verdict) error {
+	// On its last attempt River would discard the job on an error, so its
+	// worker waits for the commit.
+	r.early = r.job != nil && job.Attempt < job.MaxAttempts
+	if r.early {
+		e.handedOff.Store(job.ID, struct{}{})
+	}
 	if err := e.submit(r); err != nil {
+		e.handedOff.Delete(job.ID)
 		return fmt.Errorf("%w: %v", errResultNotSaved, err)
 	}
 	switch {
+	case r.early:
+		return errHandedOff
 	case v.outcome == store.OutcomeSnooze:
 		return river.JobSnooze(v.snooze)
 	case v.outcome == store.OutcomeRetry && r.job == nil:
@@ -260,7 +273,8 @@ func (e *Executor) finish(r *result, v verdict) error {
 	return nil
 }
 
-// submit hands r to the result writer and waits for its commit.
+// submit hands r to the result writer and waits until it is written (see
+// result.early).
 func (e *Executor) submit(r *result) error {
 	start := time.Now()
 	err := e.writer.submit(r)

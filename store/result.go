@@ -51,14 +51,6 @@ WITH input AS (
 		state = CASE WHEN botq.request.state = 'PENDING' THEN EXCLUDED.state ELSE botq.request.state END,
 		finalized_at = CASE WHEN botq.request.state = 'PENDING' THEN EXCLUDED.finalized_at ELSE botq.request.finalized_at END
 	RETURNING 1
-), job AS (
-	UPDATE botq.river_job j
-	SET state = e.state::botq.river_job_state,
-	    finalized_at = coalesce(e.finalized_at, j.finalized_at),
-	    errors = CASE WHEN e.err IS NULL THEN j.errors ELSE array_append(j.errors, e.err::jsonb) END
-	FROM unnest($22::bigint[], $23::text[], $24::timestamptz[], $25::text[]) AS e(id, state, finalized_at, err)
-	WHERE j.id = e.id AND j.state = 'running'
-	RETURNING 1
 )
 SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM att), (SELECT count(*) FROM req)`
 
@@ -66,6 +58,7 @@ SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM att), (SELECT count(*) FR
 // completer, it changes only a job that is still running.
 type JobEnd struct {
 	ID          int64
+	Attempt     int
 	State       string // a river_job_state: completed, cancelled, discarded or pending
 	FinalizedAt *time.Time
 	ErrData     []byte // one element of the job's errors (JSON), or nil
@@ -76,7 +69,7 @@ type JobEnd struct {
 // RequestUpsert for one of each); db must be a transaction. An action that does not exist makes it fail with ErrNotFound; a
 // move the state machine refuses, with ErrIllegalTransition. The request
 // params' Origin, Details and Payload are not used: calls make BOT records.
-func (s *Store) ResultRecord(ctx context.Context, db DBTX, attempts []*AttemptRecordParams, requests []*RequestUpsertParams, jobs []JobEnd) error {
+func (s *Store) ResultRecord(ctx context.Context, db DBTX, attempts []*AttemptRecordParams, requests []*RequestUpsertParams) error {
 	n := len(attempts)
 	var (
 		actionIDs  = make([]int64, n)
@@ -116,31 +109,55 @@ func (s *Store) ResultRecord(ctx context.Context, db DBTX, attempts []*AttemptRe
 	for i, r := range requests {
 		rIDs[i], rApps[i], rActions[i], rStates[i], rStatus[i], rNext[i] = r.RequestID, r.AppID, r.ActionID, string(r.State), int32(r.HTTPStatus), r.NextCheckAt
 	}
-	var (
-		jIDs    = make([]int64, len(jobs))
-		jStates = make([]string, len(jobs))
-		jFinal  = make([]*time.Time, len(jobs))
-		jErrs   = make([]*string, len(jobs))
-	)
-	for i, j := range jobs {
-		jIDs[i], jStates[i], jFinal[i] = j.ID, j.State, j.FinalizedAt
-		if j.ErrData != nil {
-			e := string(j.ErrData)
-			jErrs[i] = &e
-		}
-	}
 	// The update's trigger locks the lanes of the heads it finished in one
 	// statement, in the order the enqueue triggers lock lanes in, so a batch
 	// and an enqueue never wait for each other in a circle.
 	row := db.QueryRow(ctx, s.q(resultRecordSQL),
 		actionIDs, jobIDs, jobAtt, started, durations, sent, statuses, reqIDs, outcomes, errs, states, setLastErr, lastErrs, excerpts, workers,
-		rIDs, rApps, rActions, rStates, rStatus, rNext, jIDs, jStates, jFinal, jErrs)
+		rIDs, rApps, rActions, rStates, rStatus, rNext)
 	var updated, inserted, upserted int
 	if err := row.Scan(&updated, &inserted, &upserted); err != nil {
 		return fmt.Errorf("record %d results: %w", n, mapError(err))
 	}
 	if updated != n || inserted != n {
 		return fmt.Errorf("record %d results: %d of their actions exist: %w", n, updated, ErrNotFound)
+	}
+	return nil
+}
+
+const jobsEndSQL = `
+UPDATE botq.river_job j
+SET state = e.state::botq.river_job_state,
+    finalized_at = coalesce(e.finalized_at, j.finalized_at),
+    errors = CASE
+        WHEN j.state = 'retryable' AND e.err IS NULL THEN nullif(j.errors[:cardinality(j.errors)-1], '{}')
+        WHEN j.state = 'retryable' THEN j.errors[:cardinality(j.errors)-1] || e.err::jsonb
+        WHEN e.err IS NULL THEN j.errors
+        ELSE array_append(j.errors, e.err::jsonb) END
+FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::text[], $5::int[]) AS e(id, state, finalized_at, err, attempt)
+WHERE j.id = e.id AND j.attempt = e.attempt AND j.state IN ('running', 'retryable')`
+
+// JobsEnd sets River jobs' new states with their results. Like River's
+// completer, it changes only a job still in the execution that made the
+// result (same attempt), running or, when River reported that execution's
+// handoff first, retryable (the handoff's error is then removed).
+func (s *Store) JobsEnd(ctx context.Context, db DBTX, jobs []JobEnd) error {
+	var (
+		ids    = make([]int64, len(jobs))
+		states = make([]string, len(jobs))
+		final  = make([]*time.Time, len(jobs))
+		errs   = make([]*string, len(jobs))
+		att    = make([]int32, len(jobs))
+	)
+	for i, j := range jobs {
+		ids[i], states[i], final[i], att[i] = j.ID, j.State, j.FinalizedAt, int32(j.Attempt)
+		if j.ErrData != nil {
+			e := string(j.ErrData)
+			errs[i] = &e
+		}
+	}
+	if _, err := db.Exec(ctx, s.q(jobsEndSQL), ids, states, final, errs, att); err != nil {
+		return fmt.Errorf("end %d jobs: %w", len(jobs), mapError(err))
 	}
 	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/botq/botq/jobs"
 )
 
 // newLogger returns botq's JSON (or console) logger. River and goose log
@@ -24,4 +26,9 @@ func newLogger(cfg LogConfig, w io.Writer) zerolog.Logger {
 // slogFor adapts a zerolog logger for libraries that take *slog.Logger.
 func slogFor(l zerolog.Logger) *slog.Logger {
 	return slog.New(zerolog.NewSlogHandler(l))
+}
+
+// riverLogger is the logger of a River client that works actions.
+func riverLogger(l zerolog.Logger) *slog.Logger {
+	return slog.New(jobs.RiverLogHandler(zerolog.NewSlogHandler(l)))
 }

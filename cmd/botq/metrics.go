@@ -58,7 +58,7 @@ func NewMetrics(db store.DBTX, s *store.Store, logger zerolog.Logger) *Metrics {
 		}, []string{"source", "op"}),
 		phases: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "botq_job_phase_seconds",
-			Help:    "Time a job execution holds its River worker besides its Bot v3 call, by phase: pickup (River's fetch to the worker starting), load (the action and app), result (the result's commit).",
+			Help:    "Time a job execution holds its River worker besides its Bot v3 call, by phase: pickup (River's fetch to the worker starting), load (the action and app), result (the result written: the job's new state, or the commit when River moves the job).",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"phase"}),
 		reconcilerCalls: prometheus.NewCounterVec(prometheus.CounterOpts{

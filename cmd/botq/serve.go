@@ -235,7 +235,7 @@ func (m *Main) open(ctx context.Context) error {
 	}
 	m.River, err = river.NewClient(riverpgxv5.New(pool), &river.Config{
 		Schema:            cfg.Database.Schema,
-		Logger:            slogFor(m.Logger),
+		Logger:            riverLogger(m.Logger),
 		Queues:            queues,
 		Workers:           workers,
 		PeriodicJobs:      periodic,

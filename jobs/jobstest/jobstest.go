@@ -40,6 +40,8 @@ type Options struct {
 	Configure func(*river.Config)
 	// Observer receives the executor's measurements.
 	Observer jobs.Observer
+	// ResultRetry is the executor's ResultRetry (default 1m).
+	ResultRetry time.Duration
 }
 
 // Env is a running botq execution path.
@@ -101,7 +103,7 @@ func Start(t testing.TB, opts Options) *Env {
 	}
 	env.Executor, err = jobs.NewExecutor(jobs.Config{
 		Pool: pool, Store: s, Apps: env.Apps, Logger: zerolog.Nop(), Retry: opts.Retry,
-		PausedRecheck: 500 * time.Millisecond, Observer: opts.Observer,
+		PausedRecheck: 500 * time.Millisecond, Observer: opts.Observer, ResultRetry: opts.ResultRetry,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,62 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+)
+
+// errHandedOff is what a worker returns once its result's transaction has
+// written the job's new state, before that transaction commits. Returning
+// nil would let River's completer complete the job; if the result's commit
+// then failed, or the process died, the job would be completed with its
+// call's attempt and the action's state lost for good. An error makes River
+// mark the job retryable instead, in ResultRetry (NextRetry). Either way
+// River's update waits for the result's transaction, which holds the job's
+// row:
+//
+//   - it commits: the job has left `running`, and River's update, which only
+//     changes a running job, does nothing;
+//   - it rolls back: River makes the job retryable. The writer then writes
+//     the result again alone; that write accepts the job in `retryable` at
+//     the same attempt and removes River's error. If that fails too, the job
+//     runs again later as a new attempt, which finds no attempt row for the
+//     one before and treats it as a call that may have reached Khoros.
+//
+// So a worker is free as soon as its job's row is written, not after the
+// rest of its batch (the action, the attempt, the request, the lanes) and
+// the commit: in a backlog drain that wait was about half a job's time.
+var errHandedOff = errors.New("botq: result written, commit pending")
+
+// RiverLogHandler wraps the handler River logs to: River logs every job
+// whose worker returned an error at info level, and a handed-off job
+// (errHandedOff) is not one that failed.
+func RiverLogHandler(h slog.Handler) slog.Handler { return riverLogHandler{h} }
+
+type riverLogHandler struct{ slog.Handler }
+
+func (h riverLogHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level == slog.LevelInfo && strings.HasSuffix(r.Message, "Job errored; retrying") {
+		handedOff := false
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "error" && a.Value.String() == errHandedOff.Error() {
+				handedOff = true
+				return false
+			}
+			return true
+		})
+		if handedOff {
+			return nil
+		}
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h riverLogHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return riverLogHandler{h.Handler.WithAttrs(attrs)}
+}
+
+func (h riverLogHandler) WithGroup(name string) slog.Handler {
+	return riverLogHandler{h.Handler.WithGroup(name)}
+}
