@@ -36,10 +36,20 @@ type result struct {
 	done     chan error
 }
 
-// resultWriter commits results in batches: while one transaction commits, the
-// next batch gathers, as River's own completer batches completions. No
-// worker hears its result is saved before the commit, except one whose job
-// has left `running` in the batch's transaction (see errHandedOff).
+// resultWriter commits results in batches, in two stages that overlap: the
+// first begins a batch's transaction and writes its River jobs' new states
+// (store.JobsEnd), which lets the workers of jobs that end go (see
+// errHandedOff); the second writes the rest of the batch (store.ResultRecord:
+// actions, attempts, requests, lanes) and commits. While the second stage
+// writes one batch, the first starts the next: a worker waits for a
+// statement on a few rows, not for the transaction before its own. No worker
+// hears its result is saved before the commit, except one whose job has
+// left `running` in its batch's transaction.
+//
+// The two open transactions do not wait for each other: the first stage
+// locks only running jobs, which the second never touches (the jobs a
+// batch's lanes release are not running), and only the second stage writes
+// actions, lanes and apps, one batch at a time.
 type resultWriter struct {
 	pool     *pgxpool.Pool
 	store    *store.Store
@@ -48,10 +58,10 @@ type resultWriter struct {
 	in       chan *result
 	maxBatch int
 	stopped  chan struct{}
-	// conn is kept from one batch to the next while results keep coming:
-	// under load the pool is often empty (workers loading their actions),
-	// and each batch waited for a connection. Only run touches it.
-	conn *pgxpool.Conn
+	// idle keeps a connection or two from one batch to the next while
+	// results keep coming: under load the pool is often empty (workers
+	// loading their actions), and each batch waited for a connection.
+	idle chan *pgxpool.Conn
 }
 
 func newResultWriter(pool *pgxpool.Pool, s *store.Store, logger zerolog.Logger, maxBatch int) *resultWriter {
@@ -66,64 +76,188 @@ func newResultWriter(pool *pgxpool.Pool, s *store.Store, logger zerolog.Logger, 
 		in:       make(chan *result, maxBatch),
 		maxBatch: maxBatch,
 		stopped:  make(chan struct{}),
+		idle:     make(chan *pgxpool.Conn, 2),
 	}
 }
 
+// batchTx is a batch between the two stages: its transaction is open and
+// its jobs' states are written, unless err says the first stage failed.
+type batchTx struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	conn   *pgxpool.Conn
+	tx     pgx.Tx
+	batch  []*result
+	err    error
+}
+
 // run writes batches until stop is closed and every submitted result is
-// written.
+// written. While the second stage writes a batch, the first keeps adding
+// the results that arrive to the next one, ending their jobs addMin or more
+// at a time, until the second stage takes it.
 func (w *resultWriter) run(stop <-chan struct{}) {
 	defer close(w.stopped)
-	defer w.releaseConn()
-	batch := make([]*result, 0, w.maxBatch)
+	staged := make(chan *batchTx)
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for b := range staged {
+			w.finish(b)
+		}
+	}()
+	defer func() {
+		close(staged)
+		<-finished
+		w.releaseIdle()
+	}()
+	var (
+		open    *batchTx
+		pending []*result // received while open waits, their jobs not ended yet
+	)
 	for {
-		var first *result
+		var (
+			in   = w.in
+			take chan<- *batchTx
+		)
+		if open != nil {
+			take = staged
+			if len(open.batch)+len(pending) >= w.maxBatch {
+				in = nil
+			}
+		}
 		select {
-		case first = <-w.in:
+		case take <- open:
+			open = nil
+			if len(pending) > 0 {
+				open, pending = w.start(pending), nil
+			}
+		case r := <-in:
+			if open == nil {
+				open = w.start(gather(w.in, []*result{r}, w.maxBatch))
+				break
+			}
+			if pending = gather(w.in, append(pending, r), w.maxBatch-len(open.batch)); len(pending) >= addMin {
+				w.add(open, pending)
+				pending = nil
+			}
 		case <-stop:
 			// Workers have stopped; write whatever is left.
+			if open == nil && len(pending) > 0 {
+				open, pending = w.start(pending), nil
+			}
 			for {
 				select {
 				case r := <-w.in:
-					w.commit([]*result{r})
+					pending = append(pending, r)
 				default:
+					if len(pending) > 0 {
+						if open == nil {
+							open = w.start(pending)
+						} else {
+							w.add(open, pending)
+						}
+					}
+					if open != nil {
+						staged <- open
+					}
 					return
 				}
 			}
 		}
-		batch = gather(w.in, append(batch[:0], first), w.maxBatch)
-		w.commit(batch)
-		if len(w.in) == 0 {
-			// Nothing waits: give the connection back, so that a small pool
-			// is never short of it while the writer idles.
-			w.releaseConn()
+	}
+}
+
+// addMin is how many results must wait, while the second stage writes a
+// batch, before the first ends their jobs in the next one; fewer wait for
+// the second stage to take it. Each statement has a fixed cost: ending the
+// jobs of each result as it arrived (or after at most 2 ms) took 6-15% off
+// the SQL enqueue rate, where Postgres has no CPU to spare, while a backlog
+// drain, whose results arrive by the dozen, gains as much from 16 as from 1.
+const addMin = 16
+
+const writeTimeout = 30 * time.Second
+
+// start is the first stage: begin the batch's transaction and end its jobs.
+func (w *resultWriter) start(batch []*result) *batchTx {
+	b := &batchTx{batch: batch}
+	b.ctx, b.cancel = context.WithTimeout(context.Background(), writeTimeout)
+	b.conn, b.tx, b.err = w.begin(b.ctx)
+	if b.err == nil {
+		b.err = w.endJobs(b.ctx, b.tx, batch)
+	}
+	return b
+}
+
+// add ends the jobs of more in b's transaction. After a failure the results
+// only join the batch: the second stage writes each of them alone.
+func (w *resultWriter) add(b *batchTx, more []*result) {
+	b.batch = append(b.batch, more...)
+	if b.err == nil {
+		b.err = w.endJobs(b.ctx, b.tx, more)
+	}
+}
+
+// finish is the second stage: write the rest of the batch and commit; if
+// that fails, write each result alone, so that one bad result (a state
+// another writer changed meanwhile) does not fail the others.
+func (w *resultWriter) finish(b *batchTx) {
+	defer b.cancel()
+	err := b.err
+	if err == nil {
+		err = w.record(b.ctx, b.tx, b.batch)
+	}
+	if b.tx != nil {
+		err = w.end(b.ctx, b.conn, b.tx, err)
+	}
+	if err == nil || len(b.batch) == 1 {
+		for _, r := range b.batch {
+			w.done(r, err)
+		}
+		return
+	}
+	w.logger.Warn().Err(err).Int("batch", len(b.batch)).Msg("jobs: Batch of results failed; writing them one by one")
+	for _, r := range b.batch {
+		w.done(r, w.inTx(b.ctx, func(tx pgx.Tx) error {
+			one := []*result{r}
+			if err := w.endJobs(b.ctx, tx, one); err != nil {
+				return err
+			}
+			return w.record(b.ctx, tx, one)
+		}))
+	}
+}
+
+// begin begins a transaction on a kept connection or a new one. A kept
+// connection that fails to begin (its backend was terminated between two
+// batches) is replaced once: nothing was sent on it.
+func (w *resultWriter) begin(ctx context.Context) (*pgxpool.Conn, pgx.Tx, error) {
+	for {
+		var conn *pgxpool.Conn
+		kept := true
+		select {
+		case conn = <-w.idle:
+		default:
+			kept = false
+			var err error
+			if conn, err = w.pool.Acquire(ctx); err != nil {
+				return nil, nil, fmt.Errorf("acquire a connection for results: %w", err)
+			}
+		}
+		tx, err := conn.Begin(ctx)
+		if err == nil {
+			return conn, tx, nil
+		}
+		conn.Release()
+		if !kept {
+			return nil, nil, fmt.Errorf("begin a result transaction: %w", err)
 		}
 	}
 }
 
-// inTx runs fn in a transaction on the writer's connection, acquiring one
-// if it has none. A kept connection that fails to begin (its backend was
-// terminated between two batches) is replaced once: nothing was sent on it.
-func (w *resultWriter) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
-	var tx pgx.Tx
-	for {
-		kept := w.conn != nil
-		if !kept {
-			conn, err := w.pool.Acquire(ctx)
-			if err != nil {
-				return fmt.Errorf("acquire a connection for results: %w", err)
-			}
-			w.conn = conn
-		}
-		var err error
-		if tx, err = w.conn.Begin(ctx); err == nil {
-			break
-		}
-		w.releaseConn()
-		if !kept {
-			return fmt.Errorf("begin a result transaction: %w", err)
-		}
-	}
-	err := fn(tx)
+// end commits tx if err is nil, and rolls it back otherwise; the connection
+// is kept while results wait, given back to the pool when none do, so that
+// a small pool is never short of it while the writer idles.
+func (w *resultWriter) end(ctx context.Context, conn *pgxpool.Conn, tx pgx.Tx, err error) error {
 	if err == nil {
 		err = tx.Commit(ctx)
 	}
@@ -131,46 +265,49 @@ func (w *resultWriter) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 		_ = tx.Rollback(ctx)
 		// The connection may be broken (or closed by a cancelled query); the
 		// next transaction starts on another.
-		w.releaseConn()
+		conn.Release()
+		return err
 	}
-	return err
+	if len(w.in) == 0 {
+		conn.Release()
+		return nil
+	}
+	select {
+	case w.idle <- conn:
+	default:
+		conn.Release()
+	}
+	return nil
 }
 
-func (w *resultWriter) releaseConn() {
-	if w.conn != nil {
-		w.conn.Release()
-		w.conn = nil
+// inTx runs fn in a transaction of its own.
+func (w *resultWriter) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	conn, tx, err := w.begin(ctx)
+	if err != nil {
+		return err
+	}
+	return w.end(ctx, conn, tx, fn(tx))
+}
+
+func (w *resultWriter) releaseIdle() {
+	for {
+		select {
+		case conn := <-w.idle:
+			conn.Release()
+		default:
+			return
+		}
 	}
 }
 
 // submit hands a result to the writer and waits until it is committed, or
-// for an early result until its job's new state is written. It
-// does not give up when ctx ends: the call it records has happened, and its
-// record must not be lost because the job's own deadline passed.
+// for an early result until its job's new state is written. It does not
+// give up when ctx ends: the call it records has happened, and its record
+// must not be lost because the job's own deadline passed.
 func (w *resultWriter) submit(r *result) error {
 	r.done = make(chan error, 1)
 	w.in <- r
 	return <-r.done
-}
-
-const writeTimeout = 30 * time.Second
-
-func (w *resultWriter) commit(batch []*result) {
-	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
-	defer cancel()
-	err := w.inTx(ctx, func(tx pgx.Tx) error { return w.write(ctx, tx, batch) })
-	if err == nil || len(batch) == 1 {
-		for _, r := range batch {
-			w.done(r, err)
-		}
-		return
-	}
-	// One bad result (a state another writer changed meanwhile) must not
-	// fail the others: write each alone.
-	w.logger.Warn().Err(err).Int("batch", len(batch)).Msg("jobs: Batch of results failed; writing them one by one")
-	for _, r := range batch {
-		w.done(r, w.inTx(ctx, func(tx pgx.Tx) error { return w.write(ctx, tx, []*result{r}) }))
-	}
 }
 
 // done tells r's worker the outcome of its result, once: a worker released
@@ -187,34 +324,39 @@ func (w *resultWriter) done(r *result, err error) {
 	r.done <- err
 }
 
-func (w *resultWriter) write(ctx context.Context, tx pgx.Tx, batch []*result) error {
-	attempts := make([]*store.AttemptRecordParams, len(batch))
-	var (
-		requests []*store.RequestUpsertParams
-		ends     []store.JobEnd
-	)
-	for i, r := range batch {
-		attempts[i] = &r.attempt
-		if r.request != nil {
-			requests = append(requests, r.request)
-		}
+// endJobs writes the new states of the batch's jobs that end, then lets the
+// workers of the early ones go: their jobs are locked and out of `running`
+// in tx (see errHandedOff).
+func (w *resultWriter) endJobs(ctx context.Context, tx pgx.Tx, batch []*result) error {
+	var ends []store.JobEnd
+	for _, r := range batch {
 		if r.job != nil {
 			ends = append(ends, *r.job)
 		}
 	}
-	if len(ends) > 0 {
-		if err := w.store.JobsEnd(ctx, tx, ends); err != nil {
-			return err
+	if len(ends) == 0 {
+		return nil
+	}
+	if err := w.store.JobsEnd(ctx, tx, ends); err != nil {
+		return err
+	}
+	for _, r := range batch {
+		if r.early {
+			w.done(r, nil)
 		}
-		// The jobs are locked and out of `running` in this transaction:
-		// River's completer, which runs once a worker returns, waits for
-		// its commit and then finds nothing to do; if it rolls back, River
-		// makes the job retryable (the worker returned an error), and not
-		// completed. So workers that may go do not wait for the rest.
-		for _, r := range batch {
-			if r.early {
-				w.done(r, nil)
-			}
+	}
+	return nil
+}
+
+// record writes the batch's attempts, actions and requests, and runs its
+// extras.
+func (w *resultWriter) record(ctx context.Context, tx pgx.Tx, batch []*result) error {
+	attempts := make([]*store.AttemptRecordParams, len(batch))
+	var requests []*store.RequestUpsertParams
+	for i, r := range batch {
+		attempts[i] = &r.attempt
+		if r.request != nil {
+			requests = append(requests, r.request)
 		}
 	}
 	if err := w.store.ResultRecord(ctx, tx, attempts, requests); err != nil {

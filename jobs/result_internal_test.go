@@ -12,7 +12,7 @@ import (
 	"github.com/botq/botq/store/storetest"
 )
 
-// The writer keeps its connection between batches; if that backend is
+// The writer keeps its connections between batches while results wait; if that backend is
 // terminated meanwhile (a failover, pg_terminate_backend), the next batch
 // begins on a fresh connection instead of failing its results.
 func TestResultWriterReplacesKilledConnection(t *testing.T) {
@@ -20,11 +20,12 @@ func TestResultWriterReplacesKilledConnection(t *testing.T) {
 	ctx := context.Background()
 	_, pool, s := storetest.NewStore(t, 4)
 	w := newResultWriter(pool, s, zerolog.Nop(), 0)
-	defer w.releaseConn()
+	defer w.releaseIdle()
 
-	var pid uint32
-	require.NoError(t, w.inTx(ctx, func(tx pgx.Tx) error { pid = tx.Conn().PgConn().PID(); return nil }))
-	require.NotNil(t, w.conn, "kept for the next batch")
+	conn, err := pool.Acquire(ctx)
+	require.NoError(t, err)
+	pid := conn.Conn().PgConn().PID()
+	w.idle <- conn // kept from a batch before
 	var killed bool
 	require.NoError(t, pool.QueryRow(ctx, "SELECT pg_terminate_backend($1)", pid).Scan(&killed))
 	require.True(t, killed)
