@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+
+	"github.com/botq/botq/store"
 )
 
 // errHandedOff is what a worker returns once its result's transaction has
@@ -19,15 +21,16 @@ import (
 //   - it commits: the job has left `running`, and River's update, which only
 //     changes a running job, does nothing;
 //   - it rolls back: River makes the job retryable. The writer then writes
-//     the result again alone; that write accepts the job in `retryable` at
-//     the same attempt and removes River's error. If that fails too, the job
-//     runs again later as a new attempt, which finds no attempt row for the
-//     one before and treats it as a call that may have reached Khoros.
+//     the result again alone; that write accepts the job in `retryable` (or
+//     `available`) at the same attempt and removes River's error, and fails
+//     if River already ran the job again. If it fails, the job runs again
+//     later as a new attempt, which finds no attempt row for the one before
+//     and treats it as a call that may have reached Khoros.
 //
 // So a worker is free as soon as its job's row is written, not after the
 // rest of its batch (the action, the attempt, the request, the lanes) and
 // the commit: in a backlog drain that wait was about half a job's time.
-var errHandedOff = errors.New("botq: result written, commit pending")
+var errHandedOff = errors.New(store.HandoffError)
 
 // RiverLogHandler wraps the handler River logs to: River logs every job
 // whose worker returned an error at info level, and a handed-off job

@@ -20,7 +20,7 @@ import (
 // for the reconciler without a second call.
 func TestResultLostAfterHandoffIsNotCompleted(t *testing.T) {
 	t.Parallel()
-	env := jobstest.Start(t, jobstest.Options{Sim: sim.Options{Seed: 11}, ResultRetry: time.Second})
+	env := jobstest.Start(t, jobstest.Options{Sim: sim.Options{Seed: 11}, ResultRetry: 3 * time.Second})
 	// Every write of a successful attempt of the "lose-result" conversation
 	// fails, in the batch and when the writer retries it alone.
 	_, err := env.Pool.Exec(env.Ctx, fmt.Sprintf(`

@@ -103,8 +103,9 @@ type Config struct {
 	MaxBatch int
 	// ResultRetry is how long a job waits before it runs again when its
 	// worker went before its result committed (see errHandedOff) and the
-	// commit then failed (default 1m). It must exceed the time the writer
-	// takes to retry a failed batch, 30s at most.
+	// commit then failed (default 1m): time for the writer to write the
+	// result again alone. A write that comes after River ran the job again
+	// fails (store.JobsEnd), so this is a delay, not a guarantee.
 	ResultRetry time.Duration
 	// Observer receives measurements (metrics); nil for none.
 	Observer Observer
@@ -144,9 +145,16 @@ type Executor struct {
 	loader *loader
 	slots  slotWaiters
 	stop   chan struct{}
-	// handedOff holds the jobs whose workers returned errHandedOff, for
-	// NextRetry.
+	// handedOff holds the job executions whose workers returned
+	// errHandedOff, for NextRetry; by attempt, so that an entry River never
+	// asked for (it skips NextRetry for a job cancelled meanwhile) does not
+	// apply to a later error.
 	handedOff sync.Map
+}
+
+type handoffKey struct {
+	jobID   int64
+	attempt int
 }
 
 // NewExecutor returns an Executor.

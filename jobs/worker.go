@@ -27,7 +27,7 @@ type actionWorker struct {
 // NextRetry applies the kind's retry policy, or ResultRetry to a job whose
 // worker handed off its result (errHandedOff).
 func (w *actionWorker) NextRetry(job *river.Job[ActionArgs]) time.Time {
-	if _, ok := w.e.handedOff.LoadAndDelete(job.ID); ok {
+	if _, ok := w.e.handedOff.LoadAndDelete(handoffKey{job.ID, job.Attempt}); ok {
 		return time.Now().Add(w.e.cfg.ResultRetry)
 	}
 	p, ok := w.e.cfg.Retry[strings.TrimPrefix(job.Kind, riverKindPrefix)]
@@ -256,10 +256,10 @@ func (e *Executor) finish(job *river.Job[ActionArgs], r *result, v verdict) erro
 	// worker waits for the commit.
 	r.early = r.job != nil && job.Attempt < job.MaxAttempts
 	if r.early {
-		e.handedOff.Store(job.ID, struct{}{})
+		e.handedOff.Store(handoffKey{job.ID, job.Attempt}, struct{}{})
 	}
 	if err := e.submit(r); err != nil {
-		e.handedOff.Delete(job.ID)
+		e.handedOff.Delete(handoffKey{job.ID, job.Attempt})
 		return fmt.Errorf("%w: %v", errResultNotSaved, err)
 	}
 	switch {

@@ -8,12 +8,10 @@ import (
 
 // resultRecordSQL writes a batch of finished calls in one statement: each
 // action's attempt count, state, last error and request id; its attempt row;
-// the request records the calls returned; and the River jobs' final states.
-// One statement rather than three per call: under load, the per-statement
-// cost was most of the result writer's time. The River update is River's
-// JobSetStateIfRunningMany for the states botq sets (completed, cancelled,
-// discarded, pending) without returning the rows: River's own query costs a
-// round trip of its own and sends every job row back.
+// and the request records the calls returned (JobsEnd writes their River
+// jobs' states, in the same transaction, first). One statement rather than
+// three per call: under load, the per-statement cost was most of the result
+// writer's time.
 const resultRecordSQL = `
 WITH input AS (
 	SELECT *
@@ -54,8 +52,7 @@ WITH input AS (
 )
 SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM att), (SELECT count(*) FROM req)`
 
-// JobEnd is a River job's new state, written with the results. Like River's
-// completer, it changes only a job that is still running.
+// JobEnd is a River job's new state, written with its result by JobsEnd.
 type JobEnd struct {
 	ID          int64
 	Attempt     int
@@ -64,8 +61,8 @@ type JobEnd struct {
 	ErrData     []byte // one element of the job's errors (JSON), or nil
 }
 
-// ResultRecord records finished calls, the request records they returned and
-// their River jobs' new states, in one statement (see AttemptRecord and
+// ResultRecord records finished calls and the request records they
+// returned, in one statement (see AttemptRecord and
 // RequestUpsert for one of each); db must be a transaction. An action that does not exist makes it fail with ErrNotFound; a
 // move the state machine refuses, with ErrIllegalTransition. The request
 // params' Origin, Details and Payload are not used: calls make BOT records.
@@ -125,22 +122,34 @@ func (s *Store) ResultRecord(ctx context.Context, db DBTX, attempts []*AttemptRe
 	return nil
 }
 
+// HandoffError is the error River records for a job whose worker went
+// before its result committed (jobs.errHandedOff); JobsEnd removes it.
+const HandoffError = "botq: result written, commit pending"
+
+// jobsEndSQL is River's JobSetStateIfRunningMany for the states botq sets
+// (completed, cancelled, discarded, pending), without returning the rows
+// (River's own query sends every job row back), and for the job's execution
+// only: same attempt, and running or, when River wrote what a handed-off
+// worker returned first (its transaction had rolled back), retryable or
+// available with HandoffError last in its errors, which is removed.
 const jobsEndSQL = `
 UPDATE botq.river_job j
 SET state = e.state::botq.river_job_state,
     finalized_at = coalesce(e.finalized_at, j.finalized_at),
     errors = CASE
-        WHEN j.state = 'retryable' AND e.err IS NULL THEN nullif(j.errors[:cardinality(j.errors)-1], '{}')
-        WHEN j.state = 'retryable' THEN j.errors[:cardinality(j.errors)-1] || e.err::jsonb
+        WHEN j.state <> 'running' AND e.err IS NULL THEN nullif(j.errors[:cardinality(j.errors)-1], '{}')
+        WHEN j.state <> 'running' THEN j.errors[:cardinality(j.errors)-1] || e.err::jsonb
         WHEN e.err IS NULL THEN j.errors
         ELSE array_append(j.errors, e.err::jsonb) END
 FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::text[], $5::int[]) AS e(id, state, finalized_at, err, attempt)
-WHERE j.id = e.id AND j.attempt = e.attempt AND j.state IN ('running', 'retryable')`
+WHERE j.id = e.id AND j.attempt = e.attempt
+  AND (j.state = 'running'
+       OR (j.state IN ('retryable', 'available') AND j.errors[cardinality(j.errors)]->>'error' = $6))`
 
-// JobsEnd sets River jobs' new states with their results. Like River's
-// completer, it changes only a job still in the execution that made the
-// result (same attempt), running or, when River reported that execution's
-// handoff first, retryable (the handoff's error is then removed).
+// JobsEnd sets River jobs' new states with their results (see jobsEndSQL);
+// db must be the results' transaction. A job no longer in the execution that
+// made its result (River ran it again, an operator moved it) makes it fail
+// with ErrConflict: the result belongs to an execution that is over.
 func (s *Store) JobsEnd(ctx context.Context, db DBTX, jobs []JobEnd) error {
 	var (
 		ids    = make([]int64, len(jobs))
@@ -156,8 +165,12 @@ func (s *Store) JobsEnd(ctx context.Context, db DBTX, jobs []JobEnd) error {
 			errs[i] = &e
 		}
 	}
-	if _, err := db.Exec(ctx, s.q(jobsEndSQL), ids, states, final, errs, att); err != nil {
+	tag, err := db.Exec(ctx, s.q(jobsEndSQL), ids, states, final, errs, att, HandoffError)
+	if err != nil {
 		return fmt.Errorf("end %d jobs: %w", len(jobs), mapError(err))
+	}
+	if n := tag.RowsAffected(); n != int64(len(jobs)) {
+		return fmt.Errorf("end %d jobs: %d are still in the execution that made their result: %w", len(jobs), n, ErrConflict)
 	}
 	return nil
 }
