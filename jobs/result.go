@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -62,6 +63,8 @@ type resultWriter struct {
 	// results keep coming: under load the pool is often empty (workers
 	// loading their actions), and each batch waited for a connection.
 	idle chan *pgxpool.Conn
+	// retrying counts the goroutines writing a failed batch's results alone.
+	retrying sync.WaitGroup
 }
 
 func newResultWriter(pool *pgxpool.Pool, s *store.Store, logger zerolog.Logger, maxBatch int) *resultWriter {
@@ -108,6 +111,7 @@ func (w *resultWriter) run(stop <-chan struct{}) {
 	defer func() {
 		close(staged)
 		<-finished
+		w.retrying.Wait()
 		w.releaseIdle()
 	}()
 	var (
@@ -202,12 +206,16 @@ func (w *resultWriter) add(b *batchTx, more []*result) {
 // another writer changed meanwhile) does not fail the others.
 func (w *resultWriter) finish(b *batchTx) {
 	defer b.cancel()
+	// The batch's own deadline began in the first stage, which may have
+	// waited for the batch before; this stage gets one of its own.
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
 	err := b.err
 	if err == nil {
-		err = w.record(b.ctx, b.tx, b.batch)
+		err = w.record(ctx, b.tx, b.batch)
 	}
 	if b.tx != nil {
-		err = w.end(b.ctx, b.conn, b.tx, err)
+		err = w.end(ctx, b.conn, b.tx, err)
 	}
 	if err == nil || len(b.batch) == 1 {
 		for _, r := range b.batch {
@@ -216,15 +224,29 @@ func (w *resultWriter) finish(b *batchTx) {
 		return
 	}
 	w.logger.Warn().Err(err).Int("batch", len(b.batch)).Msg("jobs: Batch of results failed; writing them one by one")
-	for _, r := range b.batch {
-		w.done(r, w.inTx(b.ctx, func(tx pgx.Tx) error {
-			one := []*result{r}
-			if err := w.endJobs(b.ctx, tx, one); err != nil {
-				return err
-			}
-			return w.record(b.ctx, tx, one)
-		}))
-	}
+	// Not on this goroutine: River's completer may hold jobs of this batch
+	// (made retryable after the rollback) while it waits for jobs of the
+	// next batch, which the first stage holds until this stage commits it.
+	w.retrying.Add(1)
+	go func() {
+		defer w.retrying.Done()
+		for _, r := range b.batch {
+			w.done(r, w.alone(r))
+		}
+	}()
+}
+
+// alone writes one result in a transaction of its own.
+func (w *resultWriter) alone(r *result) error {
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	return w.inTx(ctx, func(tx pgx.Tx) error {
+		one := []*result{r}
+		if err := w.endJobs(ctx, tx, one); err != nil {
+			return err
+		}
+		return w.record(ctx, tx, one)
+	})
 }
 
 // begin begins a transaction on a kept connection or a new one. A kept
