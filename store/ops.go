@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // ErrInFlight is returned when an action cannot be changed because its Bot
@@ -30,8 +31,10 @@ func (s *Store) ActionCancel(ctx context.Context, db TxDB, id int64, actor, reas
 		// the actions it finishes, then their lanes, then the jobs of the
 		// followers it makes available: a cancel that took a follower's job
 		// before the lane would wait for the batch while the batch waited
-		// for it. River's fetch skips locked jobs, so the job cannot start
-		// while this runs.
+		// for it. The batch locks its own running jobs first (JobsEnd), so
+		// a job locked here is in flight: NOWAIT, not a wait in a circle.
+		// River's fetch skips locked jobs, so the job cannot start while
+		// this runs.
 		a, err := scanAction(tx.QueryRow(ctx, s.q(`SELECT `+actionColumns+` FROM botq.action WHERE id = $1 FOR UPDATE`), id))
 		if err != nil {
 			return fmt.Errorf("cancel action %d: %w", id, mapError(err))
@@ -49,8 +52,11 @@ func (s *Store) ActionCancel(ctx context.Context, db TxDB, id int64, actor, reas
 			}
 		}
 		var jobState string
-		err = tx.QueryRow(ctx, s.q(`SELECT state::text FROM botq.river_job WHERE id = $1 FOR UPDATE`), a.RiverJobID).Scan(&jobState)
+		err = tx.QueryRow(ctx, s.q(`SELECT state::text FROM botq.river_job WHERE id = $1 FOR UPDATE NOWAIT`), a.RiverJobID).Scan(&jobState)
+		var pgErr *pgconn.PgError
 		switch {
+		case errors.As(err, &pgErr) && pgErr.Code == "55P03": // lock_not_available
+			return fmt.Errorf("cancel action %d: %w", id, ErrInFlight)
 		case errors.Is(err, pgx.ErrNoRows):
 			jobState = ""
 		case err != nil:

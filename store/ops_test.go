@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botq/botq/store"
+	"github.com/botq/botq/store/storetest"
 )
 
 var operator = store.ReplayOptions{Actor: "cli:alice", Reason: "Khoros outage"}
@@ -424,4 +426,31 @@ func (b *testBundle) actionOfJob(t *testing.T, jobID int64) int64 {
 	var id int64
 	require.NoError(t, b.tx.QueryRow(b.ctx, fmt.Sprintf(`SELECT id FROM %s.action WHERE river_job_id = $1`, b.s.Schema()), jobID).Scan(&id))
 	return id
+}
+
+// A result batch locks its running jobs first and its actions later; a
+// cancel that waited for such a job while holding its action would wait in
+// a circle. It answers ErrInFlight at once instead.
+func TestActionCancelDoesNotWaitForALockedJob(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	schema, pool, s := storetest.NewStore(t, 4)
+	app := storetest.App(ctx, t, s, pool, nil)
+	res, err := s.ActionInsert(ctx, pool, store.ActionInsertParams{AppID: app, Kind: "respond", Payload: storetest.RespondPayload("locked", "hi")})
+	require.NoError(t, err)
+
+	holder, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = holder.Rollback(ctx) }()
+	_, err = holder.Exec(ctx, fmt.Sprintf(`SELECT 1 FROM %s.river_job WHERE id = $1 FOR UPDATE`, schema), res.Action.RiverJobID)
+	require.NoError(t, err)
+
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err = s.ActionCancel(cctx, pool, res.Action.ID, "api:ops", "")
+	require.ErrorIs(t, err, store.ErrInFlight)
+	require.NoError(t, holder.Rollback(ctx))
+	got, err := s.ActionCancel(ctx, pool, res.Action.ID, "api:ops", "")
+	require.NoError(t, err)
+	require.Equal(t, store.ActionCancelled, got.State)
 }
