@@ -145,28 +145,19 @@ func (w *resultWriter) run(stop <-chan struct{}) {
 				pending = nil
 			}
 		case <-stop:
-			// Workers have stopped; write whatever is left.
-			if open == nil && len(pending) > 0 {
-				open, pending = w.start(pending), nil
-			}
-			for {
-				select {
-				case r := <-w.in:
-					pending = append(pending, r)
-				default:
-					if len(pending) > 0 {
-						if open == nil {
-							open = w.start(pending)
-						} else {
-							w.add(open, pending)
-						}
-					}
-					if open != nil {
-						staged <- open
-					}
-					return
+			// Workers have stopped; write whatever is left. Results wait in
+			// pending only while a batch is open.
+			if pending = gather(w.in, pending, len(pending)+cap(w.in)); len(pending) > 0 {
+				if open == nil {
+					open = w.start(pending)
+				} else {
+					w.add(open, pending)
 				}
 			}
+			if open != nil {
+				staged <- open
+			}
+			return
 		}
 	}
 }
