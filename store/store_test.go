@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/stretchr/testify/require"
@@ -249,6 +250,54 @@ func TestActionTransitions(t *testing.T) {
 			})
 		}
 	}
+}
+
+// The moves action_transition lists are the ones the update trigger allows
+// (TestActionTransitions): migration 00015 built the trigger's condition
+// from the table's rows, and a change to one without the other would make
+// the table lie.
+func TestActionTransitionTable(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	rows, err := b.tx.Query(b.ctx, fmt.Sprintf(`SELECT from_state, to_state FROM %s.action_transition`, b.s.Schema()))
+	require.NoError(t, err)
+	got := map[store.ActionState][]store.ActionState{}
+	for rows.Next() {
+		var from, to string
+		require.NoError(t, rows.Scan(&from, &to))
+		got[store.ActionState(from)] = append(got[store.ActionState(from)], store.ActionState(to))
+	}
+	require.NoError(t, rows.Err())
+	for _, from := range store.ActionStates {
+		require.ElementsMatch(t, legalTransitions[from], got[from], "moves from %s", from)
+	}
+}
+
+// A refused move names both states, and what was enqueued stays as it was
+// even when the update also makes a legal move.
+func TestActionUpdateRefusals(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	a := b.insert(t, "k").Action
+	q := func(sql string) error {
+		sp, err := b.tx.Begin(b.ctx)
+		require.NoError(t, err)
+		defer func() { _ = sp.Rollback(b.ctx) }()
+		_, err = sp.Exec(b.ctx, fmt.Sprintf(sql, b.s.Schema()), a.ID)
+		return err
+	}
+	err := q(`UPDATE %s.action SET state = 'sent', lane = 'other' WHERE id = $1`)
+	require.ErrorContains(t, err, "what was enqueued is history")
+	err = q(`UPDATE %s.action SET state = 'succeeded', payload = payload WHERE id = $1`)
+	require.NoError(t, err, "setting a column to its own value changes nothing")
+	_, err = b.s.ActionSetState(b.ctx, b.tx, store.ActionSetStateParams{ID: a.ID, To: store.ActionSent})
+	require.NoError(t, err)
+	err = q(`UPDATE %s.action SET state = 'queued' WHERE id = $1`)
+	var pgErr *pgconn.PgError
+	require.ErrorAs(t, err, &pgErr)
+	require.Equal(t, "BQ001", pgErr.Code)
+	require.Equal(t, "state", pgErr.ColumnName)
+	require.Contains(t, pgErr.Message, "cannot go from sent to queued")
 }
 
 func TestActionSetStateConditional(t *testing.T) {
