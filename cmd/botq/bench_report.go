@@ -215,11 +215,22 @@ func (b *bench) report() *benchReport {
 			"slow_latency":        o.SlowLatency.String(),
 			"scenarios":           b.ranScenarios(),
 			"simulator":           "botapi/sim in the bench process, loopback HTTP, no added latency unless stated, call log off",
+			// The bench process and both kinds of drain child (botq's and
+			// River's) run with the same collector target.
+			"go_gc_percent": goGCPercent(),
 		},
 		Figures:   b.figures,
 		Scenarios: b.results,
 		Expected:  b.expectedFigures(),
 	}
+}
+
+// goGCPercent is the garbage collector's target of this process: GOGC, or
+// the one main set.
+func goGCPercent() int {
+	v := debug.SetGCPercent(-1)
+	debug.SetGCPercent(v)
+	return v
 }
 
 func (b *bench) ranScenarios() []string {
@@ -276,9 +287,9 @@ func (r *benchReport) missing() []string {
 func (r *benchReport) writeTable(w io.Writer) {
 	fmt.Fprintf(w, "\nbotq bench %s (%s, River %s, Postgres %s; %d cores, %s, load %s → %s)\n",
 		r.Botq, r.Go, r.River, r.Postgres.Version, r.Machine.Cores, r.Machine.CPUModel, r.Machine.LoadBefore, r.Machine.LoadAfter)
-	fmt.Fprintf(w, "River: MaxWorkers %v, FetchCooldown %v, FetchPollInterval %v\n\n",
+	fmt.Fprintf(w, "River: MaxWorkers %v, FetchCooldown %v, FetchPollInterval %v; Go GC target %v%% (botq and River alike)\n\n",
 		r.Settings["river"].(map[string]any)["max_workers"], r.Settings["river"].(map[string]any)["fetch_cooldown"],
-		r.Settings["river"].(map[string]any)["fetch_poll_interval"])
+		r.Settings["river"].(map[string]any)["fetch_poll_interval"], r.Settings["go_gc_percent"])
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCENARIO\tFIGURE\tVALUE\tBASELINE\tRATIO\tTARGET\tRESULT")
 	for _, f := range r.Figures {

@@ -92,6 +92,7 @@ func TestBenchSmoke(t *testing.T) {
 	for _, k := range []string{"max_workers", "fetch_cooldown", "fetch_poll_interval"} {
 		require.NotNil(t, river[k], "settings.river.%s", k)
 	}
+	require.NotNil(t, rep.Settings["go_gc_percent"], "settings.go_gc_percent: the collector target botq and the baselines ran with")
 	require.NotEmpty(t, rep.Go)
 	require.NotEqual(t, "unknown", rep.River)
 	require.Contains(t, stdout.String(), "SCENARIO", "the table")
