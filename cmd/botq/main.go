@@ -29,7 +29,7 @@ var version = "dev"
 // Go's default of 100 the collector ran often: draining 100,000 actions, it
 // and its assists took ~17% of botq's CPU (pprof), and with 400 botq used
 // 15% less CPU for the same drain (peak RSS 40 -> 60 MB; docs/benchmarks.md,
-// run m). Every botq process takes it, the benchmark's River baselines
+// run n). Every botq process takes it, the benchmark's River baselines
 // included, so that they are compared on the same runtime settings.
 const gcPercent = 400
 
