@@ -51,7 +51,9 @@ $$;
 -- +goose StatementEnd
 
 -- UPDATE OF: the check runs only when the statement sets one of these
--- columns, which no botq statement does.
+-- columns, which no botq statement does. A change another BEFORE trigger
+-- made to NEW would not count as set: none of botq's does (the timestamps
+-- only), and a new one must not change these columns.
 CREATE TRIGGER action_history_guard BEFORE UPDATE OF id, app_id, kind, payload, idempotency_key, lane,
         river_job_id, replay_of, created_at, created_by ON action
     FOR EACH ROW
@@ -64,14 +66,19 @@ CREATE TRIGGER action_history_guard BEFORE UPDATE OF id, app_id, kind, payload, 
 
 -- +goose StatementBegin
 DO $$
+DECLARE
+    moves text[] := (SELECT array_agg(from_state || '>' || to_state ORDER BY from_state, to_state) FROM action_transition);
 BEGIN
+    -- An empty table would make the condition NULL, which lets every move
+    -- through.
+    IF moves IS NULL THEN
+        RAISE EXCEPTION 'botq: action_transition is empty';
+    END IF;
     EXECUTE format(
         'CREATE TRIGGER action_state_guard BEFORE UPDATE OF state ON action FOR EACH ROW '
         'WHEN (NEW.state IS DISTINCT FROM OLD.state AND NOT (OLD.state || %L || NEW.state) = ANY (%L::text[])) '
         'EXECUTE FUNCTION action_update_refused(%L)',
-        '>',
-        (SELECT array_agg(from_state || '>' || to_state ORDER BY from_state, to_state) FROM action_transition),
-        'state');
+        '>', moves, 'state');
 END
 $$;
 -- +goose StatementEnd

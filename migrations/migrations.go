@@ -13,10 +13,11 @@
 //
 // Every object is created unqualified inside the schema chosen at run time
 // (goose runs with search_path set to it), so one database can hold several
-// botq schemas; tests use one schema per package. Trigger functions capture
-// that schema with `SET search_path FROM CURRENT` and run as their owner
-// (SECURITY DEFINER), so an INSERT from any session and any role with the
-// right grants behaves the same.
+// botq schemas; tests use one schema per package. Trigger functions that
+// read or write tables capture that schema with `SET search_path FROM
+// CURRENT` and run as their owner (SECURITY DEFINER), so an INSERT from any
+// session and any role with the right grants behaves the same; those that
+// touch no table (the update checks and timestamps of 00015) need neither.
 package migrations
 
 import (

@@ -286,9 +286,20 @@ func TestActionUpdateRefusals(t *testing.T) {
 		_, err = sp.Exec(b.ctx, fmt.Sprintf(sql, b.s.Schema()), a.ID)
 		return err
 	}
-	err := q(`UPDATE %s.action SET state = 'sent', lane = 'other' WHERE id = $1`)
-	require.ErrorContains(t, err, "what was enqueued is history")
-	err = q(`UPDATE %s.action SET state = 'succeeded', payload = payload WHERE id = $1`)
+	// Every column of what was enqueued (the identity id refuses changes
+	// itself), alone and with a legal move.
+	for _, set := range []string{"app_id = 'other-app'", "kind = 'tag'", "payload = '{}'", "idempotency_key = 'other'",
+		"lane = 'other'", "river_job_id = river_job_id + 1000000", "replay_of = id", "created_at = created_at - interval '1 day'",
+		"created_by = 'someone'"} {
+		for _, also := range []string{"", ", state = 'sent'"} {
+			err := q(`UPDATE %s.action SET ` + set + also + ` WHERE id = $1`)
+			var pgErr *pgconn.PgError
+			require.ErrorAs(t, err, &pgErr, set+also)
+			require.Equal(t, "BQ002", pgErr.Code, set+also)
+			require.Contains(t, pgErr.Message, "what was enqueued is history")
+		}
+	}
+	err := q(`UPDATE %s.action SET state = 'succeeded', payload = payload WHERE id = $1`)
 	require.NoError(t, err, "setting a column to its own value changes nothing")
 	_, err = b.s.ActionSetState(b.ctx, b.tx, store.ActionSetStateParams{ID: a.ID, To: store.ActionSent})
 	require.NoError(t, err)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"slices"
 	"strconv"
 	"strings"
@@ -228,9 +229,12 @@ func (b *bench) report() *benchReport {
 // goGCPercent is the garbage collector's target of this process: GOGC, or
 // the one main set.
 func goGCPercent() int {
-	v := debug.SetGCPercent(-1)
-	debug.SetGCPercent(v)
-	return v
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return -1
+	}
+	return int(s[0].Value.Uint64())
 }
 
 func (b *bench) ranScenarios() []string {
