@@ -12,8 +12,8 @@ import (
 	"github.com/botq/botq/store/storetest"
 )
 
-// The writer keeps its connections between batches while results wait; if that backend is
-// terminated meanwhile (a failover, pg_terminate_backend), the next batch
+// The writer keeps its connections between batches while results wait; if
+// that backend is terminated meanwhile (a failover, pg_terminate_backend), the next batch
 // begins on a fresh connection instead of failing its results.
 func TestResultWriterReplacesKilledConnection(t *testing.T) {
 	t.Parallel()
