@@ -59,7 +59,7 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 5000 inputs)
 
 .PHONY: bench
 bench: build ## The benchmark: botq against plain River, same machine, same run (botq bench)
-	./$(BIN) bench --pg-stats --max-load 0.7 --max-busy 0.3 --out docs/bench-latest.json
+	./$(BIN) bench --rounds 3 --pg-stats --max-load 0.7 --max-busy 0.3 --out docs/bench-latest.json
 
 .PHONY: verify
 verify: ## Fail if go.mod/go.sum or formatting are not tidy

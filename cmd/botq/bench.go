@@ -44,6 +44,7 @@ type benchOptions struct {
 	MaxLoad            float64
 	MaxBusy            float64
 	Keep               bool
+	Rounds             int
 }
 
 func defaultBenchOptions() benchOptions {
@@ -60,6 +61,7 @@ func defaultBenchOptions() benchOptions {
 		ReconcilerRequests: 10_000,
 		ReconcilerInterval: 2 * time.Second,
 		SlowLatency:        100 * time.Millisecond,
+		Rounds:             1,
 	}
 }
 
@@ -99,7 +101,8 @@ botq:
 
 Each scenario works in its own schemas of the database (created, truncated between scenarios, dropped at
 the end), so use a database of its own (for example botq_bench). The run takes a few minutes and stops by
-itself; --smoke runs every scenario for about a second.`,
+itself; --smoke runs every scenario for about a second. --rounds N runs the scenarios N times, one round
+after the other, and reports each figure's median (and each ratio's, paired by round) with its range.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.DatabaseURL == "" {
@@ -152,6 +155,7 @@ itself; --smoke runs every scenario for about a second.`,
 	f.Float64Var(&o.MaxLoad, "max-load", 0, "before the run, wait (up to 10 minutes) until the 1-minute load average is below this (0: do not wait)")
 	f.Float64Var(&o.MaxBusy, "max-busy", 0, "before each scenario, wait (up to 3 minutes) until fewer than this many cores are busy (0: do not wait)")
 	f.BoolVar(&o.Keep, "keep", false, "keep the benchmark's schemas at the end")
+	f.IntVar(&o.Rounds, "rounds", o.Rounds, "run the selected scenarios this many times, interleaved, and report medians (the million drain runs in the first round only)")
 	cmd.AddCommand(newBenchChildCmd(env))
 	return cmd
 }
@@ -182,6 +186,9 @@ func (o *benchOptions) validate() error {
 	if o.SQLClients < 1 || o.BatchSize < 1 || o.LightRate <= 0 || o.ReconcilerRequests < 1 ||
 		o.ReconcilerInterval <= 0 || o.SlowLatency <= 0 {
 		problems = append(problems, "--sql-clients, --batch-size, --light-rate, --reconciler-requests, --reconciler-interval and --slow-latency must be positive")
+	}
+	if o.Rounds < 1 || o.Rounds > 9 {
+		problems = append(problems, "--rounds must be from 1 to 9")
 	}
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "; "))

@@ -59,6 +59,8 @@ type bench struct {
 	figures  []*benchFigure
 	byKey    map[string]*benchFigure
 	results  []*benchScenario
+	// round is the round running (from 0; see --rounds).
+	round int
 }
 
 const (

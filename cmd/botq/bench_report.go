@@ -34,6 +34,13 @@ type benchFigure struct {
 	BaselineValue *float64      `json:"baseline_value,omitempty"`
 	Ratio         *float64      `json:"ratio,omitempty"`
 	Targets       []benchTarget `json:"targets,omitempty"`
+	// In a run of more than one round (--rounds), Rounds holds the value of
+	// each round (null where a round had none) and RoundRatios each round's
+	// ratio to its baseline in the same round; Value and Ratio are their
+	// medians. A ratio of two medians would pair a good round of botq with
+	// a bad one of River.
+	Rounds      []*float64 `json:"rounds,omitempty"`
+	RoundRatios []*float64 `json:"round_ratios,omitempty"`
 }
 
 // benchTarget is a bound on a figure's value or ratio, from an issue.
@@ -80,13 +87,19 @@ func fptr(v float64) *float64 {
 
 // figure records a figure (replacing one with the same key).
 func (b *bench) figure(f benchFigure) {
-	if old, ok := b.byKey[f.Key]; ok {
-		*old = f
-		return
+	p, ok := b.byKey[f.Key]
+	if !ok {
+		p = &benchFigure{}
+		b.figures = append(b.figures, p)
+		b.byKey[f.Key] = p
 	}
-	p := &f
-	b.figures = append(b.figures, p)
-	b.byKey[f.Key] = p
+	rounds := p.Rounds
+	*p = f
+	for len(rounds) <= b.round {
+		rounds = append(rounds, nil)
+	}
+	rounds[b.round] = f.Value
+	p.Rounds = rounds
 }
 
 // value returns a recorded figure's value.
@@ -97,16 +110,44 @@ func (b *bench) value(key string) (float64, bool) {
 	return 0, false
 }
 
-// finish computes ratios against baseline figures and every target.
+// finish computes ratios against baseline figures and every target; in a
+// run of more than one round, each figure's value and ratio are the medians
+// of its rounds'.
 func (b *bench) finish() {
+	multi := b.o.Rounds > 1
 	for _, f := range b.figures {
-		if f.BaselineValue == nil && f.Baseline != "" {
-			if v, ok := b.value(f.Baseline); ok {
-				f.BaselineValue = &v
-			}
+		if multi {
+			f.Value = median(f.Rounds)
+		} else {
+			f.Rounds = nil
 		}
-		f.Ratio = nil
-		if f.Value != nil && f.BaselineValue != nil && *f.BaselineValue != 0 {
+	}
+	for _, f := range b.figures {
+		base, baseIsFigure := b.byKey[f.Baseline]
+		if baseIsFigure && base.Value != nil && (multi || f.BaselineValue == nil) {
+			f.BaselineValue = fptr(*base.Value)
+		}
+		f.Ratio, f.RoundRatios = nil, nil
+		switch {
+		case multi:
+			for i, v := range f.Rounds {
+				var bv *float64
+				switch {
+				case baseIsFigure && i < len(base.Rounds):
+					bv = base.Rounds[i]
+				case !baseIsFigure:
+					bv = f.BaselineValue
+				}
+				var r *float64
+				if v != nil && bv != nil && *bv != 0 {
+					r = fptr(*v / *bv)
+				}
+				f.RoundRatios = append(f.RoundRatios, r)
+			}
+			if f.Ratio = median(f.RoundRatios); f.Ratio == nil {
+				f.RoundRatios = nil
+			}
+		case f.Value != nil && f.BaselineValue != nil && *f.BaselineValue != 0:
 			f.Ratio = fptr(*f.Value / *f.BaselineValue)
 		}
 		for i := range f.Targets {
@@ -125,6 +166,45 @@ func (b *bench) finish() {
 	}
 }
 
+// median is the median of the values that are set, nil if none is.
+func median(vs []*float64) *float64 {
+	var xs []float64
+	for _, v := range vs {
+		if v != nil {
+			xs = append(xs, *v)
+		}
+	}
+	if len(xs) == 0 {
+		return nil
+	}
+	slices.Sort(xs)
+	m := xs[len(xs)/2]
+	if len(xs)%2 == 0 {
+		m = (xs[len(xs)/2-1] + m) / 2
+	}
+	return &m
+}
+
+// spread is "(min–max)" of the values that are set, for the table.
+func spread(vs []*float64, format func(float64) string) string {
+	var lo, hi *float64
+	for _, v := range vs {
+		if v == nil {
+			continue
+		}
+		if lo == nil || *v < *lo {
+			lo = v
+		}
+		if hi == nil || *v > *hi {
+			hi = v
+		}
+	}
+	if lo == nil {
+		return ""
+	}
+	return " (" + format(*lo) + "–" + format(*hi) + ")"
+}
+
 // benchScenario is what one scenario did, beyond its figures.
 type benchScenario struct {
 	Name        string         `json:"name"`
@@ -137,6 +217,8 @@ type benchScenario struct {
 	Timeline    []benchSample  `json:"timeline,omitempty"`
 	Postgres    *pgStats       `json:"postgres,omitempty"`
 	Error       string         `json:"error,omitempty"`
+	// Round is the scenario's round (from 1) in a run of more than one.
+	Round int `json:"round,omitempty"`
 }
 
 // benchSample is one point of a throughput scenario's timeline.
@@ -214,6 +296,7 @@ func (b *bench) report() *benchReport {
 			"reconciler_requests": o.ReconcilerRequests,
 			"reconciler_interval": o.ReconcilerInterval.String(),
 			"slow_latency":        o.SlowLatency.String(),
+			"rounds":              o.Rounds,
 			"scenarios":           b.ranScenarios(),
 			"simulator":           "botapi/sim in the bench process, loopback HTTP, no added latency unless stated, call log off",
 			// The bench process and both kinds of drain child (botq's and
@@ -294,6 +377,9 @@ func (r *benchReport) writeTable(w io.Writer) {
 	fmt.Fprintf(w, "River: MaxWorkers %v, FetchCooldown %v, FetchPollInterval %v; Go GC target %v%% (botq and River alike)\n\n",
 		r.Settings["river"].(map[string]any)["max_workers"], r.Settings["river"].(map[string]any)["fetch_cooldown"],
 		r.Settings["river"].(map[string]any)["fetch_poll_interval"], r.Settings["go_gc_percent"])
+	if n, _ := r.Settings["rounds"].(int); n > 1 {
+		fmt.Fprintf(w, "%d rounds: each value and ratio is the median of the rounds' (ratios paired by round); (min–max) over the rounds\n\n", n)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCENARIO\tFIGURE\tVALUE\tBASELINE\tRATIO\tTARGET\tRESULT")
 	for _, f := range r.Figures {
@@ -310,7 +396,10 @@ func (r *benchReport) writeTable(w io.Writer) {
 		}
 		ratio := ""
 		if f.Ratio != nil {
-			ratio = strconv.FormatFloat(*f.Ratio, 'f', 2, 64)
+			ratio = strconv.FormatFloat(*f.Ratio, 'f', 2, 64) + spread(f.RoundRatios, func(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) })
+		}
+		if f.Value != nil && len(f.Rounds) > 1 && f.Ratio == nil {
+			value += spread(f.Rounds, fmtNum)
 		}
 		targets := []benchTarget{{}}
 		if len(f.Targets) > 0 {

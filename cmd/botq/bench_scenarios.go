@@ -25,14 +25,16 @@ import (
 	"github.com/botq/botq/jobs"
 )
 
-// run runs the selected scenarios in order. A failed scenario is recorded
-// and the others still run.
+// benchScenarioFunc is a scenario: its name, what it does, and how.
+type benchScenarioFunc struct {
+	name, desc string
+	fn         func(context.Context, *benchScenario) error
+}
+
+// run runs the selected scenarios in order, --rounds times. A failed
+// scenario is recorded and the others still run.
 func (b *bench) run(ctx context.Context) error {
-	type scenario struct {
-		name, desc string
-		fn         func(context.Context, *benchScenario) error
-	}
-	all := []scenario{
+	all := []benchScenarioFunc{
 		{"r0", "plain River: single-row SQL INSERTs into river_job from the SQL clients, no-op worker, worked at the same time", b.runR0},
 		{"r1", "plain River: as r0, the worker makes one HTTP call to the simulator", b.runR1},
 		{"sql", "botq: single-row SQL INSERTs into action from the SQL clients, end to end", b.runSQL},
@@ -46,15 +48,31 @@ func (b *bench) run(ctx context.Context) error {
 	}
 	var errs []error
 	b.waitLoad(ctx)
+	for b.round = 0; b.round < b.o.Rounds; b.round++ {
+		errs = append(errs, b.runRound(ctx, all)...)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// runRound runs the selected scenarios once, in order.
+func (b *bench) runRound(ctx context.Context, all []benchScenarioFunc) []error {
+	var errs []error
 	for _, s := range all {
 		if !b.o.selected(s.name) {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
-			return err
+			return append(errs, err)
 		}
 		b.waitQuiet(ctx)
 		sc := &benchScenario{Name: s.name, Description: s.desc, StartedAt: time.Now().UTC(), LoadBefore: loadString(), Details: map[string]any{}}
+		if b.o.Rounds > 1 {
+			sc.Round = b.round + 1
+			b.logf("%s: round %d of %d", s.name, sc.Round, b.o.Rounds)
+		}
 		b.results = append(b.results, sc)
 		b.logf("%s: %s", s.name, s.desc)
 		start := time.Now()
@@ -77,7 +95,7 @@ func (b *bench) run(ctx context.Context) error {
 		}
 		b.logf("%s: done in %.1fs (load %s)", s.name, sc.Seconds, sc.LoadAfter)
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // steady runs producers against a running consumer for --duration and
@@ -571,7 +589,7 @@ func (b *bench) insertRiverBacklog(ctx context.Context, workers *river.Workers, 
 
 func (b *bench) runDrain(ctx context.Context, sc *benchScenario) error {
 	sizes := []int{b.o.Drain}
-	if b.o.DrainMillion {
+	if b.o.DrainMillion && b.round == 0 {
 		sizes = append(sizes, 1_000_000)
 	}
 	for i, n := range sizes {

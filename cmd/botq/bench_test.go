@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -109,4 +110,90 @@ func assertFigure(t *testing.T, key string, ok bool, f *benchFigure) bool {
 		return false
 	}
 	return true
+}
+
+// TestBenchRoundsMedians checks how a run of several rounds reports a
+// figure: the median of its rounds' values, and the median of its ratios
+// paired by round, not the ratio of two medians.
+func TestBenchRoundsMedians(t *testing.T) {
+	b := &bench{o: benchOptions{Rounds: 3}, byKey: map[string]*benchFigure{}}
+	target := func() []benchTarget { return []benchTarget{atLeast("issue 12", "ratio", 0.6)} }
+	// River and botq; the third round's River rate is replaced below by
+	// 7,000, so the rounds' ratios are 0.5, 0.6 and 0.5, while the ratio of
+	// the medians (4,800 / 8,000) would be 0.6.
+	for i, v := range [][2]float64{{10000, 5000}, {8000, 4800}, {5000, 3500}} {
+		b.round = i
+		b.figure(benchFigure{Key: "r2.rate", Value: fptr(v[0])})
+		b.figure(benchFigure{Key: "drain.rate", Value: fptr(v[1]), Baseline: "r2.rate", Targets: target()})
+		// A figure one round had no value for, against a fixed baseline.
+		var lag *float64
+		if i != 1 {
+			lag = fptr(float64(1000 * (i + 1)))
+		}
+		b.figure(benchFigure{Key: "lag", Value: lag, Baseline: "interval", BaselineValue: fptr(1000)})
+	}
+	// Recorded twice in one round: the second value replaces the first.
+	b.figure(benchFigure{Key: "r2.rate", Value: fptr(7000)})
+	b.finish()
+
+	r2, drain, lag := b.byKey["r2.rate"], b.byKey["drain.rate"], b.byKey["lag"]
+	require.Len(t, r2.Rounds, 3)
+	require.InDelta(t, 7000, *r2.Rounds[2], 0)
+	require.InDelta(t, 8000, *r2.Value, 0, "median of 10,000, 8,000 and 7,000")
+	require.InDelta(t, 4800, *drain.Value, 0)
+	require.InDelta(t, 8000, *drain.BaselineValue, 0, "the baseline's median")
+	require.Len(t, drain.RoundRatios, 3)
+	require.InDelta(t, 0.5, *drain.RoundRatios[0], 1e-9)
+	require.InDelta(t, 0.5, *drain.RoundRatios[2], 1e-9)
+	require.InDelta(t, 0.5, *drain.Ratio, 1e-9, "median of the rounds' ratios 0.5, 0.6 and 0.5")
+	require.False(t, *drain.Targets[0].Pass)
+	require.Nil(t, lag.Rounds[1])
+	require.InDelta(t, 2000, *lag.Value, 0, "median of the two rounds with a value")
+	require.InDelta(t, 2, *lag.Ratio, 1e-9)
+	require.Nil(t, lag.RoundRatios[1])
+
+	// One round: no rounds in the JSON, ratio of the values.
+	one := &bench{o: benchOptions{Rounds: 1}, byKey: map[string]*benchFigure{}}
+	one.figure(benchFigure{Key: "r2.rate", Value: fptr(8000)})
+	one.figure(benchFigure{Key: "drain.rate", Value: fptr(4000), Baseline: "r2.rate"})
+	one.finish()
+	require.Nil(t, one.byKey["drain.rate"].Rounds)
+	require.Nil(t, one.byKey["drain.rate"].RoundRatios)
+	require.InDelta(t, 0.5, *one.byKey["drain.rate"].Ratio, 1e-9)
+}
+
+// TestBenchRounds runs two smoke rounds of the drain and its baseline and
+// checks that the JSON holds both rounds' scenarios and values.
+func TestBenchRounds(t *testing.T) {
+	url := storetest.DatabaseURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out := filepath.Join(t.TempDir(), "bench.json")
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, []string{"bench", "--smoke", "--rounds", "2", "--scenarios", "r2,drain", "--database-url", url, "--out", out}, nil, &stdout, &stderr)
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	data, err := os.ReadFile(out)
+	require.NoError(t, err)
+	var rep benchReport
+	require.NoError(t, json.Unmarshal(data, &rep))
+	var rounds []string
+	for _, sc := range rep.Scenarios {
+		rounds = append(rounds, sc.Name+"/"+strconv.Itoa(sc.Round))
+	}
+	require.Equal(t, []string{"r2/1", "drain/1", "r2/2", "drain/2"}, rounds)
+	for _, f := range rep.Figures {
+		if f.Key != "drain.rate" {
+			continue
+		}
+		require.Len(t, f.Rounds, 2)
+		require.Len(t, f.RoundRatios, 2)
+		for i := range 2 {
+			require.NotNil(t, f.Rounds[i], "round %d", i+1)
+			require.NotNil(t, f.RoundRatios[i], "round %d", i+1)
+		}
+		require.InDelta(t, (*f.RoundRatios[0]+*f.RoundRatios[1])/2, *f.Ratio, 1e-9)
+		require.Contains(t, stdout.String(), "2 rounds")
+		return
+	}
+	t.Fatal("no drain.rate figure")
 }
