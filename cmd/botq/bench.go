@@ -155,7 +155,7 @@ after the other, and reports each figure's median (and each ratio's, paired by r
 	f.Float64Var(&o.MaxLoad, "max-load", 0, "before the run, wait (up to 10 minutes) until the 1-minute load average is below this (0: do not wait)")
 	f.Float64Var(&o.MaxBusy, "max-busy", 0, "before each scenario, wait (up to 3 minutes) until fewer than this many cores are busy (0: do not wait)")
 	f.BoolVar(&o.Keep, "keep", false, "keep the benchmark's schemas at the end")
-	f.IntVar(&o.Rounds, "rounds", o.Rounds, "run the selected scenarios this many times, interleaved, and report medians (the million drain runs in the first round only)")
+	f.IntVar(&o.Rounds, "rounds", o.Rounds, "run the selected scenarios this many times (1 to 9), round after round, and report medians (the million drain runs in the first round only)")
 	cmd.AddCommand(newBenchChildCmd(env))
 	return cmd
 }

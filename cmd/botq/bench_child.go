@@ -272,7 +272,7 @@ func (b *bench) drainChild(ctx context.Context, sc *benchScenario, spec benchChi
 	}
 	spec.Token = tok
 	if b.o.CPUProfile != "" {
-		spec.CPUProfile = fmt.Sprintf("%s-%s-%d.pprof", b.o.CPUProfile, sc.Name, spec.Expect)
+		spec.CPUProfile = fmt.Sprintf("%s-%s-%d%s.pprof", b.o.CPUProfile, sc.Name, spec.Expect, b.roundSuffix())
 	}
 	in, err := json.Marshal(spec)
 	if err != nil {

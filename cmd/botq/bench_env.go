@@ -599,13 +599,22 @@ func (r *riverRun) stop(ctx context.Context) error {
 	return err
 }
 
+// roundSuffix tells one round's files from another's ("-r2"); empty in a
+// run of one round.
+func (b *bench) roundSuffix() string {
+	if b.o.Rounds <= 1 {
+		return ""
+	}
+	return fmt.Sprintf("-r%d", b.round+1)
+}
+
 // profile writes a CPU profile of one measured window when --cpuprofile is
 // set; the returned function stops it.
 func (b *bench) profile(scenario string) func() {
 	if b.o.CPUProfile == "" {
 		return func() {}
 	}
-	path := fmt.Sprintf("%s-%s.pprof", b.o.CPUProfile, scenario)
+	path := fmt.Sprintf("%s-%s%s.pprof", b.o.CPUProfile, scenario, b.roundSuffix())
 	f, err := os.Create(path)
 	if err != nil {
 		b.logf("cpuprofile: %v", err)

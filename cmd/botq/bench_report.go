@@ -102,10 +102,11 @@ func (b *bench) figure(f benchFigure) {
 	p.Rounds = rounds
 }
 
-// value returns a recorded figure's value.
+// value returns a figure's value in the round running: a scenario that
+// needs another's figure must not take an earlier round's.
 func (b *bench) value(key string) (float64, bool) {
-	if f, ok := b.byKey[key]; ok && f.Value != nil {
-		return *f.Value, true
+	if f, ok := b.byKey[key]; ok && b.round < len(f.Rounds) && f.Rounds[b.round] != nil {
+		return *f.Rounds[b.round], true
 	}
 	return 0, false
 }
@@ -136,6 +137,8 @@ func (b *bench) finish() {
 				case baseIsFigure && i < len(base.Rounds):
 					bv = base.Rounds[i]
 				case !baseIsFigure:
+					// A fixed baseline (MaxWorkers/latency): the same in
+					// every round.
 					bv = f.BaselineValue
 				}
 				var r *float64
@@ -185,13 +188,16 @@ func median(vs []*float64) *float64 {
 	return &m
 }
 
-// spread is "(min–max)" of the values that are set, for the table.
+// spread is "(min–max)" of the values that are set, for the table; empty
+// unless two or more are.
 func spread(vs []*float64, format func(float64) string) string {
 	var lo, hi *float64
+	n := 0
 	for _, v := range vs {
 		if v == nil {
 			continue
 		}
+		n++
 		if lo == nil || *v < *lo {
 			lo = v
 		}
@@ -199,7 +205,7 @@ func spread(vs []*float64, format func(float64) string) string {
 			hi = v
 		}
 	}
-	if lo == nil {
+	if n < 2 {
 		return ""
 	}
 	return " (" + format(*lo) + "–" + format(*hi) + ")"
@@ -323,7 +329,9 @@ func goGCPercent() int {
 func (b *bench) ranScenarios() []string {
 	var out []string
 	for _, s := range b.results {
-		out = append(out, s.Name)
+		if !slices.Contains(out, s.Name) {
+			out = append(out, s.Name)
+		}
 	}
 	return out
 }
@@ -378,7 +386,7 @@ func (r *benchReport) writeTable(w io.Writer) {
 		r.Settings["river"].(map[string]any)["max_workers"], r.Settings["river"].(map[string]any)["fetch_cooldown"],
 		r.Settings["river"].(map[string]any)["fetch_poll_interval"], r.Settings["go_gc_percent"])
 	if n, _ := r.Settings["rounds"].(int); n > 1 {
-		fmt.Fprintf(w, "%d rounds: each value and ratio is the median of the rounds' (ratios paired by round); (min–max) over the rounds\n\n", n)
+		fmt.Fprintf(w, "%d rounds: each value, baseline and ratio is the median of the rounds'; a ratio is the median of each round's ratio, not value / baseline; (min–max) over the rounds\n\n", n)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCENARIO\tFIGURE\tVALUE\tBASELINE\tRATIO\tTARGET\tRESULT")

@@ -48,11 +48,11 @@ func (b *bench) run(ctx context.Context) error {
 	}
 	var errs []error
 	b.waitLoad(ctx)
-	for b.round = 0; b.round < b.o.Rounds; b.round++ {
+	for b.round = 0; b.round < b.o.Rounds && ctx.Err() == nil; b.round++ {
 		errs = append(errs, b.runRound(ctx, all)...)
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+	}
+	if err := ctx.Err(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -64,8 +64,8 @@ func (b *bench) runRound(ctx context.Context, all []benchScenarioFunc) []error {
 		if !b.o.selected(s.name) {
 			continue
 		}
-		if err := ctx.Err(); err != nil {
-			return append(errs, err)
+		if ctx.Err() != nil {
+			return errs
 		}
 		b.waitQuiet(ctx)
 		sc := &benchScenario{Name: s.name, Description: s.desc, StartedAt: time.Now().UTC(), LoadBefore: loadString(), Details: map[string]any{}}
@@ -89,8 +89,12 @@ func (b *bench) runRound(ctx context.Context, all []benchScenarioFunc) []error {
 		sc.LoadAfter = loadString()
 		if err != nil {
 			sc.Error = err.Error()
-			errs = append(errs, fmt.Errorf("scenario %s: %w", s.name, err))
-			b.logf("%s: ERROR %v", s.name, err)
+			name := s.name
+			if sc.Round > 0 {
+				name += fmt.Sprintf(" (round %d)", sc.Round)
+			}
+			errs = append(errs, fmt.Errorf("scenario %s: %w", name, err))
+			b.logf("%s: ERROR %v", name, err)
 			continue
 		}
 		b.logf("%s: done in %.1fs (load %s)", s.name, sc.Seconds, sc.LoadAfter)

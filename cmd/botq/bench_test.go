@@ -123,7 +123,16 @@ func TestBenchRoundsMedians(t *testing.T) {
 	// the medians (4,800 / 8,000) would be 0.6.
 	for i, v := range [][2]float64{{10000, 5000}, {8000, 4800}, {5000, 3500}} {
 		b.round = i
+		_, ok := b.value("r2.rate")
+		require.False(t, ok, "round %d: no value of this round yet", i)
 		b.figure(benchFigure{Key: "r2.rate", Value: fptr(v[0])})
+		got, ok := b.value("r2.rate")
+		require.True(t, ok)
+		require.InDelta(t, v[0], got, 0, "the value of the round running")
+		if i == 0 {
+			// The million drain runs in the first round only.
+			b.figure(benchFigure{Key: "drain1m.rate", Value: fptr(4000), Baseline: "r2.rate"})
+		}
 		b.figure(benchFigure{Key: "drain.rate", Value: fptr(v[1]), Baseline: "r2.rate", Targets: target()})
 		// A figure one round had no value for, against a fixed baseline.
 		var lag *float64
@@ -151,6 +160,9 @@ func TestBenchRoundsMedians(t *testing.T) {
 	require.InDelta(t, 2000, *lag.Value, 0, "median of the two rounds with a value")
 	require.InDelta(t, 2, *lag.Ratio, 1e-9)
 	require.Nil(t, lag.RoundRatios[1])
+	m := b.byKey["drain1m.rate"]
+	require.Len(t, m.RoundRatios, 1)
+	require.InDelta(t, 0.4, *m.Ratio, 1e-9, "against River's drain of its own round, 10,000")
 
 	// One round: no rounds in the JSON, ratio of the values.
 	one := &bench{o: benchOptions{Rounds: 1}, byKey: map[string]*benchFigure{}}
