@@ -46,18 +46,7 @@ var benchFigureKeys = []string{
 // baselines and targets, and what the figures depend on (machine,
 // Postgres, River settings). The figures themselves mean nothing here.
 func TestBenchSmoke(t *testing.T) {
-	url := storetest.DatabaseURL(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	out := filepath.Join(t.TempDir(), "bench.json")
-	var stdout, stderr bytes.Buffer
-	code := run(ctx, []string{"bench", "--smoke", "--database-url", url, "--out", out}, nil, &stdout, &stderr)
-	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
-
-	data, err := os.ReadFile(out)
-	require.NoError(t, err)
-	var rep benchReport
-	require.NoError(t, json.Unmarshal(data, &rep))
+	rep, stdout := runBenchSmoke(t)
 	require.True(t, rep.Smoke)
 	require.ElementsMatch(t, benchFigureKeys, rep.Expected, "the figures a full run expects")
 	byKey := map[string]*benchFigure{}
@@ -96,7 +85,25 @@ func TestBenchSmoke(t *testing.T) {
 	require.NotNil(t, rep.Settings["go_gc_percent"], "settings.go_gc_percent: the collector target botq and the baselines ran with")
 	require.NotEmpty(t, rep.Go)
 	require.NotEqual(t, "unknown", rep.River)
-	require.Contains(t, stdout.String(), "SCENARIO", "the table")
+	require.Contains(t, stdout, "SCENARIO", "the table")
+}
+
+// runBenchSmoke runs `botq bench --smoke` with args and returns its JSON
+// report and its table.
+func runBenchSmoke(t *testing.T, args ...string) (benchReport, string) {
+	t.Helper()
+	url := storetest.DatabaseURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out := filepath.Join(t.TempDir(), "bench.json")
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, append([]string{"bench", "--smoke", "--database-url", url, "--out", out}, args...), nil, &stdout, &stderr)
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	data, err := os.ReadFile(out)
+	require.NoError(t, err)
+	var rep benchReport
+	require.NoError(t, json.Unmarshal(data, &rep))
+	return rep, stdout.String()
 }
 
 func assertFigure(t *testing.T, key string, ok bool, f *benchFigure) bool {
@@ -177,17 +184,7 @@ func TestBenchRoundsMedians(t *testing.T) {
 // TestBenchRounds runs two smoke rounds of the drain and its baseline and
 // checks that the JSON holds both rounds' scenarios and values.
 func TestBenchRounds(t *testing.T) {
-	url := storetest.DatabaseURL(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	out := filepath.Join(t.TempDir(), "bench.json")
-	var stdout, stderr bytes.Buffer
-	code := run(ctx, []string{"bench", "--smoke", "--rounds", "2", "--scenarios", "r2,drain", "--database-url", url, "--out", out}, nil, &stdout, &stderr)
-	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
-	data, err := os.ReadFile(out)
-	require.NoError(t, err)
-	var rep benchReport
-	require.NoError(t, json.Unmarshal(data, &rep))
+	rep, stdout := runBenchSmoke(t, "--rounds", "2", "--scenarios", "r2,drain")
 	var rounds []string
 	for _, sc := range rep.Scenarios {
 		rounds = append(rounds, sc.Name+"/"+strconv.Itoa(sc.Round))
@@ -204,7 +201,7 @@ func TestBenchRounds(t *testing.T) {
 			require.NotNil(t, f.RoundRatios[i], "round %d", i+1)
 		}
 		require.InDelta(t, (*f.RoundRatios[0]+*f.RoundRatios[1])/2, *f.Ratio, 1e-9)
-		require.Contains(t, stdout.String(), "2 rounds")
+		require.Contains(t, stdout, "2 rounds")
 		return
 	}
 	t.Fatal("no drain.rate figure")
