@@ -171,12 +171,7 @@ func (b *bench) finish() {
 
 // median is the median of the values that are set, nil if none is.
 func median(vs []*float64) *float64 {
-	var xs []float64
-	for _, v := range vs {
-		if v != nil {
-			xs = append(xs, *v)
-		}
-	}
+	xs := setValues(vs)
 	if len(xs) == 0 {
 		return nil
 	}
@@ -191,24 +186,22 @@ func median(vs []*float64) *float64 {
 // spread is "(min–max)" of the values that are set, for the table; empty
 // unless two or more are.
 func spread(vs []*float64, format func(float64) string) string {
-	var lo, hi *float64
-	n := 0
-	for _, v := range vs {
-		if v == nil {
-			continue
-		}
-		n++
-		if lo == nil || *v < *lo {
-			lo = v
-		}
-		if hi == nil || *v > *hi {
-			hi = v
-		}
-	}
-	if n < 2 {
+	xs := setValues(vs)
+	if len(xs) < 2 {
 		return ""
 	}
-	return " (" + format(*lo) + "–" + format(*hi) + ")"
+	return " (" + format(slices.Min(xs)) + "–" + format(slices.Max(xs)) + ")"
+}
+
+// setValues returns the values of a figure's rounds that are set.
+func setValues(vs []*float64) []float64 {
+	var xs []float64
+	for _, v := range vs {
+		if v != nil {
+			xs = append(xs, *v)
+		}
+	}
+	return xs
 }
 
 // benchScenario is what one scenario did, beyond its figures.
@@ -379,6 +372,9 @@ func (r *benchReport) missing() []string {
 	return out
 }
 
+// fmtRatio prints a ratio, or a round's, with two decimals.
+func fmtRatio(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
+
 func (r *benchReport) writeTable(w io.Writer) {
 	fmt.Fprintf(w, "\nbotq bench %s (%s, River %s, Postgres %s; %d cores, %s, load %s → %s)\n",
 		r.Botq, r.Go, r.River, r.Postgres.Version, r.Machine.Cores, r.Machine.CPUModel, r.Machine.LoadBefore, r.Machine.LoadAfter)
@@ -404,7 +400,7 @@ func (r *benchReport) writeTable(w io.Writer) {
 		}
 		ratio := ""
 		if f.Ratio != nil {
-			ratio = strconv.FormatFloat(*f.Ratio, 'f', 2, 64) + spread(f.RoundRatios, func(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) })
+			ratio = fmtRatio(*f.Ratio) + spread(f.RoundRatios, fmtRatio)
 		}
 		if f.Value != nil && len(f.Rounds) > 1 && f.Ratio == nil {
 			value += spread(f.Rounds, fmtNum)
