@@ -92,9 +92,10 @@ const (
 	faultError
 	faultRateLimit
 	faultDrop
+	faultStall
 )
 
-var faultNames = [...]string{"", "latency", "hang", "error", "rate_limit", "drop"}
+var faultNames = [...]string{"", "latency", "hang", "error", "rate_limit", "drop", "stall"}
 
 // Call is one request that reached the simulator's Bot v3 (or Care v2 token)
 // surface, in arrival order, duplicates included. Admin calls are not logged.
@@ -111,7 +112,8 @@ type Call struct {
 	// without a response (DropRate).
 	Dropped bool `json:"dropped,omitempty"`
 	// Fault names the fault that decided the outcome: "hang", "error",
-	// "rate_limit", "drop", or "latency" when the client gave up while delayed.
+	// "rate_limit", "drop", "stall", or "latency" when the client gave up
+	// while delayed.
 	Fault string `json:"fault,omitempty"`
 	// Body is the request body, kept only with Options.CallLogBodies.
 	Body json.RawMessage `json:"body,omitempty"`

@@ -73,12 +73,17 @@ type Fault struct {
 	// and then closes the connection without writing a response: the client
 	// sees a sent request with an unknown outcome.
 	DropRate float64 `json:"dropRate,omitempty"`
+	// StallRate applies that fraction fully and then holds the response until
+	// the client gives up or the Server is closed, as a Khoros that applied a
+	// call whose caller died before the answer came back. The connection is
+	// then aborted with no response.
+	StallRate float64 `json:"stallRate,omitempty"`
 	// Times, when positive, removes the fault after it has matched that many calls.
 	Times int `json:"times,omitempty"`
 }
 
 func (f Fault) validate() error {
-	for _, r := range []float64{f.ErrorRate, f.RateLimitRate, f.HangRate, f.DropRate} {
+	for _, r := range []float64{f.ErrorRate, f.RateLimitRate, f.HangRate, f.DropRate, f.StallRate} {
 		if r < 0 || r > 1 {
 			return fmt.Errorf("rate %v is outside [0,1]", r)
 		}
@@ -100,6 +105,7 @@ type faultPlan struct {
 	rateLimit  bool
 	retryAfter string
 	drop       bool
+	stall      bool
 }
 
 type faultRule struct {
@@ -151,6 +157,8 @@ func (s *Server) plan(name string) faultPlan {
 		}
 	case s.draw(r.DropRate):
 		p.drop = true
+	case s.draw(r.StallRate):
+		p.stall = true
 	}
 	return p
 }

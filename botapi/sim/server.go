@@ -429,6 +429,16 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, ep uint8, auth
 		drop(w)
 		return
 	}
+	if p.stall {
+		logged.fault = faultStall
+		logged.status = 0
+		logCall()
+		select {
+		case <-r.Context().Done():
+		case <-s.closed:
+		}
+		panic(http.ErrAbortHandler)
+	}
 	logCall()
 	s.write(w, rep)
 }
