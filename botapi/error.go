@@ -45,6 +45,12 @@ type Error struct {
 	HasRetryAfter bool
 	// Body is the start of the raw body (at most MaxErrorBody bytes).
 	Body []byte
+	// Application reports that the body is one of Bot v3's own error shapes
+	// (an "error" or "errors" member): the answer came from Bot v3 itself,
+	// which may keep a request record of the call, not from the gateway in
+	// front of it ({"message": ...}, an empty or non-JSON body), which keeps
+	// none.
+	Application bool
 }
 
 // Error reports the call, status, message and request id; never a token.
@@ -109,6 +115,7 @@ func decodeError(status int, body []byte) *Error {
 		RequestID json.RawMessage `json:"requestId"`
 	}
 	if json.Unmarshal(body, &b) == nil {
+		e.Application = len(b.Error) > 0 || len(b.Errors) > 0
 		e.RequestID = rawString(b.RequestID)
 		var inner struct {
 			Message   json.RawMessage `json:"message"`

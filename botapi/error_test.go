@@ -66,6 +66,25 @@ func TestDecodeError(t *testing.T) {
 	}
 }
 
+// Application tells Bot v3's own error bodies, which may come with a
+// request record, from the gateway's, which never do.
+func TestDecodeErrorApplication(t *testing.T) {
+	t.Parallel()
+	for body, want := range map[string]bool{
+		`{"error":{"messages":["Invalid networkKey farcebook"]}}`: true,
+		`{"error":{"message":"Unauthorized","requestId":"r"}}`:    true,
+		`{"errors":["callbackUrl may not be empty"]}`:             true,
+		`{"error":"bad thing"}`:                                   true,
+		`{"message":"Too Many Requests"}`:                         false,
+		`{"status":"fail","message":"Unauthorized"}`:              false,
+		`{}`:                           false,
+		`<html>502 Bad Gateway</html>`: false,
+		``:                             false,
+	} {
+		require.Equal(t, want, botapi.DecodeError(400, []byte(body)).Application, "body %q", body)
+	}
+}
+
 func TestDecodeErrorBoundsBody(t *testing.T) {
 	t.Parallel()
 	e := botapi.DecodeError(500, []byte(strings.Repeat("x", 10*botapi.MaxErrorBody)))

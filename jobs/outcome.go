@@ -17,8 +17,10 @@ type verdict struct {
 	outcome store.AttemptOutcome
 	// state is the action's new state; "" leaves it.
 	state store.ActionState
-	// requestState is recorded for the call's requestId, if it has one.
-	requestState store.RequestState
+	// requestState is recorded for the call's requestId, if it has one, with
+	// requestReason when botq ends the record itself (ABSENT).
+	requestState  store.RequestState
+	requestReason string
 	// snooze delays the job without using an attempt (outcome snooze).
 	snooze time.Duration
 	// throttle stops every call of the app for this long (429, Retry-After).
@@ -54,6 +56,8 @@ const maxRetryAfter = time.Hour
 //   - no answer after the request was written: retry an idempotent kind;
 //     for respond, form and note the outcome is unknown and the reconciler
 //     decides, because a blind resend could reach the customer twice.
+//
+// The request id of a non-2xx answer is recorded as refusedRecord says.
 func classify(kind string, ok okBody, res *botapi.Response, err error) verdict {
 	if err == nil {
 		switch ok.Data.RequestState {
@@ -77,28 +81,9 @@ func classify(kind string, ok okBody, res *botapi.Response, err error) verdict {
 
 	var apiErr *botapi.Error
 	if errors.As(err, &apiErr) {
-		reqState := store.RequestState("")
-		if apiErr.RequestID != "" {
-			reqState = store.RequestPending // the reconciler learns the record's final state
-		}
-		switch {
-		case apiErr.StatusCode == http.StatusTooManyRequests || apiErr.HasRetryAfter:
-			d := apiErr.RetryAfter
-			if !apiErr.HasRetryAfter {
-				d = defaultRetryAfter
-			}
-			d = min(max(d, 0), maxRetryAfter)
-			return verdict{outcome: store.OutcomeSnooze, snooze: d, throttle: d, requestState: reqState,
-				reason: fmt.Sprintf("Khoros asked to wait %s: %s", d, apiErr.Error())}
-		case apiErr.StatusCode == http.StatusUnauthorized:
-			return verdict{outcome: store.OutcomeSnooze, unauthorized: true, requestState: reqState,
-				reason: "Khoros refused the token (401)"}
-		case apiErr.StatusCode >= 500,
-			apiErr.StatusCode == http.StatusConflict && kind == KindControl:
-			return verdict{outcome: store.OutcomeRetry, state: store.ActionRetrying, requestState: reqState, reason: apiErr.Error()}
-		default:
-			return verdict{outcome: store.OutcomeCancel, state: store.ActionFailed, requestState: reqState, reason: apiErr.Error()}
-		}
+		v := classifyRefusal(kind, apiErr)
+		v.requestState, v.requestReason = refusedRecord(apiErr)
+		return v
 	}
 
 	if botapi.Sent(err) && !kinds[kind].idempotent {
@@ -106,6 +91,46 @@ func classify(kind string, ok okBody, res *botapi.Response, err error) verdict {
 			reason: "sent but no answer (" + err.Error() + "); waiting for the reconciler, not resending"}
 	}
 	return verdict{outcome: store.OutcomeRetry, state: store.ActionRetrying, reason: err.Error()}
+}
+
+// refusedRecord is what botq records for the request id of a non-2xx
+// answer. The gateway in front of Bot v3 (a 429, or a body that is not one
+// of Bot v3's error shapes: {"message": ...}, HTML, nothing) hands out an
+// x-amzn-RequestId but keeps no record under it, so the record is ABSENT at
+// once. Bot v3 itself, refusing a call with its own error body, may or may
+// not keep an ERROR record (Khoros does not say), so the record is PENDING
+// and the reconciler settles it within minutes: found, or ABSENT once a
+// check a clock-skew margin after the call has not found it.
+func refusedRecord(e *botapi.Error) (store.RequestState, string) {
+	switch {
+	case e.RequestID == "":
+		return "", ""
+	case e.StatusCode == http.StatusTooManyRequests || !e.Application:
+		return store.RequestAbsent, fmt.Sprintf("the gateway refused the call (HTTP %d); Khoros keeps no record of it", e.StatusCode)
+	}
+	return store.RequestPending, ""
+}
+
+// classifyRefusal maps a non-2xx answer to a verdict, without its request
+// record.
+func classifyRefusal(kind string, apiErr *botapi.Error) verdict {
+	switch {
+	case apiErr.StatusCode == http.StatusTooManyRequests || apiErr.HasRetryAfter:
+		d := apiErr.RetryAfter
+		if !apiErr.HasRetryAfter {
+			d = defaultRetryAfter
+		}
+		d = min(max(d, 0), maxRetryAfter)
+		return verdict{outcome: store.OutcomeSnooze, snooze: d, throttle: d,
+			reason: fmt.Sprintf("Khoros asked to wait %s: %s", d, apiErr.Error())}
+	case apiErr.StatusCode == http.StatusUnauthorized:
+		return verdict{outcome: store.OutcomeSnooze, unauthorized: true, reason: "Khoros refused the token (401)"}
+	case apiErr.StatusCode >= 500,
+		apiErr.StatusCode == http.StatusConflict && kind == KindControl:
+		return verdict{outcome: store.OutcomeRetry, state: store.ActionRetrying, reason: apiErr.Error()}
+	default:
+		return verdict{outcome: store.OutcomeCancel, state: store.ActionFailed, reason: apiErr.Error()}
+	}
 }
 
 // okBody is the part of a 2xx answer botq reads.

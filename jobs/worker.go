@@ -205,10 +205,13 @@ func (e *Executor) work(ctx context.Context, job *river.Job[ActionArgs]) error {
 	}
 	r.attempt = base
 	if base.RequestID != "" && v.requestState != "" {
-		next := time.Now()
 		r.request = &store.RequestUpsertParams{
 			RequestID: base.RequestID, AppID: app.ID, ActionID: &a.ID, State: v.requestState,
-			HTTPStatus: base.HTTPStatus, NextCheckAt: &next,
+			HTTPStatus: base.HTTPStatus, Reason: v.requestReason,
+		}
+		if v.requestState == store.RequestPending {
+			next := time.Now()
+			r.request.NextCheckAt = &next
 		}
 	}
 

@@ -220,10 +220,19 @@ func (r *Reconciler) singleGets(ctx context.Context, client *botapi.Client, appI
 		case err == nil && rec != nil && rec.State != botapi.StatePending:
 			settled = append(settled, settlementOf(rec))
 			r.observeSettled(appID, rec, now)
+		case errors.Is(err, botapi.ErrNotFound) && absentAfter(p, now):
+			settled = append(settled, absent(p.RequestID, "GET answered 404"))
 		case err == nil || errors.Is(err, botapi.ErrNotFound):
-			// Still pending, or not visible yet.
+			// Still pending, or not visible yet. A refused call's record is
+			// looked up again once the clock-skew margin is over, when its
+			// absence settles it.
+			wait := r.backoff(p.CheckCount)
+			if p.HTTPStatus >= 400 {
+				wait = min(wait, max(p.FirstSeenAt.Add(clockSkew).Sub(now), r.cfg.Interval))
+			}
+			next := now.Add(wait)
 			stillIDs = append(stillIDs, p.RequestID)
-			stillNext = append(stillNext, now.Add(r.backoff(p.CheckCount)))
+			stillNext = append(stillNext, next)
 		default:
 			errs = append(errs, err)
 		}
@@ -242,10 +251,31 @@ func (r *Reconciler) singleGets(ctx context.Context, client *botapi.Client, appI
 	return st, errors.Join(errs...)
 }
 
+// clockSkew is how far botq's clock and Khoros' may disagree: listings
+// reach back this much further than the records they look for, and a
+// refused call's record is deemed absent only once a check this long after
+// the call has not found it.
+const clockSkew = time.Minute
+
+// absentAfter reports whether a pending record that a check did not find is
+// absent: the answer that carried its id refused the call (a 4xx, which
+// Khoros settles at once if it keeps a record at all), and the check came
+// late enough that a record would have shown.
+func absentAfter(p store.PendingRequest, now time.Time) bool {
+	return p.HTTPStatus >= 400 && now.Sub(p.FirstSeenAt) >= clockSkew
+}
+
+// absent is the settlement of a refused call's record that Khoros does not
+// keep; how tells how botq looked.
+func absent(requestID, how string) store.Settlement {
+	return store.Settlement{RequestID: requestID, State: store.RequestAbsent,
+		Reason: "Khoros refused the call and keeps no record of it (" + how + " a minute after the call)"}
+}
+
 // listWindow is the `from` window that covers since, with a margin for
 // clock skew, rounded up to a whole minute and at most max.
 func listWindow(now, since time.Time, limit time.Duration) time.Duration {
-	d := now.Sub(since) + time.Minute
+	d := now.Sub(since) + clockSkew
 	d = (d + time.Minute - 1) / time.Minute * time.Minute
 	return min(max(d, time.Minute), limit)
 }
@@ -291,21 +321,17 @@ func (r *Reconciler) listing(ctx context.Context, client *botapi.Client, appID s
 			r.observeSettled(appID, rec, now)
 		}
 	}
-	var stillIDs []string
-	var stillNext []time.Time
-	// Half an interval: the next run starts a little before a whole interval
-	// has passed, and must find these records due, not skip them a round.
-	next := now.Add(r.cfg.Interval / 2)
+	// The listing covers every pending record's time (and a listing of
+	// final records holds every record Khoros settled at once, as it does a
+	// refused call's), so a refused call's record it does not show, a
+	// clock-skew margin after the call, is absent. The records still
+	// pending are not written: they stay due, and the next run lists again.
 	for _, p := range pending {
-		if !final[p.RequestID] {
-			stillIDs = append(stillIDs, p.RequestID)
-			stillNext = append(stillNext, next)
+		if !final[p.RequestID] && absentAfter(p, now) {
+			settled = append(settled, absent(p.RequestID, "not in a listing covering its time"))
 		}
 	}
 	if err := r.inTx(ctx, func(tx pgx.Tx) error {
-		if err := r.cfg.Store.RequestChecked(ctx, tx, now, stillIDs, stillNext); err != nil {
-			return err
-		}
 		_, err := r.cfg.Store.RequestSettle(ctx, tx, now, settled)
 		return err
 	}); err != nil {

@@ -359,3 +359,88 @@ func TestInboundRecordsAreKept(t *testing.T) {
 	require.Nil(t, got.ActionID)
 	require.JSONEq(t, `{"type":"message","text":"hi bot"}`, string(got.Payload))
 }
+
+// The request id of a refused call settles in bounded time: the gateway's
+// refusals (503, 429: no record at Khoros) are ABSENT at once; Bot v3's own
+// refusals stay PENDING until a check finds Khoros' ERROR record, or, a
+// clock-skew margin after the call, does not (ABSENT). Whether the check is
+// a single GET or a listing, nothing is left waiting and the listing makes
+// no call once nothing is pending.
+func TestRefusedCallRecordsSettle(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name      string
+		singleGet int
+	}{{"single GETs", 10}, {"listing", -1}} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := &clock{}
+			env := jobstest.Start(t, jobstest.Options{Sim: sim.Options{Seed: 17, Now: c.Now, SettleDelayMax: -1}})
+			ctx := env.Ctx
+			requestOf := func(id int64, status int) *store.Request {
+				t.Helper()
+				var rid string
+				require.NoError(t, env.Pool.QueryRow(ctx, fmt.Sprintf(
+					`SELECT request_id FROM %s.attempt WHERE action_id = $1 AND http_status = $2`, env.Schema), id, status).Scan(&rid))
+				req, err := env.Store.RequestGet(ctx, env.Pool, rid)
+				require.NoError(t, err)
+				return req
+			}
+
+			// Bot v3 refuses: the conversation is an agent's (403, ERROR record).
+			owned := sim.Conversation{CompanyKey: "acme", NetworkKey: "facebook", ExternalID: "page-1", AuthorID: "agent-owned"}
+			_, err := env.Sim.SetOwner(owned, botapi.Owner{Type: botapi.OwnerAgent})
+			require.NoError(t, err)
+			found := env.Enqueue(t, jobs.Action{AppID: "app-1", Kind: jobs.KindRespond, Payload: respond("agent-owned", "Not yours")})
+			env.WaitStates(t, []int64{found}, 10*time.Second, store.ActionFailed)
+			// Bot v3 refuses with its own body but keeps no record (400).
+			require.NoError(t, env.Sim.SetFault("respond", sim.Fault{ErrorRate: 1, ErrorCode: 400, Times: 1}))
+			missing := env.Enqueue(t, jobs.Action{AppID: "app-1", Kind: jobs.KindRespond, Payload: respond("refused", "Refused")})
+			env.WaitStates(t, []int64{missing}, 10*time.Second, store.ActionFailed)
+			// The gateway refuses (503, then 429): nothing to look for.
+			require.NoError(t, env.Sim.SetFault("respond", sim.Fault{ErrorRate: 1, ErrorCode: 503, Times: 1}))
+			retried := env.Enqueue(t, jobs.Action{AppID: "app-1", Kind: jobs.KindRespond, Payload: respond("gateway", "Retried")})
+			env.WaitStates(t, []int64{retried}, 20*time.Second, store.ActionSent, store.ActionSucceeded)
+			require.NoError(t, env.Sim.SetFault("respond", sim.Fault{RateLimitRate: 1, RetryAfter: "1", Times: 1}))
+			snoozed := env.Enqueue(t, jobs.Action{AppID: "app-1", Kind: jobs.KindRespond, Payload: respond("throttled", "Snoozed")})
+			env.WaitStates(t, []int64{snoozed}, 20*time.Second, store.ActionSent, store.ActionSucceeded)
+
+			for id, status := range map[int64]int{retried: 503, snoozed: 429} {
+				req := requestOf(id, status)
+				require.Equal(t, store.RequestAbsent, req.State, "HTTP %d", status)
+				require.Contains(t, req.Reason, "gateway refused")
+				require.NotNil(t, req.FinalizedAt)
+			}
+			require.Equal(t, store.RequestPending, requestOf(found, 403).State)
+			require.Equal(t, store.RequestPending, requestOf(missing, 400).State)
+
+			r := newReconciler(t, env, c, func(cfg *reconciler.Config) { cfg.SingleGetMax = tt.singleGet })
+			_, err = r.RunOnce(ctx)
+			require.NoError(t, err)
+			f := requestOf(found, 403)
+			require.Equal(t, store.RequestError, f.State, "Khoros' ERROR record is found")
+			require.Empty(t, f.Reason)
+			require.Equal(t, store.RequestPending, requestOf(missing, 400).State, "not absent before the clock-skew margin")
+
+			c.Advance(61 * time.Second)
+			_, err = r.RunOnce(ctx)
+			require.NoError(t, err)
+			m := requestOf(missing, 400)
+			require.Equal(t, store.RequestAbsent, m.State)
+			require.Contains(t, m.Reason, "keeps no record")
+			require.Equal(t, store.ActionFailed, env.Action(t, missing).State, "the answer decided the action")
+
+			// Nothing pending is left (the two successes settle too), and
+			// then no run makes a call.
+			c.Advance(time.Minute)
+			_, err = r.RunOnce(ctx)
+			require.NoError(t, err)
+			var pending int
+			require.NoError(t, env.Pool.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM %s.request WHERE state = 'PENDING'`, env.Schema)).Scan(&pending))
+			require.Zero(t, pending)
+			st, err := r.RunOnce(ctx)
+			require.NoError(t, err)
+			require.Zero(t, st.Calls, "nothing pending, no call")
+		})
+	}
+}

@@ -252,7 +252,7 @@ func (f *RequestFilter) apply(w *sqlWhere) {
 // ValidRequestState reports whether s is a request state.
 func ValidRequestState(s string) bool {
 	switch RequestState(s) {
-	case RequestPending, RequestSuccess, RequestError, RequestExpired:
+	case RequestPending, RequestSuccess, RequestError, RequestExpired, RequestAbsent:
 		return true
 	}
 	return false
@@ -269,14 +269,14 @@ type RequestItem struct {
 // its action aliased a (qualify cannot rewrite coalesce(x, 0)).
 const requestItemColumns = `r.request_id, r.app_id, r.action_id, r.origin, r.state, r.details, r.payload,
 	coalesce(r.http_status, 0), r.khoros_created_at, r.khoros_completed_at, r.khoros_updated_at, r.first_seen_at,
-	r.last_checked_at, r.next_check_at, r.check_count, r.finalized_at, coalesce(a.kind, '')`
+	r.last_checked_at, r.next_check_at, r.check_count, r.finalized_at, coalesce(r.reason, ''), coalesce(a.kind, '')`
 
 func scanRequestItem(row pgx.Row, it *RequestItem) error {
 	r := &it.Request
 	var state string
 	err := row.Scan(&r.RequestID, &r.AppID, &r.ActionID, &r.Origin, &state, &r.Details, &r.Payload, &r.HTTPStatus,
 		&r.KhorosCreatedAt, &r.KhorosCompletedAt, &r.KhorosUpdatedAt, &r.FirstSeenAt, &r.LastCheckedAt, &r.NextCheckAt,
-		&r.CheckCount, &r.FinalizedAt, &it.Kind)
+		&r.CheckCount, &r.FinalizedAt, &r.Reason, &it.Kind)
 	r.State = RequestState(state)
 	return err
 }

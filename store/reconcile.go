@@ -72,13 +72,16 @@ type PendingRequest struct {
 	FirstSeenAt time.Time
 	NextCheckAt *time.Time
 	CheckCount  int
+	// HTTPStatus is the status of the answer that carried the id: a refusal
+	// (4xx) may have left an ERROR record at Khoros, or none.
+	HTTPStatus int
 }
 
 // RequestPendingList returns the app's pending BOT-origin records, oldest
 // first; dueOnly keeps those whose next check is due at now.
 func (s *Store) RequestPendingList(ctx context.Context, db DBTX, appID string, now time.Time, dueOnly bool) ([]PendingRequest, error) {
 	rows, err := db.Query(ctx, s.q(`
-		SELECT request_id, action_id, first_seen_at, next_check_at, check_count
+		SELECT request_id, action_id, first_seen_at, next_check_at, check_count, coalesce(http_status, 0)
 		FROM botq.request
 		WHERE app_id = $1 AND state = 'PENDING' AND origin = 'BOT' AND (NOT $3 OR next_check_at <= $2)
 		ORDER BY first_seen_at`), appID, now, dueOnly)
@@ -87,13 +90,13 @@ func (s *Store) RequestPendingList(ctx context.Context, db DBTX, appID string, n
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (PendingRequest, error) {
 		var p PendingRequest
-		err := r.Scan(&p.RequestID, &p.ActionID, &p.FirstSeenAt, &p.NextCheckAt, &p.CheckCount)
+		err := r.Scan(&p.RequestID, &p.ActionID, &p.FirstSeenAt, &p.NextCheckAt, &p.CheckCount, &p.HTTPStatus)
 		return p, err
 	})
 }
 
-// Settlement is a request record's final state as Khoros reported it (or
-// EXPIRED).
+// Settlement is a request record's final state as Khoros reported it, or
+// as botq decided it (EXPIRED, ABSENT).
 type Settlement struct {
 	RequestID         string
 	State             RequestState
@@ -101,7 +104,8 @@ type Settlement struct {
 	KhorosCreatedAt   *time.Time
 	KhorosCompletedAt *time.Time
 	KhorosUpdatedAt   *time.Time
-	// Reason becomes the action's last error when it fails.
+	// Reason becomes the action's last error when it fails; for EXPIRED and
+	// ABSENT it is also the record's reason.
 	Reason string
 }
 
@@ -114,8 +118,10 @@ type SettledAction struct {
 
 // RequestSettle records final states of pending records in one statement,
 // and moves each linked action that is `sent` to succeeded (SUCCESS) or
-// failed (ERROR, EXPIRED) in the same transaction (db should be one). A
-// record that is no longer pending is left as it is.
+// failed (ERROR, EXPIRED) in the same transaction (db should be one); an
+// ABSENT record moves no action (only a refused call's record ends ABSENT,
+// and its answer already decided the action). A record that is no longer
+// pending is left as it is.
 func (s *Store) RequestSettle(ctx context.Context, db DBTX, now time.Time, settled []Settlement) ([]SettledAction, error) {
 	if len(settled) == 0 {
 		return nil, nil
@@ -145,7 +151,8 @@ func (s *Store) RequestSettle(ctx context.Context, db DBTX, now time.Time, settl
 			    khoros_created_at = coalesce(i.created, r.khoros_created_at),
 			    khoros_completed_at = coalesce(i.completed, r.khoros_completed_at),
 			    khoros_updated_at = coalesce(i.updated, r.khoros_updated_at),
-			    last_checked_at = $8, check_count = r.check_count + 1, next_check_at = NULL, finalized_at = $8
+			    last_checked_at = $8, check_count = r.check_count + 1, next_check_at = NULL, finalized_at = $8,
+			    reason = CASE WHEN i.state IN ('EXPIRED', 'ABSENT') THEN nullif(i.reason, '') END
 			FROM input i
 			WHERE r.request_id = i.request_id AND r.state = 'PENDING'
 			RETURNING r.request_id, r.action_id, r.state, i.reason
@@ -154,7 +161,7 @@ func (s *Store) RequestSettle(ctx context.Context, db DBTX, now time.Time, settl
 			SET state = CASE WHEN s.state = 'SUCCESS' THEN 'succeeded' ELSE 'failed' END,
 			    last_error = CASE WHEN s.state = 'SUCCESS' THEN NULL ELSE nullif(s.reason, '') END
 			FROM settled s
-			WHERE a.id = s.action_id AND a.state = 'sent' AND a.request_id = s.request_id
+			WHERE a.id = s.action_id AND a.state = 'sent' AND a.request_id = s.request_id AND s.state <> 'ABSENT'
 			RETURNING a.id, s.request_id, a.state
 		)
 		SELECT id, request_id, state FROM moved`),

@@ -10,7 +10,8 @@ import (
 )
 
 // RequestState is a Khoros request record's state, plus botq's EXPIRED for a
-// record Khoros stopped returning before it settled.
+// record Khoros stopped returning before it settled and ABSENT for a request
+// id under which Khoros keeps no record (a call it did not accept).
 type RequestState string
 
 // Request states.
@@ -19,6 +20,7 @@ const (
 	RequestSuccess RequestState = "SUCCESS"
 	RequestError   RequestState = "ERROR"
 	RequestExpired RequestState = "EXPIRED"
+	RequestAbsent  RequestState = "ABSENT"
 )
 
 // Request is botq's copy of one Khoros request record (one requestId).
@@ -39,18 +41,20 @@ type Request struct {
 	NextCheckAt       *time.Time
 	CheckCount        int
 	FinalizedAt       *time.Time
+	// Reason says why botq, not Khoros, ended the record (ABSENT, EXPIRED).
+	Reason string
 }
 
 const requestColumns = `request_id, app_id, action_id, origin, state, details, payload, coalesce(http_status, 0),
 	khoros_created_at, khoros_completed_at, khoros_updated_at, first_seen_at, last_checked_at, next_check_at,
-	check_count, finalized_at`
+	check_count, finalized_at, coalesce(reason, '')`
 
 func scanRequest(row pgx.Row) (*Request, error) {
 	var r Request
 	var state string
 	err := row.Scan(&r.RequestID, &r.AppID, &r.ActionID, &r.Origin, &state, &r.Details, &r.Payload, &r.HTTPStatus,
 		&r.KhorosCreatedAt, &r.KhorosCompletedAt, &r.KhorosUpdatedAt, &r.FirstSeenAt, &r.LastCheckedAt, &r.NextCheckAt,
-		&r.CheckCount, &r.FinalizedAt)
+		&r.CheckCount, &r.FinalizedAt, &r.Reason)
 	if err != nil {
 		return nil, err
 	}
@@ -71,25 +75,28 @@ type RequestUpsertParams struct {
 	// NextCheckAt is when the reconciler should first look at a PENDING
 	// record.
 	NextCheckAt *time.Time
+	// Reason says why a record botq ends itself is final (ABSENT).
+	Reason string
 }
 
 // A final state is never overwritten by PENDING, and an action link, once
 // made, is kept.
 const requestUpsertSQL = `
 INSERT INTO botq.request (request_id, app_id, action_id, origin, state, details, payload, http_status,
-	next_check_at, finalized_at)
+	next_check_at, finalized_at, reason)
 VALUES ($1, $2, $3, coalesce(nullif($4, ''), 'BOT'), $5, $6, $7, nullif($8, 0), $9,
-	CASE WHEN $5 = 'PENDING' THEN NULL ELSE now() END)
+	CASE WHEN $5 = 'PENDING' THEN NULL ELSE now() END, nullif($10, ''))
 ON CONFLICT (request_id) DO UPDATE SET
 	action_id = coalesce(botq.request.action_id, EXCLUDED.action_id),
 	http_status = coalesce(EXCLUDED.http_status, botq.request.http_status),
 	state = CASE WHEN botq.request.state = 'PENDING' THEN EXCLUDED.state ELSE botq.request.state END,
 	details = CASE WHEN botq.request.state = 'PENDING' THEN coalesce(EXCLUDED.details, botq.request.details) ELSE botq.request.details END,
-	finalized_at = CASE WHEN botq.request.state = 'PENDING' THEN EXCLUDED.finalized_at ELSE botq.request.finalized_at END`
+	finalized_at = CASE WHEN botq.request.state = 'PENDING' THEN EXCLUDED.finalized_at ELSE botq.request.finalized_at END,
+	reason = CASE WHEN botq.request.state = 'PENDING' THEN EXCLUDED.reason ELSE botq.request.reason END`
 
 func (p *RequestUpsertParams) args() []any {
 	return []any{p.RequestID, p.AppID, p.ActionID, p.Origin, string(p.State), nullJSON(p.Details), nullJSON(p.Payload),
-		p.HTTPStatus, p.NextCheckAt}
+		p.HTTPStatus, p.NextCheckAt, CleanText(p.Reason, 4096)}
 }
 
 // RequestUpsert records a request record, or updates botq's copy.

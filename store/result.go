@@ -38,16 +38,17 @@ WITH input AS (
 	JOIN a ON a.id = i.action_id
 	RETURNING 1
 ), req AS (
-	INSERT INTO botq.request (request_id, app_id, action_id, origin, state, http_status, next_check_at, finalized_at)
+	INSERT INTO botq.request (request_id, app_id, action_id, origin, state, http_status, next_check_at, finalized_at, reason)
 	SELECT r.request_id, r.app_id, r.action_id, 'BOT', r.state, nullif(r.http_status, 0), r.next_check_at,
-		CASE WHEN r.state = 'PENDING' THEN NULL ELSE now() END
-	FROM unnest($16::text[], $17::text[], $18::bigint[], $19::text[], $20::int[], $21::timestamptz[])
-	     AS r(request_id, app_id, action_id, state, http_status, next_check_at)
+		CASE WHEN r.state = 'PENDING' THEN NULL ELSE now() END, nullif(r.reason, '')
+	FROM unnest($16::text[], $17::text[], $18::bigint[], $19::text[], $20::int[], $21::timestamptz[], $22::text[])
+	     AS r(request_id, app_id, action_id, state, http_status, next_check_at, reason)
 	ON CONFLICT (request_id) DO UPDATE SET
 		action_id = coalesce(botq.request.action_id, EXCLUDED.action_id),
 		http_status = coalesce(EXCLUDED.http_status, botq.request.http_status),
 		state = CASE WHEN botq.request.state = 'PENDING' THEN EXCLUDED.state ELSE botq.request.state END,
-		finalized_at = CASE WHEN botq.request.state = 'PENDING' THEN EXCLUDED.finalized_at ELSE botq.request.finalized_at END
+		finalized_at = CASE WHEN botq.request.state = 'PENDING' THEN EXCLUDED.finalized_at ELSE botq.request.finalized_at END,
+		reason = CASE WHEN botq.request.state = 'PENDING' THEN EXCLUDED.reason ELSE botq.request.reason END
 	RETURNING 1
 )
 SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM att), (SELECT count(*) FROM req)`
@@ -102,16 +103,18 @@ func (s *Store) ResultRecord(ctx context.Context, db DBTX, attempts []*AttemptRe
 		rStates  = make([]string, m)
 		rStatus  = make([]int32, m)
 		rNext    = make([]*time.Time, m)
+		rReasons = make([]string, m)
 	)
 	for i, r := range requests {
 		rIDs[i], rApps[i], rActions[i], rStates[i], rStatus[i], rNext[i] = r.RequestID, r.AppID, r.ActionID, string(r.State), int32(r.HTTPStatus), r.NextCheckAt
+		rReasons[i] = CleanText(r.Reason, 4096)
 	}
 	// The update's trigger locks the lanes of the heads it finished in one
 	// statement, in the order the enqueue triggers lock lanes in, so a batch
 	// and an enqueue never wait for each other in a circle.
 	row := db.QueryRow(ctx, s.q(resultRecordSQL),
 		actionIDs, jobIDs, jobAtt, started, durations, sent, statuses, reqIDs, outcomes, errs, states, setLastErr, lastErrs, excerpts, workers,
-		rIDs, rApps, rActions, rStates, rStatus, rNext)
+		rIDs, rApps, rActions, rStates, rStatus, rNext, rReasons)
 	var updated, inserted, upserted int
 	if err := row.Scan(&updated, &inserted, &upserted); err != nil {
 		return fmt.Errorf("record %d results: %w", n, mapError(err))

@@ -36,7 +36,7 @@ type requestFilterFlags struct {
 func (f *requestFilterFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.app, "app", "", "only this app")
 	cmd.Flags().StringVar(&f.kind, "kind", "", "only requests of actions of this kind")
-	cmd.Flags().StringSliceVar(&f.states, "state", nil, "only these states (PENDING, SUCCESS, ERROR, EXPIRED)")
+	cmd.Flags().StringSliceVar(&f.states, "state", nil, "only these states (PENDING, SUCCESS, ERROR, EXPIRED, ABSENT)")
 	cmd.Flags().StringVar(&f.lane, "lane", "", "only requests of actions in this lane")
 	cmd.Flags().StringVar(&f.origin, "origin", "", "only BOT or KHOROS records")
 	cmd.Flags().Int64Var(&f.action, "action", 0, "only the records of this action")
@@ -151,7 +151,7 @@ func newRequestsShowCmd(env *cliEnv) *cobra.Command {
 				{"request id", r.RequestID}, {"app", r.AppID}, {"action", r.ActionID}, {"kind", r.Kind}, {"origin", r.Origin},
 				{"state", r.State}, {"http status", r.HTTPStatus}, {"khoros created", r.KhorosCreatedAt},
 				{"khoros completed", r.KhorosCompletedAt}, {"first seen", r.FirstSeenAt}, {"last checked", r.LastCheckedAt},
-				{"checks", r.CheckCount}, {"finalized", r.FinalizedAt},
+				{"checks", r.CheckCount}, {"finalized", r.FinalizedAt}, {"reason", r.Reason},
 			} {
 				row(tw, kv[0], kv[1])
 			}

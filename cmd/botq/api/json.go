@@ -115,6 +115,8 @@ type Request struct {
 	LastCheckedAt     *time.Time      `json:"last_checked_at,omitempty"`
 	CheckCount        int             `json:"check_count"`
 	FinalizedAt       *time.Time      `json:"finalized_at,omitempty"`
+	// Reason says why botq, not Khoros, ended the record (ABSENT, EXPIRED).
+	Reason string `json:"reason,omitempty"`
 }
 
 // NewRequest converts a stored request record; kind is its action's.
@@ -124,6 +126,7 @@ func NewRequest(r *store.Request, kind string) Request {
 		Details: nullable(r.Details), Payload: nullable(r.Payload), HTTPStatus: r.HTTPStatus,
 		KhorosCreatedAt: utc(r.KhorosCreatedAt), KhorosCompletedAt: utc(r.KhorosCompletedAt), KhorosUpdatedAt: utc(r.KhorosUpdatedAt),
 		FirstSeenAt: r.FirstSeenAt.UTC(), LastCheckedAt: utc(r.LastCheckedAt), CheckCount: r.CheckCount, FinalizedAt: utc(r.FinalizedAt),
+		Reason: r.Reason,
 	}
 }
 

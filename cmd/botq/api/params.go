@@ -131,7 +131,7 @@ func ParseRequestStates(ss []string) ([]store.RequestState, error) {
 	for _, s := range ss {
 		u := strings.ToUpper(s)
 		if !store.ValidRequestState(u) {
-			return nil, fmt.Errorf("%q is not a request state (one of PENDING, SUCCESS, ERROR, EXPIRED)", s)
+			return nil, fmt.Errorf("%q is not a request state (one of PENDING, SUCCESS, ERROR, EXPIRED, ABSENT)", s)
 		}
 		out = append(out, store.RequestState(u))
 	}
