@@ -25,12 +25,15 @@ const genericPlansSQL = `SELECT set_config('plan_cache_mode', 'force_generic_pla
 type WorkItem struct {
 	Action *Action
 	App    *App
-	// PreviousRecorded reports whether the job's previous River attempt
-	// (attempt-1) left an attempt row. River counts an attempt when it fetches
-	// the job and gives it back when the job snoozes, so the previous attempt
-	// was an execution that ended with a retry; without a row, it ended
-	// without writing its result: the process died, perhaps after its call
-	// reached Khoros. True for a first attempt.
+	// PreviousRecorded reports whether the execution that used the job's
+	// previous River attempt (attempt-1) left its result: an attempt row of
+	// that attempt number other than a snooze. River counts an attempt when
+	// it fetches the job and gives it back when the job snoozes, so several
+	// executions can share a number: a snooze row (a 429, a 401) says only
+	// that one of them ended without using the attempt, not that the last
+	// one ended at all. Without such a row, the execution that used the
+	// attempt ended without writing its result: the process died, perhaps
+	// after its call reached Khoros. True for a first attempt.
 	PreviousRecorded bool
 }
 
@@ -59,7 +62,8 @@ type WorkKey struct {
 var workLoadSQL = `
 SELECT r.ord, ` + qualify(actionColumns, "a") + `, ` + qualify(appColumns, "p") + `,
 	(r.job_attempt <= 1 OR EXISTS (SELECT 1 FROM botq.attempt t
-	 WHERE t.action_id = a.id AND t.river_job_id = r.job_id AND t.job_attempt = r.job_attempt - 1))
+	 WHERE t.action_id = a.id AND t.river_job_id = r.job_id AND t.job_attempt = r.job_attempt - 1
+	   AND t.outcome <> 'snooze'))
 FROM unnest($1::bigint[], $2::bigint[], $3::int[]) WITH ORDINALITY AS r(action_id, job_id, job_attempt, ord)
 JOIN botq.action a ON a.id = r.action_id
 JOIN botq.app p ON p.id = a.app_id`

@@ -87,8 +87,12 @@
 // nothing applied); then at most one of hang (block until the client goes away
 // or [Server.Close], then abort the connection), error (answer ErrorCode,
 // default 503, applying nothing; 409 on control uses Khoros' "may be retried"
-// body), rate limit (429 with Retry-After, applying nothing) or drop (apply
-// fully, create the record, then close the connection without a response).
+// body), rate limit (429 with Retry-After, applying nothing), drop (apply
+// fully, create the record, then close the connection without a response) or
+// stall (apply fully, then hold the answer until the client goes away). A
+// fault with an AppID applies to that app's calls only and is looked up
+// first; a fault with Times is replaced by its Next when they run out, so a
+// test can script "one 429, then a stall" for one app.
 // Draws come from one generator seeded by Options.Seed, so the same seed and
 // the same sequence of calls give the same faults, request ids, delays and
 // record outcomes.
@@ -107,7 +111,8 @@
 //	GET    /_sim/faults               -> {"faults":{"respond":{...}}}                        (Faults)
 //	PUT    /_sim/faults               {"endpoint":"respond","fault":{"latency":"50ms","jitter":"10ms",
 //	                                   "errorRate":0.1,"errorCode":503,"rateLimitRate":0.05,"retryAfter":"2",
-//	                                   "hangRate":0,"dropRate":0.01,"times":0}} -> {"faults":{...}} (SetFault)
+//	                                   "hangRate":0,"dropRate":0.01,"stallRate":0,"times":0,
+//	                                   "appId":"","next":null}} -> {"faults":{...}} (SetFault)
 //	DELETE /_sim/faults?endpoint=respond   (no endpoint: all) -> {"faults":{...}}             (ClearFaults)
 //	GET    /_sim/calls?appId=&endpoint=&since=<seq>&limit=                                    (Calls)
 //	       -> {"count":N,"calls":[{"seq":1,"time":"...","method":"POST","path":"/bots/v3/respond",

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -78,8 +79,14 @@ type Fault struct {
 	// call whose caller died before the answer came back. The connection is
 	// then aborted with no response.
 	StallRate float64 `json:"stallRate,omitempty"`
-	// Times, when positive, removes the fault after it has matched that many calls.
-	Times int `json:"times,omitempty"`
+	// Times, when positive, removes the fault after it has matched that many
+	// calls, and puts Next, if given, in its place.
+	Times int    `json:"times,omitempty"`
+	Next  *Fault `json:"next,omitempty"`
+	// AppID, when set, limits the fault to calls made with that app's
+	// token. An app's fault for an endpoint (or "*") is looked up before
+	// the one for every app.
+	AppID string `json:"appId,omitempty"`
 }
 
 func (f Fault) validate() error {
@@ -94,7 +101,29 @@ func (f Fault) validate() error {
 	if f.Latency < 0 || f.Jitter < 0 || f.Times < 0 {
 		return errors.New("latency, jitter and times must not be negative")
 	}
+	if f.Next != nil {
+		if f.Times == 0 {
+			return errors.New("next needs times: the fault it follows must end")
+		}
+		if f.Next.AppID != "" && f.Next.AppID != f.AppID {
+			return errors.New("next is for the same app as the fault it follows")
+		}
+		if err := f.Next.validate(); err != nil {
+			return fmt.Errorf("next: %w", err)
+		}
+	}
 	return nil
+}
+
+// faultKey is where a fault is installed: an endpoint (or "*"), for one app
+// or ("") for all.
+type faultKey struct{ endpoint, app string }
+
+func (k faultKey) String() string {
+	if k.app == "" {
+		return k.endpoint
+	}
+	return k.endpoint + "@" + k.app
 }
 
 // faultPlan is what was drawn for one call.
@@ -113,19 +142,22 @@ type faultRule struct {
 	left int // remaining matches when Times > 0
 }
 
-// plan draws the faults for one call of endpoint name. The endpoint's own
-// rule wins over "*".
-func (s *Server) plan(name string) faultPlan {
+// plan draws the faults for one call of endpoint name by app ("" when the
+// caller is not known). The app's own rules win over everyone's, and an
+// endpoint's own rule over "*".
+func (s *Server) plan(name, app string) faultPlan {
 	s.faultMu.Lock()
 	defer s.faultMu.Unlock()
 	if len(s.faults) == 0 {
 		return faultPlan{}
 	}
-	key := name
-	r := s.faults[key]
-	if r == nil {
-		key = "*"
-		r = s.faults[key]
+	var key faultKey
+	var r *faultRule
+	for _, k := range []faultKey{{name, app}, {"*", app}, {name, ""}, {"*", ""}} {
+		if r = s.faults[k]; r != nil {
+			key = k
+			break
+		}
 	}
 	if r == nil {
 		return faultPlan{}
@@ -134,6 +166,11 @@ func (s *Server) plan(name string) faultPlan {
 		r.left--
 		if r.left <= 0 {
 			delete(s.faults, key)
+			if r.Next != nil {
+				next := *r.Next
+				next.AppID = key.app
+				s.faults[key] = &faultRule{Fault: next, left: next.Times}
+			}
 		}
 	}
 	var p faultPlan
@@ -177,7 +214,8 @@ func (s *Server) draw(rate float64) bool {
 }
 
 // SetFault installs f for endpoint (one of [Endpoints], or "*" for every
-// endpoint without its own fault), replacing any previous one.
+// endpoint without its own fault), for f.AppID's calls or everyone's,
+// replacing any previous one there.
 func (s *Server) SetFault(endpoint string, f Fault) error {
 	if endpoint != "*" && endpointByName(endpoint) == 0 {
 		return fmt.Errorf("set fault: unknown endpoint %q", endpoint)
@@ -187,11 +225,12 @@ func (s *Server) SetFault(endpoint string, f Fault) error {
 	}
 	s.faultMu.Lock()
 	defer s.faultMu.Unlock()
-	s.faults[endpoint] = &faultRule{Fault: f, left: f.Times}
+	s.faults[faultKey{endpoint, f.AppID}] = &faultRule{Fault: f, left: f.Times}
 	return nil
 }
 
-// ClearFaults removes the faults of the given endpoints, or all faults when none is given.
+// ClearFaults removes the faults of the given endpoints (for every app), or
+// all faults when none is given.
 func (s *Server) ClearFaults(endpoints ...string) {
 	s.faultMu.Lock()
 	defer s.faultMu.Unlock()
@@ -199,12 +238,15 @@ func (s *Server) ClearFaults(endpoints ...string) {
 		clear(s.faults)
 		return
 	}
-	for _, e := range endpoints {
-		delete(s.faults, e)
+	for k := range s.faults {
+		if slices.Contains(endpoints, k.endpoint) {
+			delete(s.faults, k)
+		}
 	}
 }
 
-// Faults returns the installed faults by endpoint.
+// Faults returns the installed faults by endpoint, "endpoint@app" for an
+// app's own.
 func (s *Server) Faults() map[string]Fault {
 	s.faultMu.Lock()
 	defer s.faultMu.Unlock()
@@ -214,7 +256,7 @@ func (s *Server) Faults() map[string]Fault {
 		if f.Times > 0 {
 			f.Times = r.left
 		}
-		out[k] = f
+		out[k.String()] = f
 	}
 	return out
 }

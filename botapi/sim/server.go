@@ -86,7 +86,7 @@ type Server struct {
 	st *state
 
 	faultMu sync.Mutex
-	faults  map[string]*faultRule
+	faults  map[faultKey]*faultRule
 
 	logMu sync.Mutex
 	log   *callLog
@@ -143,7 +143,7 @@ func New(opts Options) *Server {
 func (s *Server) resetLocked() {
 	s.rnd = rand.New(rand.NewPCG(uint64(s.opts.Seed), 0x62_6f_74_71)) // "botq"
 	s.st = newState()
-	s.faults = map[string]*faultRule{}
+	s.faults = map[faultKey]*faultRule{}
 	s.log = newCallLog(s.opts.MaxCallLog)
 }
 
@@ -366,7 +366,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, ep uint8, auth
 		logged.app = r.PathValue("app")
 	}
 
-	p := s.plan(endpointNames[ep])
+	p := s.plan(endpointNames[ep], logged.app)
 	if p.delay > 0 {
 		t := time.NewTimer(p.delay)
 		select {

@@ -1,6 +1,7 @@
 package sim_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -213,6 +214,39 @@ func TestFaults(t *testing.T) {
 
 	calls := b.sim.Calls(sim.CallFilter{})
 	require.Equal(t, []string{"error", "error", "", "rate_limit", "", ""}, faultsOf(calls))
+}
+
+// An app's own fault applies to its calls only and wins over everyone's;
+// next follows a fault whose times ran out; a stall applies the call and
+// never answers it.
+func TestAppFaultsNextAndStall(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	other, err := b.sim.MintToken("other-bot", sim.MintOptions{})
+	require.NoError(t, err)
+	require.Error(t, b.sim.SetFault("tag", sim.Fault{Next: &sim.Fault{}}), "next needs times")
+	require.Error(t, b.sim.SetFault("tag", sim.Fault{AppID: "my-bot", Times: 1, Next: &sim.Fault{AppID: "other-bot"}}))
+
+	require.NoError(t, b.sim.SetFault("*", sim.Fault{ErrorRate: 1, ErrorCode: 500}))
+	require.NoError(t, b.sim.SetFault("tag", sim.Fault{AppID: "my-bot", RateLimitRate: 1, Times: 1,
+		Next: &sim.Fault{StallRate: 1}}))
+	require.Contains(t, b.sim.Faults(), "tag@my-bot")
+	tag := actionJSON("tag", `"tagIds":[1]`)
+	require.Equal(t, 500, b.do(t, "PUT", "/bots/v3/tag", other.Token, tag).status, "another app's call sees everyone's fault")
+	require.Equal(t, 429, b.do(t, "PUT", "/bots/v3/tag", b.token, tag).status, "the app's own fault wins")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "PUT", b.srv.URL+"/bots/v3/tag", strings.NewReader(tag))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+b.token)
+	_, err = http.DefaultClient.Do(req)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "a stalled call is never answered")
+	require.Len(t, b.sim.Records(sim.RecordFilter{AppID: "my-bot"}), 1, "but it was applied")
+	require.Eventually(t, func() bool {
+		calls := b.sim.Calls(sim.CallFilter{AppID: "my-bot"})
+		return len(calls) == 2 && calls[1].Fault == "stall"
+	}, time.Second, 10*time.Millisecond)
 }
 
 func faultsOf(calls []sim.Call) []string {

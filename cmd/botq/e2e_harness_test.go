@@ -93,6 +93,9 @@ type cluster struct {
 type clusterOpts struct {
 	sim        sim.Options
 	maxWorkers int
+	// callTimeout bounds a Bot v3 call (default 2s); the job timeout, the
+	// rescue and the ambiguous sends' grace are set a little above it.
+	callTimeout time.Duration
 	// yaml is appended to the processes' config file.
 	yaml string
 }
@@ -134,6 +137,9 @@ func setupCluster(t *testing.T, url, schema string, pool *pgxpool.Pool, opts clu
 	if opts.maxWorkers == 0 {
 		opts.maxWorkers = 50
 	}
+	if opts.callTimeout == 0 {
+		opts.callTimeout = 2 * time.Second
+	}
 	c := &cluster{
 		t: t, ctx: context.Background(), url: url, schema: schema, pool: pool, store: s, sim: simSrv, simURL: hs.URL,
 		key: base64.StdEncoding.EncodeToString(rawKey), keyring: kr, dir: t.TempDir(),
@@ -154,13 +160,13 @@ river:
     botq_maintenance: {max_workers: 2}
   fetch_cooldown: 10ms
   fetch_poll_interval: 100ms
-  job_timeout: 4s
-  rescue_stuck_after: 6s
+  job_timeout: %s
+  rescue_stuck_after: %s
 khoros:
-  http_timeout: 2s
+  http_timeout: %s
 reconciler:
   interval: 500ms
-  ambiguous_grace: 3s
+  ambiguous_grace: %s
   health_interval: 5s
 kinds:
   respond: {retry_base: 100ms, retry_max: 1s}
@@ -168,7 +174,7 @@ kinds:
   form: {retry_base: 100ms, retry_max: 1s}
   tag: {retry_base: 100ms, retry_max: 1s}
   control: {retry_base: 100ms, retry_max: 1s}
-`, schema, opts.maxWorkers) + opts.yaml
+`, schema, opts.maxWorkers, 2*opts.callTimeout, 3*opts.callTimeout, opts.callTimeout, opts.callTimeout+time.Second) + opts.yaml
 	require.NoError(t, os.WriteFile(c.config, []byte(cfg), 0o600))
 	t.Cleanup(c.stopAll)
 	return c
