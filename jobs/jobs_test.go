@@ -331,3 +331,37 @@ func TestExecutorReportsPhases(t *testing.T) {
 		require.Positive(t, d, "a load and a commit take time")
 	}
 }
+
+// A 401 pauses the app with a reason that says what botq did: a token set a
+// moment ago is not refreshed again; an older one is refreshed once, and a
+// failed refresh is named as such.
+func TestUnauthorizedPauseSaysWhatWasDone(t *testing.T) {
+	t.Parallel()
+	env := jobstest.Start(t, jobstest.Options{Sim: sim.Options{Seed: 9}})
+	env.AddApp(t, "app-2")
+	_, err := env.Pool.Exec(env.Ctx, fmt.Sprintf(`UPDATE %s.app SET token_refreshed_at = now() - interval '1 hour' WHERE id = 'app-2'`, env.Schema))
+	require.NoError(t, err)
+	for _, app := range []string{"app-1", "app-2"} {
+		require.NoError(t, env.Sim.SetFault("respond", sim.Fault{AppID: app, ErrorRate: 1, ErrorCode: 401, Times: 1}))
+	}
+	require.NoError(t, env.Sim.SetFault("token_refresh", sim.Fault{AppID: "app-2", ErrorRate: 1, ErrorCode: 500}))
+	for _, app := range []string{"app-1", "app-2"} {
+		env.Enqueue(t, jobs.Action{AppID: app, Kind: jobs.KindRespond, Payload: jobstest.Payload(jobs.KindRespond, "unauthorized")})
+	}
+	paused := func(app string) string {
+		a, err := env.Store.AppGet(env.Ctx, env.Pool, app)
+		require.NoError(t, err)
+		return a.PauseReason
+	}
+	require.Eventually(t, func() bool { return paused("app-1") != "" && paused("app-2") != "" }, 10*time.Second, 10*time.Millisecond)
+	require.Contains(t, paused("app-1"), "did not refresh it again")
+	require.Zero(t, env.Sim.CallCount(sim.CallFilter{AppID: "app-1", Endpoint: "token_refresh"}), "no refresh was tried")
+	require.Contains(t, paused("app-2"), "refresh of it failed")
+	require.Equal(t, 1, env.Sim.CallCount(sim.CallFilter{AppID: "app-2", Endpoint: "token_refresh"}), "one refresh was tried")
+	for _, app := range []string{"app-1", "app-2"} {
+		events, err := env.Store.EventList(env.Ctx, env.Pool, store.EventListParams{AppID: app, Kind: "token_unauthorized"})
+		require.NoError(t, err)
+		require.Len(t, events, 1)
+		require.Equal(t, paused(app), events[0].Reason, "the event says what the pause says")
+	}
+}

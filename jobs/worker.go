@@ -304,17 +304,24 @@ func (e *Executor) unauthorized(ctx context.Context, job *river.Job[ActionArgs],
 	if e.cfg.Apps.External(app.ID) {
 		return e.pauseApp(ctx, app.ID, item.Action.ID, "Khoros refused the app's token (401); it comes from the environment or a file: replace it, then botq app resume", "token_unauthorized")
 	}
-	recently := app.TokenRefreshedAt != nil && time.Since(*app.TokenRefreshedAt) < time.Minute
-	if !recently {
-		res, err := e.cfg.Apps.Refresh(ctx, app.ID, app.TokenVersion, "botq",
-			fmt.Sprintf("Khoros answered 401 to action %d", item.Action.ID))
-		if err == nil && res.App != nil {
-			// A new token (ours, or another process's): try again now.
-			return river.JobSnooze(0)
-		}
-		e.cfg.Logger.Warn().Err(err).Str("app_id", app.ID).Msg("jobs: Token refresh after a 401 failed")
+	if app.TokenRefreshedAt != nil && time.Since(*app.TokenRefreshedAt) < time.Minute {
+		// A token that new is not refreshed again: Khoros refused a token
+		// it had just issued or been given, and another refresh would only
+		// loop.
+		return e.pauseApp(ctx, app.ID, item.Action.ID, fmt.Sprintf(
+			"Khoros refused the app's token (401), which was set or refreshed %s ago, so botq did not refresh it again; set a new token with botq token set",
+			time.Since(*app.TokenRefreshedAt).Round(time.Second)), "token_unauthorized")
 	}
-	return e.pauseApp(ctx, app.ID, item.Action.ID, "Khoros refused the app's token (401) and a refresh did not help; set a new token with botq token set", "token_unauthorized")
+	res, err := e.cfg.Apps.Refresh(ctx, app.ID, app.TokenVersion, "botq",
+		fmt.Sprintf("Khoros answered 401 to action %d", item.Action.ID))
+	if err == nil && res.App != nil {
+		// A new token (ours, or another process's): try again now.
+		return river.JobSnooze(0)
+	}
+	e.cfg.Logger.Warn().Err(err).Str("app_id", app.ID).Msg("jobs: Token refresh after a 401 failed")
+	return e.pauseApp(ctx, app.ID, item.Action.ID, fmt.Sprintf(
+		"Khoros refused the app's token (401) and botq's refresh of it failed (%v); set a new token with botq token set", err),
+		"token_unauthorized")
 }
 
 // pauseApp pauses the app until an operator acts, records why, and snoozes
