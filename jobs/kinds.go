@@ -37,6 +37,18 @@ const riverKindPrefix = "botq_"
 // RiverKind returns the River job kind of an action kind.
 func RiverKind(kind string) string { return riverKindPrefix + kind }
 
+// ActionKindOf returns the action kind a River job kind executes, and
+// whether it is one: botq's maintenance jobs share the prefix, not the
+// kinds.
+func ActionKindOf(riverKind string) (string, bool) {
+	k, ok := strings.CutPrefix(riverKind, riverKindPrefix)
+	if !ok {
+		return "", false
+	}
+	_, ok = kinds[k]
+	return k, ok
+}
+
 // kindSpec is how one action kind is executed: one Bot v3 call.
 type kindSpec struct {
 	method string

@@ -38,7 +38,42 @@ func (w *actionWorker) NextRetry(job *river.Job[ActionArgs]) time.Time {
 }
 
 func (w *actionWorker) Work(ctx context.Context, job *river.Job[ActionArgs]) error {
-	return w.e.work(ctx, job)
+	err := w.e.work(ctx, job)
+	if err != nil && !errors.Is(err, errHandedOff) && !errors.Is(err, errResultNotSaved) && cancelledRemotely(ctx) {
+		return w.e.cancelledWhileRunning(job, err)
+	}
+	return err
+}
+
+// cancelledRemotely reports whether River cancelled the execution: River's
+// JobCancel of a running job (River UI, another River client, SQL with
+// River's NOTIFY) cancels the worker's context and nothing else.
+func cancelledRemotely(ctx context.Context) bool {
+	return errors.Is(context.Cause(ctx), rivertype.ErrJobCancelledRemotely)
+}
+
+// cancelledWhileRunning honours River's JobCancel of a job whose execution
+// ended without a final result of its own: its call was never made (the
+// context ended while it waited for a limit), or it will be retried or
+// snoozed. River would cancel the job when Work returns and leave its action
+// queued or retrying for ever; the action is cancelled with it instead. An
+// execution whose call may have reached Khoros does not come here: its
+// result parks the job (the action is unknown), and the reconciler cancels
+// it once no record of the send shows up (River's JobCancel marks the job's
+// metadata).
+func (e *Executor) cancelledWhileRunning(job *river.Job[ActionArgs], err error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	reason := fmt.Sprintf("River cancelled its job (River's JobCancel) during attempt %d; the execution ended without sending (%v)", job.Attempt, err)
+	_, cerr := e.cfg.Store.ActionCancelRunning(ctx, e.cfg.Pool, job.Args.ActionID, job.ID, job.Attempt, "river", reason)
+	if cerr != nil {
+		e.cfg.Logger.Warn().Err(cerr).Int64("action_id", job.Args.ActionID).Int64("job_id", job.ID).
+			Msg("jobs: River cancelled a running job; its action could not be cancelled with it")
+		return err
+	}
+	e.cfg.Logger.Warn().Int64("action_id", job.Args.ActionID).Int64("job_id", job.ID).
+		Msg("jobs: River cancelled a running job; its action is cancelled")
+	return river.JobCancel(err)
 }
 
 // errData is a River errors element for a job state this package sets.
@@ -85,7 +120,7 @@ func (e *Executor) work(ctx context.Context, job *river.Job[ActionArgs]) error {
 		// release an ambiguous send.
 		return e.park(ctx, job)
 	default:
-		return nil // already done; River completes the job
+		return ranAgain(job, a)
 	}
 
 	base := store.AttemptRecordParams{
@@ -236,6 +271,19 @@ func (e *Executor) work(ctx context.Context, job *river.Job[ActionArgs]) error {
 		})
 	}
 	return e.finish(job, r, v)
+}
+
+// ranAgain ends the execution of a job whose action is over: River ran the
+// job again (River UI's Retry, River's JobRetry, SQL). Nothing is sent. The
+// job of a failed or cancelled action is cancelled with the reason in its
+// errors, not completed: River UI would show a failed action as completed.
+func ranAgain(job *river.Job[ActionArgs], a *store.Action) error {
+	switch a.State {
+	case store.ActionFailed, store.ActionCancelled:
+		return river.JobCancel(fmt.Errorf("action %d is %s: its job ran again outside botq and sent nothing; "+
+			"to send it again, replay it (botq replay %d --reason ...)", a.ID, a.State, a.ID))
+	}
+	return nil // sent or succeeded: River completes the job
 }
 
 // notSentRetry is how soon a job that failed before its call tries again.

@@ -270,7 +270,14 @@ func (w *taskWorker) Work(ctx context.Context, job *river.Job[TaskArgs]) error {
 			_ = conn.Conn().Close(context.WithoutCancel(ctx))
 		}
 	}()
-	return w.run(ctx, job)
+	err = w.run(ctx, job)
+	if err != nil && ctx.Err() == nil {
+		// River logs a failed job at info level; a task that keeps failing
+		// (an action it cannot settle) must show up.
+		w.r.cfg.Logger.Error().Err(err).Str("task", job.Args.Task).Int("attempt", job.Attempt).
+			Msg("reconciler: Maintenance task failed")
+	}
+	return err
 }
 
 func lockKey(schema, task string) int64 {
@@ -283,9 +290,9 @@ func (w *taskWorker) run(ctx context.Context, job *river.Job[TaskArgs]) error {
 	switch job.Args.Task {
 	case TaskReconcile:
 		st, err := w.r.RunOnce(ctx)
-		if st.Settled+st.Resolved+st.Released+st.Failed > 0 {
+		if st.Settled+st.Resolved+st.Released+st.Failed+st.Cancelled > 0 {
 			w.r.cfg.Logger.Debug().Int("calls", st.Calls).Int("settled", st.Settled).Int("expired", st.Expired).
-				Int("resolved", st.Resolved).Int("released", st.Released).Msg("reconciler: Settled")
+				Int("resolved", st.Resolved).Int("released", st.Released).Int("cancelled", st.Cancelled).Msg("reconciler: Settled")
 		}
 		return err
 	case TaskTokens:

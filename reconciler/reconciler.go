@@ -15,7 +15,8 @@
 // form or note that reached the wire with no answer) is matched by payload
 // against the BOT-origin records around its send time: found, it takes that
 // record's state; not found after a grace period, it never reached Khoros and
-// gets exactly one more attempt.
+// gets exactly one more attempt, or is cancelled if its River job was
+// cancelled (River's JobCancel) or deleted outside botq meanwhile.
 //
 // Everything timed reads the injected clock (Config.Now).
 package reconciler
@@ -118,6 +119,9 @@ type Stats struct {
 	Resolved int // ambiguous sends matched to a record
 	Released int // ambiguous sends given one more attempt
 	Failed   int // ambiguous sends failed after their last release
+	// Cancelled counts ambiguous sends cancelled because their River job was
+	// cancelled (or deleted) outside botq and no record of them showed up.
+	Cancelled int
 }
 
 func (s *Stats) add(o Stats) {
@@ -128,6 +132,7 @@ func (s *Stats) add(o Stats) {
 	s.Resolved += o.Resolved
 	s.Released += o.Released
 	s.Failed += o.Failed
+	s.Cancelled += o.Cancelled
 }
 
 // RunOnce settles what is due for every app and resolves ambiguous sends.
@@ -344,6 +349,7 @@ func (r *Reconciler) listing(ctx context.Context, client *botapi.Client, appID s
 		st.Resolved += res.Resolved
 		st.Released += res.Released
 		st.Failed += res.Failed
+		st.Cancelled += res.Cancelled
 		if err != nil {
 			return st, err
 		}
@@ -422,23 +428,37 @@ func (r *Reconciler) resolveAmbiguous(ctx context.Context, appID string, recs []
 		if now.Sub(u.SentAt) < r.cfg.AmbiguousGrace {
 			continue // its record may still appear
 		}
-		var state store.ActionState
-		err := pgx.BeginFunc(ctx, r.cfg.Pool, func(tx pgx.Tx) error {
-			var err error
-			state, err = r.cfg.Store.AmbiguousRelease(ctx, tx, u.ID, r.cfg.MaxReleases, "reconciler")
-			return err
-		})
-		if err != nil {
+		if err := r.release(ctx, &u, &st); err != nil {
 			errs = append(errs, err)
-			continue
-		}
-		if state == store.ActionFailed {
-			st.Failed++
-		} else {
-			st.Released++
 		}
 	}
 	return st, errors.Join(errs...)
+}
+
+// release ends the wait of an ambiguous send whose record did not show up
+// within the grace period (store.AmbiguousRelease) and counts the outcome
+// in st.
+func (r *Reconciler) release(ctx context.Context, u *store.UnknownAction, st *Stats) error {
+	var state store.ActionState
+	err := pgx.BeginFunc(ctx, r.cfg.Pool, func(tx pgx.Tx) error {
+		var err error
+		state, err = r.cfg.Store.AmbiguousRelease(ctx, tx, u.ID, r.cfg.MaxReleases, "reconciler")
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	switch state {
+	case store.ActionFailed:
+		st.Failed++
+	case store.ActionQueued:
+		st.Released++
+	case store.ActionCancelled:
+		st.Cancelled++
+		r.cfg.Logger.Warn().Str("app_id", u.AppID).Int64("action_id", u.ID).Int64("job_id", u.RiverJobID).
+			Msg("reconciler: An ambiguous send's River job was cancelled or deleted outside botq and no record of the send showed up: the action is cancelled, not sent again")
+	}
+	return nil
 }
 
 // canonicalJSON re-encodes a JSON value with sorted object keys, so two

@@ -444,3 +444,56 @@ func TestRefusedCallRecordsSettle(t *testing.T) {
 		})
 	}
 }
+
+// An ambiguous send whose parked River job was cancelled or deleted behind
+// botq's back (River's JobCancel, River UI, SQL) made every reconcile run
+// fail ("release parked job ...: not found") and left the action unknown
+// for good. With no record of the send after the grace period it is
+// cancelled now, with an event; with a record it is settled as usual.
+func TestParkedJobChangedOutsideBotq(t *testing.T) {
+	t.Parallel()
+	c := &clock{}
+	env := jobstest.Start(t, jobstest.Options{Sim: sim.Options{Seed: 15, Now: c.Now, SettleDelayMax: -1}, HTTPTimeout: 500 * time.Millisecond})
+	unknown := func(fault sim.Fault, author string) *store.Action {
+		t.Helper()
+		require.NoError(t, env.Sim.SetFault("respond", fault))
+		id := env.Enqueue(t, jobs.Action{AppID: "app-1", Kind: jobs.KindRespond, Payload: respond(author, "Hello "+author)})
+		env.WaitStates(t, []int64{id}, 10*time.Second, store.ActionUnknown)
+		return env.Action(t, id)
+	}
+	hang := sim.Fault{HangRate: 1, Times: 1}
+	cancelled := unknown(hang, "cancelled")
+	deleted := unknown(hang, "deleted")
+	arrived := unknown(sim.Fault{DropRate: 1, Times: 1}, "arrived") // applied, answer lost
+	_, err := env.River.JobCancel(env.Ctx, cancelled.RiverJobID)
+	require.NoError(t, err)
+	_, err = env.River.JobCancel(env.Ctx, arrived.RiverJobID)
+	require.NoError(t, err)
+	_, err = env.River.JobDelete(env.Ctx, deleted.RiverJobID)
+	require.NoError(t, err)
+
+	r := newReconciler(t, env, c, func(cfg *reconciler.Config) { cfg.AmbiguousGrace = time.Minute })
+	st, err := r.RunOnce(env.Ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, st.Resolved, "the send that arrived is settled as usual")
+	require.Zero(t, st.Cancelled, "within the grace period the others wait")
+	require.Equal(t, store.ActionSucceeded, env.Action(t, arrived.ID).State)
+
+	c.Advance(2 * time.Minute)
+	st, err = r.RunOnce(env.Ctx)
+	require.NoError(t, err)
+	require.Equal(t, 2, st.Cancelled)
+	require.Zero(t, st.Released)
+	for _, a := range []*store.Action{cancelled, deleted} {
+		got := env.Action(t, a.ID)
+		require.Equal(t, store.ActionCancelled, got.State)
+		require.Contains(t, got.LastError, "not sent")
+		events, err := env.Store.EventList(env.Ctx, env.Pool, store.EventListParams{ActionID: &a.ID, Kind: "cancel"})
+		require.NoError(t, err)
+		require.Len(t, events, 1)
+		require.Equal(t, "reconciler", events[0].Actor)
+	}
+	st, err = r.RunOnce(env.Ctx)
+	require.NoError(t, err, "nothing left failing")
+	require.Len(t, env.Sim.Calls(sim.CallFilter{Endpoint: "respond"}), 3, "nothing sent again")
+}

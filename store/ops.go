@@ -87,6 +87,36 @@ func (s *Store) ActionCancel(ctx context.Context, db TxDB, id int64, actor, reas
 	return out, nil
 }
 
+// ActionCancelRunning honours River's JobCancel of a running job (River UI,
+// another River client, SQL with River's NOTIFY), which cancels only the
+// worker's context and leaves the job to its worker: the job, still running
+// at attempt, is cancelled, then the action by ActionCancel, in one
+// transaction. Its worker calls it once its execution is over and sent
+// nothing (its call was never made, or its result was written); a job no
+// longer running at attempt is ErrConflict and nothing changes. The job is
+// locked before the action, the order of a result batch. ActionCancel's
+// errors apply (an action that is sent or finished is ErrConflict).
+func (s *Store) ActionCancelRunning(ctx context.Context, db TxDB, actionID, jobID int64, attempt int, actor, reason string) (*Action, error) {
+	var out *Action
+	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, s.q(`
+			UPDATE botq.river_job SET state = 'cancelled', finalized_at = now()
+			WHERE id = $1 AND attempt = $2 AND state = 'running'`), jobID, attempt)
+		if err != nil {
+			return fmt.Errorf("cancel running job %d: %w", jobID, mapError(err))
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("cancel running job %d: %w: it is no longer running attempt %d", jobID, ErrConflict, attempt)
+		}
+		out, err = s.ActionCancel(ctx, tx, actionID, actor, reason)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AppPauseAudited pauses the app until until (Forever: until resumed) and
 // records a `pause` event by actor, in one transaction.
 func (s *Store) AppPauseAudited(ctx context.Context, db TxDB, appID string, until time.Time, actor, reason string) (*App, error) {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -306,7 +307,14 @@ func (s *Store) AmbiguousResolve(ctx context.Context, db DBTX, actionID int64, r
 
 // AmbiguousRelease gives an ambiguous action one more attempt (its call
 // never reached Khoros), or fails it when it has had maxReleases already.
-// db should be a transaction.
+// An action whose parked River job was cancelled behind botq's back (River's
+// JobCancel, from River UI, another client or SQL, of the running job or of
+// the parked one), or deleted or finished, is cancelled instead: no record
+// shows the send arrived, and someone asked for it not to be sent. It then
+// returns ActionCancelled with a `cancel` event. A job that a worker is
+// running again (made runnable by hand; the worker parks it again) leaves
+// the action unknown for a later run: ActionUnknown and no error. db should
+// be a transaction.
 func (s *Store) AmbiguousRelease(ctx context.Context, db DBTX, actionID int64, maxReleases int, actor string) (ActionState, error) {
 	a, err := s.ActionGet(ctx, db, actionID)
 	if err != nil {
@@ -315,6 +323,16 @@ func (s *Store) AmbiguousRelease(ctx context.Context, db DBTX, actionID int64, m
 	if a.State != ActionUnknown {
 		return "", fmt.Errorf("%w: action %d is %s, not unknown", ErrConflict, actionID, a.State)
 	}
+	job, err := s.parkedJob(ctx, db, a.RiverJobID)
+	if err != nil {
+		return "", fmt.Errorf("release action %d: %w", actionID, err)
+	}
+	switch {
+	case job.state == "running":
+		return ActionUnknown, nil
+	case job.cancelled():
+		return s.ambiguousCancel(ctx, db, a, job, actor)
+	}
 	if a.ReleaseCount >= maxReleases {
 		reason := fmt.Sprintf("no answer and no matching request record, again after %d resend(s); not sent again", a.ReleaseCount)
 		if _, err := s.ActionSetState(ctx, db, ActionSetStateParams{ID: actionID, From: ActionUnknown, To: ActionFailed, LastError: &reason}); err != nil {
@@ -322,7 +340,7 @@ func (s *Store) AmbiguousRelease(ctx context.Context, db DBTX, actionID int64, m
 		}
 		if _, err := db.Exec(ctx, s.q(`
 			UPDATE botq.river_job SET state = 'cancelled', finalized_at = now()
-			WHERE id = $1 AND state = 'pending'`), a.RiverJobID); err != nil {
+			WHERE id = $1 AND state IN ('pending', 'available', 'scheduled', 'retryable')`), a.RiverJobID); err != nil {
 			return "", fmt.Errorf("cancel parked job of action %d: %w", actionID, mapError(err))
 		}
 		return ActionFailed, nil
@@ -332,13 +350,15 @@ func (s *Store) AmbiguousRelease(ctx context.Context, db DBTX, actionID int64, m
 		WHERE id = $1 AND state = 'unknown'`), actionID); err != nil {
 		return "", fmt.Errorf("release action %d: %w", actionID, mapError(err))
 	}
+	// A job made runnable by hand (River UI's Retry, SQL) is released as if
+	// it were parked: the worker would only park it again.
 	var queue string
 	err = db.QueryRow(ctx, s.q(`
 		UPDATE botq.river_job SET state = 'available', scheduled_at = now()
-		WHERE id = $1 AND state = 'pending'
+		WHERE id = $1 AND state IN ('pending', 'available', 'scheduled', 'retryable')
 		RETURNING queue`), a.RiverJobID).Scan(&queue)
 	if err != nil {
-		return "", fmt.Errorf("release parked job of action %d: %w", actionID, mapError(err))
+		return "", fmt.Errorf("release parked job %d of action %d (it was %s a moment ago): %w", a.RiverJobID, actionID, job.state, mapError(err))
 	}
 	if _, err := db.Exec(ctx, s.q(`SELECT botq.notify_insert(ARRAY[$1])`), queue); err != nil {
 		return "", fmt.Errorf("wake workers: %w", mapError(err))
@@ -351,6 +371,73 @@ func (s *Store) AmbiguousRelease(ctx context.Context, db DBTX, actionID int64, m
 		return "", err
 	}
 	return ActionQueued, nil
+}
+
+// parkedJobState is what AmbiguousRelease reads of an ambiguous action's
+// River job.
+type parkedJobState struct {
+	state string // "" when the job does not exist
+	// cancelRequested: River's JobCancel reached the job (River records
+	// cancel_attempted_at in its metadata; for a running job that is all it
+	// does besides cancelling the worker's context).
+	cancelRequested bool
+}
+
+// cancelled reports whether the job will never run the action again by
+// botq's rules: deleted, finished, or its cancel requested.
+func (j parkedJobState) cancelled() bool {
+	switch j.state {
+	case "", "cancelled", "completed", "discarded":
+		return true
+	}
+	return j.cancelRequested
+}
+
+func (s *Store) parkedJob(ctx context.Context, db DBTX, jobID int64) (parkedJobState, error) {
+	var j parkedJobState
+	err := db.QueryRow(ctx, s.q(`
+		SELECT state::text, metadata ? 'cancel_attempted_at' FROM botq.river_job WHERE id = $1`), jobID).Scan(&j.state, &j.cancelRequested)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return parkedJobState{}, nil
+	}
+	if err != nil {
+		return j, fmt.Errorf("read parked job %d: %w", jobID, mapError(err))
+	}
+	return j, nil
+}
+
+// ambiguousCancel cancels an ambiguous action whose job was cancelled,
+// deleted or finished behind botq's back, after the grace period found no
+// record of its send.
+func (s *Store) ambiguousCancel(ctx context.Context, db DBTX, a *Action, job parkedJobState, actor string) (ActionState, error) {
+	how := "cancelled (River's JobCancel: River UI, another River client or SQL)"
+	switch {
+	case job.state == "":
+		how = "deleted"
+	case job.state != "cancelled" && !job.cancelRequested:
+		how = "made " + job.state
+	}
+	reason := "its River job was " + how + " outside botq, and no request record matches its unanswered send after the grace period: not sent"
+	if _, err := s.ActionSetState(ctx, db, ActionSetStateParams{ID: a.ID, From: ActionUnknown, To: ActionCancelled, LastError: &reason}); err != nil {
+		return "", err
+	}
+	if _, err := db.Exec(ctx, s.q(`
+		UPDATE botq.river_job SET state = 'cancelled', finalized_at = now()
+		WHERE id = $1 AND state IN ('pending', 'available', 'scheduled', 'retryable')`), a.RiverJobID); err != nil {
+		return "", fmt.Errorf("cancel parked job of action %d: %w", a.ID, mapError(err))
+	}
+	jobState := job.state
+	if jobState == "" {
+		jobState = "deleted"
+	}
+	if _, err := s.EventInsert(ctx, db, EventInsertParams{
+		AppID: a.AppID, ActionID: &a.ID, Kind: "cancel", Actor: actor, Reason: reason,
+		Before: map[string]any{"state": ActionUnknown, "job_state": jobState, "job_cancel_requested": job.cancelRequested},
+		After:  map[string]any{"state": ActionCancelled},
+	}); err != nil {
+		return "", err
+	}
+	return ActionCancelled, nil
 }
 
 // RequestExpire marks the app's pending records first seen before cutoff

@@ -80,6 +80,9 @@ type Main struct {
 	Metrics *Metrics
 	API     *api.Server
 	RiverUI http.Handler
+	// uiRiver is River UI's River client (River when this process works
+	// jobs), for the job writes botq answers itself.
+	uiRiver *river.Client[pgx.Tx]
 	auth    api.Authenticator
 
 	// Addr is the HTTP server's address once listening.

@@ -1,13 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
@@ -16,7 +12,6 @@ import (
 
 	"github.com/botq/botq/cmd/botq/api"
 	"github.com/botq/botq/jobs"
-	"github.com/botq/botq/store"
 )
 
 // apiAuthenticator resolves bearer tokens against the configured keys,
@@ -70,7 +65,7 @@ func (m *Main) openSurfaces(ctx context.Context) error {
 	ui, err := riverui.NewHandler(&riverui.HandlerOpts{
 		Endpoints: riverui.NewEndpoints[pgx.Tx](client, nil),
 		Logger:    slogFor(m.Logger),
-		Prefix:    "/riverui",
+		Prefix:    riverUIPrefix,
 	})
 	if err != nil {
 		return fmt.Errorf("new River UI: %w", err)
@@ -79,6 +74,7 @@ func (m *Main) openSurfaces(ctx context.Context) error {
 		return fmt.Errorf("start River UI: %w", err)
 	}
 	m.RiverUI = ui
+	m.uiRiver = client
 	return nil
 }
 
@@ -87,8 +83,9 @@ var everyRole = []api.Role{api.RoleEnqueuer, api.RoleAuditor, api.RoleOperator}
 
 // mountSurfaces adds the API, the River UI and metrics to mux. River UI has
 // no authentication of its own: auditors may look (GET, HEAD), only
-// operators may act (cancel, retry or delete jobs, pause queues). Browsers
-// are asked for Basic credentials there, with the API key as password.
+// operators may act (cancel, retry or delete jobs, pause queues), and on
+// the jobs of botq's actions by botq's rules (auditRiverUI). Browsers are
+// asked for Basic credentials there, with the API key as password.
 func (m *Main) mountSurfaces(mux *http.ServeMux) {
 	if m.Metrics == nil {
 		return // openSurfaces did not run: health only
@@ -140,31 +137,4 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 		s.status = http.StatusOK
 	}
 	return s.ResponseWriter.Write(b)
-}
-
-// auditRiverUI serves an operator's write through River UI (cancel, retry
-// or delete jobs, pause or resume a queue) and records it as a riverui
-// event, as every other operator write is: River UI itself writes to River
-// only.
-func (m *Main) auditRiverUI(w http.ResponseWriter, r *http.Request, p api.Principal, ui http.Handler) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
-	if err != nil {
-		http.Error(w, "read request body", http.StatusBadRequest)
-		return
-	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	rec := &statusRecorder{ResponseWriter: w}
-	ui.ServeHTTP(rec, r)
-	if rec.status >= 400 {
-		return
-	}
-	after := map[string]any{"method": r.Method, "path": r.URL.Path}
-	if json.Valid(body) && len(body) > 0 {
-		after["body"] = json.RawMessage(body)
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
-	defer cancel()
-	if _, err := m.Store.EventInsert(ctx, m.Pool, store.EventInsertParams{Kind: "riverui", Actor: p.Actor(), After: after}); err != nil {
-		m.Logger.Error().Err(err).Str("path", r.URL.Path).Msg("api: Recording a River UI write as an event failed")
-	}
 }

@@ -1,0 +1,377 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botq/botq/botapi/sim"
+	"github.com/botq/botq/jobs"
+	"github.com/botq/botq/reconciler"
+	"github.com/botq/botq/store"
+)
+
+// riverUIIDsBody is River UI's job write body.
+func riverUIIDsBody(ids ...int64) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = strconv.Quote(strconv.FormatInt(id, 10))
+	}
+	return `{"ids":[` + strings.Join(s, ",") + `]}`
+}
+
+// riverUIMessage is the message of a River UI error answer, which River UI
+// shows: it must be JSON with a message.
+func riverUIMessage(t *testing.T, resp *http.Response, body string) string {
+	t.Helper()
+	require.Contains(t, resp.Header.Get("Content-Type"), "application/json", body)
+	var e struct {
+		Message string `json:"message"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &e), body)
+	require.NotEmpty(t, e.Message, body)
+	return e.Message
+}
+
+func jobState(t *testing.T, pool *pgxpool.Pool, schema string, id int64) string {
+	t.Helper()
+	var state string
+	err := pool.QueryRow(context.Background(), fmt.Sprintf(`SELECT state::text FROM %s.river_job WHERE id = $1`, schema), id).Scan(&state)
+	require.NoError(t, err)
+	return state
+}
+
+func riverUIEvents(t *testing.T, m *Main, actionID *int64) []*store.Event {
+	t.Helper()
+	evs, err := m.Store.EventList(context.Background(), m.Pool, store.EventListParams{Kind: "riverui", ActionID: actionID})
+	require.NoError(t, err)
+	return evs
+}
+
+// River UI's Cancel, Retry and Delete of a botq action's job go through
+// botq's rules: Cancel is botq's cancel (the action is cancelled, with an
+// event that names it), Retry is refused with what to use instead, Delete of
+// an unfinished job is refused. A maintenance job is River UI's, as before.
+func TestRiverUIJobWritesFollowBotqRules(t *testing.T) {
+	t.Parallel()
+	m, base := startAPIMain(t, func(c *Config) {
+		c.Apps = []AppConfig{{ID: "ui-app", BaseURL: "http://127.0.0.1:1", CompanyKey: "acme"}}
+	})
+	ctx := context.Background()
+	op := bearerKey(testKeyOperator)
+	res, err := m.Store.ActionInsert(ctx, m.Pool, actionParams("ui-app", "ui-1"))
+	require.NoError(t, err)
+	a := res.Action
+	schema := m.Config.Database.Schema
+
+	for _, path := range []string{"retry", "delete"} {
+		resp, body := send(t, "POST", base+"/riverui/api/jobs/"+path, op, riverUIIDsBody(a.RiverJobID))
+		require.Equal(t, http.StatusConflict, resp.StatusCode, "%s: %s", path, body)
+		msg := riverUIMessage(t, resp, body)
+		require.Contains(t, msg, fmt.Sprintf("botq action %d (job %d) is queued", a.ID, a.RiverJobID))
+		require.Contains(t, msg, fmt.Sprintf("botq actions cancel %d", a.ID), "says what to use instead")
+		require.Equal(t, "available", jobState(t, m.Pool, schema, a.RiverJobID), "%s changed nothing", path)
+	}
+	require.Empty(t, riverUIEvents(t, m, nil), "a refused write is no event")
+
+	// A maintenance job is River's to cancel, with River UI.
+	client, err := river.NewClient(riverpgxv5.New(m.Pool), &river.Config{Schema: schema})
+	require.NoError(t, err)
+	task, err := client.Insert(ctx, reconciler.TaskArgs{Task: "test"}, &river.InsertOpts{Queue: reconciler.Queue, ScheduledAt: time.Now().Add(time.Hour)})
+	require.NoError(t, err)
+
+	// One Cancel for both: the action by botq's cancel, the other by River's.
+	resp, body := send(t, "POST", base+"/riverui/api/jobs/cancel", op, riverUIIDsBody(a.RiverJobID, task.Job.ID))
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	got, err := m.Store.ActionGet(ctx, m.Pool, a.ID)
+	require.NoError(t, err)
+	require.Equal(t, store.ActionCancelled, got.State, "River UI's Cancel cancelled the action, not only its job")
+	require.Equal(t, "cancelled", jobState(t, m.Pool, schema, a.RiverJobID))
+	require.Equal(t, "cancelled", jobState(t, m.Pool, schema, task.Job.ID))
+
+	evs, err := m.Store.EventList(ctx, m.Pool, store.EventListParams{ActionID: &a.ID})
+	require.NoError(t, err)
+	kinds := map[string]*store.Event{}
+	for _, e := range evs {
+		kinds[e.Kind] = e
+	}
+	require.Contains(t, kinds, "cancel", "botq's cancel event")
+	require.Equal(t, "api:ops", kinds["cancel"].Actor)
+	ev := kinds["riverui"]
+	require.NotNil(t, ev, "the River UI write, on the action it touched")
+	require.Equal(t, "ui-app", ev.AppID)
+	require.Contains(t, string(ev.After), fmt.Sprintf(`"job_id": %d`, a.RiverJobID))
+	all := riverUIEvents(t, m, nil)
+	require.Len(t, all, 2, "one for the action, one for the maintenance job")
+	require.Nil(t, all[0].ActionID, "the maintenance job's has no action")
+
+	// The action's job is finalized now: deleting it leaves nothing stuck.
+	resp, body = send(t, "POST", base+"/riverui/api/jobs/retry", op, riverUIIDsBody(a.RiverJobID))
+	require.Equal(t, http.StatusConflict, resp.StatusCode, body)
+	require.Contains(t, riverUIMessage(t, resp, body), fmt.Sprintf("botq replay %d", a.ID))
+	resp, body = send(t, "POST", base+"/riverui/api/jobs/delete", op, riverUIIDsBody(a.RiverJobID))
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	require.Len(t, riverUIEvents(t, m, &a.ID), 2, "the cancel and the delete")
+
+	// A second Cancel of the action is refused, with the reason.
+	res, err = m.Store.ActionInsert(ctx, m.Pool, actionParams("ui-app", "ui-2"))
+	require.NoError(t, err)
+	_, err = m.Store.ActionCancel(ctx, m.Pool, res.Action.ID, "test", "test")
+	require.NoError(t, err)
+	resp, body = send(t, "POST", base+"/riverui/api/jobs/cancel", op, riverUIIDsBody(res.Action.RiverJobID))
+	require.Equal(t, http.StatusConflict, resp.StatusCode, body)
+	require.Contains(t, riverUIMessage(t, resp, body), "already cancelled")
+
+	resp, body = send(t, "POST", base+"/riverui/api/jobs/cancel", op, riverUIIDsBody(a.RiverJobID+1000))
+	require.Equal(t, http.StatusNotFound, resp.StatusCode, body)
+	resp, body = send(t, "POST", base+"/riverui/api/jobs/cancel", op, `{"ids":["x"]}`)
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode, body)
+}
+
+// operatorKey is the cluster's operator API key.
+func (c *cluster) operatorKey() string {
+	return strings.SplitN(strings.Split(c.apiKeys, "\n")[0], ":", 3)[2]
+}
+
+// riverUI posts River UI's Cancel, Retry or Delete (op) of jobs to p and
+// returns the answer.
+func (c *cluster) riverUI(p *proc, op string, jobIDs ...int64) (*http.Response, string) {
+	c.t.Helper()
+	return send(c.t, "POST", "http://"+p.addr+"/riverui/api/jobs/"+op, bearerKey(c.operatorKey()), riverUIIDsBody(jobIDs...))
+}
+
+func (c *cluster) action(id int64) *store.Action {
+	c.t.Helper()
+	a, err := c.store.ActionGet(c.ctx, c.pool, id)
+	require.NoError(c.t, err)
+	return a
+}
+
+// waitState waits until the action is in state.
+func (c *cluster) waitState(id int64, state store.ActionState, timeout time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		a := c.action(id)
+		if a.State == state {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("after %s action %d is %s, not %s (%s)\n%s", timeout, id, a.State, state, a.LastError, c.tailAll(20))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitCallHanging waits until the simulator holds a call of the one-off
+// hang fault (SetFault with Times 1): the fault is gone once a call took it.
+func (c *cluster) waitCallHanging() {
+	c.t.Helper()
+	require.Eventually(c.t, func() bool { return len(c.sim.Faults()) == 0 }, 20*time.Second, 5*time.Millisecond, "a call reached the simulator")
+}
+
+// A River UI Cancel of a running action job is refused: the call is in
+// flight, and cutting it would not stop a message that reached Khoros (it
+// went unknown, and the reconciler released it into a send anyway). The
+// action then runs by botq's rules: sent exactly once.
+func TestRiverUICancelOfRunningJobIsRefused(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 61, SettleDelayMax: -1}})
+	c.addApp("app-1", nil)
+	require.NoError(t, c.sim.SetFault("respond", sim.Fault{HangRate: 1, Times: 1}))
+	p := c.start("serve")
+	text := respondText("running", 0)
+	id := c.enqueue([]jobs.Action{respondAction("app-1", "customer-1", text)})[0]
+	c.waitCallHanging()
+
+	a := c.action(id)
+	resp, body := c.riverUI(p, "cancel", a.RiverJobID)
+	require.Equal(t, http.StatusConflict, resp.StatusCode, body)
+	msg := riverUIMessage(t, resp, body)
+	require.Contains(t, msg, "in flight")
+	require.Contains(t, msg, fmt.Sprintf("botq actions cancel %d", id))
+
+	// Not cancelled: the hung call ends unanswered, the reconciler finds no
+	// record and releases it, and it is sent once.
+	st := c.waitFinal([]int64{id}, 60*time.Second)
+	require.Equal(t, 1, st["succeeded"], st)
+	require.Equal(t, 1, c.deliveries("app-1")[text])
+	events, err := c.store.EventList(c.ctx, c.pool, store.EventListParams{ActionID: &id})
+	require.NoError(t, err)
+	for _, e := range events {
+		require.NotEqual(t, "riverui", e.Kind, "a refused write is no event")
+		require.NotEqual(t, "cancel", e.Kind)
+	}
+}
+
+// River's own JobCancel of a running job (River UI did it before botq
+// answered its Cancel; another River client or SQL still can) cuts the
+// worker's call: the send is ambiguous and parked. The cancel is honoured:
+// when no record of the send shows up, the action is cancelled, not
+// released into a send.
+func TestRiverJobCancelOfRunningSendIsNotResent(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 62, SettleDelayMax: -1}})
+	c.addApp("app-1", nil)
+	require.NoError(t, c.sim.SetFault("respond", sim.Fault{HangRate: 1, Times: 1}))
+	c.start("serve")
+	text := respondText("cut", 0)
+	id := c.enqueue([]jobs.Action{respondAction("app-1", "customer-1", text)})[0]
+	c.waitCallHanging()
+
+	client, err := river.NewClient(riverpgxv5.New(c.pool), &river.Config{Schema: c.schema})
+	require.NoError(t, err)
+	_, err = client.JobCancel(c.ctx, c.action(id).RiverJobID)
+	require.NoError(t, err)
+
+	c.waitState(id, store.ActionCancelled, 30*time.Second)
+	// Well past the grace period, nothing was sent.
+	time.Sleep(4 * time.Second)
+	require.Equal(t, store.ActionCancelled, c.action(id).State)
+	require.Zero(t, c.deliveries("app-1")[text], "the cancelled action never reached the customer")
+	require.Equal(t, 1, c.sim.CallCount(sim.CallFilter{Endpoint: "respond"}), "only the cut call")
+	events, err := c.store.EventList(c.ctx, c.pool, store.EventListParams{ActionID: &id, Kind: "cancel"})
+	require.NoError(t, err)
+	require.Len(t, events, 1)
+	require.Equal(t, "reconciler", events[0].Actor)
+	require.Contains(t, events[0].Reason, "not sent")
+}
+
+// The parked job of an unknown action cancelled behind botq's back left the
+// action unknown for good and the reconcile task failing on every run. A
+// River UI Cancel is botq's cancel now; River's own JobCancel of the parked
+// job is settled by the reconciler: no record of the send, so cancelled,
+// with an event and a warning.
+func TestCancelledParkedJobSettlesItsAction(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 63, SettleDelayMax: -1}})
+	c.addApp("app-1", nil)
+	// No reconciler yet: it would release the parked jobs before the test
+	// cancels them.
+	p := c.start("serve", "serve", "--no-reconciler")
+	client, err := river.NewClient(riverpgxv5.New(c.pool), &river.Config{Schema: c.schema})
+	require.NoError(t, err)
+
+	unknown := func(run string) (int64, string) {
+		require.NoError(t, c.sim.SetFault("respond", sim.Fault{HangRate: 1, Times: 1}))
+		text := respondText(run, 0)
+		id := c.enqueue([]jobs.Action{respondAction("app-1", "customer-"+run, text)})[0]
+		c.waitState(id, store.ActionUnknown, 20*time.Second) // khoros.http_timeout cut the hung call
+		require.Equal(t, "pending", jobState(t, c.pool, c.schema, c.action(id).RiverJobID), "parked for the reconciler")
+		return id, text
+	}
+
+	// River UI.
+	id, text := unknown("ui")
+	resp, body := c.riverUI(p, "cancel", c.action(id).RiverJobID)
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	c.waitState(id, store.ActionCancelled, 10*time.Second)
+	events, err := c.store.EventList(c.ctx, c.pool, store.EventListParams{ActionID: &id, Kind: "riverui"})
+	require.NoError(t, err)
+	require.Len(t, events, 1, "the River UI write names its action")
+	require.Equal(t, "app-1", events[0].AppID)
+
+	// River's JobCancel, not through botq.
+	id2, text2 := unknown("river")
+	_, err = client.JobCancel(c.ctx, c.action(id2).RiverJobID)
+	require.NoError(t, err)
+	c.start("reconciler", "serve", "--no-api", "--no-workers")
+	c.waitState(id2, store.ActionCancelled, 30*time.Second)
+	events, err = c.store.EventList(c.ctx, c.pool, store.EventListParams{ActionID: &id2, Kind: "cancel"})
+	require.NoError(t, err)
+	require.Len(t, events, 1)
+	require.Equal(t, "reconciler", events[0].Actor)
+
+	time.Sleep(2 * time.Second) // a few more reconciler runs
+	for _, x := range []struct {
+		id   int64
+		text string
+	}{{id, text}, {id2, text2}} {
+		require.Equal(t, store.ActionCancelled, c.action(x.id).State)
+		require.Zero(t, c.deliveries("app-1")[x.text])
+	}
+	logs := c.logs()
+	require.NotContains(t, logs, "release parked job", "the reconcile task no longer fails on it")
+	require.Contains(t, logs, `"level":"warn"`)
+	require.Contains(t, logs, "was cancelled or deleted outside botq")
+}
+
+// A River UI Retry of a lane follower's pending job sent it out of order:
+// past a failed head under lane_on_failure block, past an unknown head
+// under continue. It is refused now, and the lanes keep their order.
+func TestRiverUIRetryKeepsLaneOrder(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 64, SettleDelayMax: -1}})
+	c.addApp("app-block", func(p *store.AppUpsertParams) { p.LaneOnFailure = "block" })
+	c.addApp("app-cont", nil)
+	// No reconciler until the end: the unknown head must stay unknown.
+	p := c.start("serve", "serve", "--no-reconciler")
+	followerRefused := func(follower int64) {
+		t.Helper()
+		f := c.action(follower)
+		require.Equal(t, store.ActionQueued, f.State)
+		require.Equal(t, "pending", jobState(t, c.pool, c.schema, f.RiverJobID), "waits for its turn")
+		resp, body := c.riverUI(p, "retry", f.RiverJobID)
+		require.Equal(t, http.StatusConflict, resp.StatusCode, body)
+		msg := riverUIMessage(t, resp, body)
+		require.Contains(t, msg, "lane")
+		require.Contains(t, msg, fmt.Sprintf("botq actions cancel %d", follower))
+		resp, body = c.riverUI(p, "delete", f.RiverJobID)
+		require.Equal(t, http.StatusConflict, resp.StatusCode, body)
+		time.Sleep(time.Second)
+		require.Equal(t, "pending", jobState(t, c.pool, c.schema, f.RiverJobID))
+	}
+
+	// block: the head fails (a 4xx), the lane is blocked by it.
+	require.NoError(t, c.sim.SetFault("respond", sim.Fault{ErrorRate: 1, ErrorCode: 400, Times: 1}))
+	ids := c.enqueue([]jobs.Action{
+		respondAction("app-block", "customer-b", respondText("block", 0)),
+		respondAction("app-block", "customer-b", respondText("block", 1)),
+	})
+	c.waitState(ids[0], store.ActionFailed, 20*time.Second)
+	followerRefused(ids[1])
+	require.Zero(t, c.deliveries("app-block")[respondText("block", 1)], "not sent past the failed head")
+	var blockedBy *int64
+	require.NoError(t, c.pool.QueryRow(c.ctx, fmt.Sprintf(`SELECT blocked_by FROM %s.lane WHERE app_id = 'app-block'`, c.schema)).Scan(&blockedBy))
+	require.NotNil(t, blockedBy)
+	require.Equal(t, ids[0], *blockedBy)
+	// Retrying the failed head's job does not send it again either.
+	head := c.action(ids[0])
+	resp, body := c.riverUI(p, "retry", head.RiverJobID)
+	require.Equal(t, http.StatusConflict, resp.StatusCode, body)
+	require.Contains(t, riverUIMessage(t, resp, body), fmt.Sprintf("botq replay %d", head.ID))
+
+	// continue: the head's send is ambiguous (unknown) until the reconciler
+	// decides; its follower waits for it.
+	require.NoError(t, c.sim.SetFault("respond", sim.Fault{HangRate: 1, Times: 1}))
+	ids = c.enqueue([]jobs.Action{
+		respondAction("app-cont", "customer-c", respondText("cont", 0)),
+		respondAction("app-cont", "customer-c", respondText("cont", 1)),
+	})
+	c.waitState(ids[0], store.ActionUnknown, 20*time.Second)
+	followerRefused(ids[1])
+	require.Equal(t, store.ActionUnknown, c.action(ids[0]).State, "the head is still unknown")
+	require.Zero(t, c.deliveries("app-cont")[respondText("cont", 1)], "not sent while its head is unknown")
+	c.start("reconciler", "serve", "--no-api", "--no-workers")
+	c.waitFinal(ids, 60*time.Second)
+	var texts []string
+	for _, r := range c.sim.Records(sim.RecordFilter{AppID: "app-cont", Origin: "BOT"}) {
+		var p struct {
+			Text string `json:"text"`
+		}
+		if json.Unmarshal(r.Payload, &p) == nil && p.Text != "" {
+			texts = append(texts, p.Text)
+		}
+	}
+	require.Equal(t, []string{respondText("cont", 0), respondText("cont", 1)}, texts, "sent once each, in lane order")
+}
