@@ -247,10 +247,27 @@ type taskWorker struct {
 
 func (w *taskWorker) Timeout(*river.Job[TaskArgs]) time.Duration { return 2 * time.Minute }
 
-// Work runs one task, unless another run of it holds its lock: a session
+// Work runs one task and reports its failure. River logs a worker's error
+// only at info level, and a maintenance job is never retried (its next
+// period runs it again), so a failed run is logged at error level here and
+// counted (Observer.TaskFailed), then returned for River to record on the
+// job.
+func (w *taskWorker) Work(ctx context.Context, job *river.Job[TaskArgs]) error {
+	err := w.work(ctx, job)
+	if err != nil {
+		w.r.cfg.Logger.Error().Err(err).Str("task", job.Args.Task).Int64("job_id", job.ID).
+			Msg("reconciler: Maintenance task failed")
+		if w.r.cfg.Observer != nil {
+			w.r.cfg.Observer.TaskFailed(job.Args.Task)
+		}
+	}
+	return err
+}
+
+// work runs one task, unless another run of it holds its lock: a session
 // advisory lock, released by Postgres the moment a crashed holder's
 // connection drops, so runs never overlap and never wait for a dead one.
-func (w *taskWorker) Work(ctx context.Context, job *river.Job[TaskArgs]) error {
+func (w *taskWorker) work(ctx context.Context, job *river.Job[TaskArgs]) error {
 	conn, err := w.r.cfg.Pool.Acquire(ctx)
 	if err != nil {
 		return err
