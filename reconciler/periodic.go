@@ -190,12 +190,6 @@ func (r *Reconciler) recordInboundApp(ctx context.Context, app *store.App, curso
 	}
 	asked := r.cfg.Now()
 	window, clipped := inboundWindow(asked, cursor, hasCursor)
-	if clipped {
-		// Khoros lists no further back: records of the gap's start are
-		// beyond reach.
-		r.cfg.Logger.Warn().Str("app_id", app.ID).Time("read_until", cursor).Dur("window", window).
-			Msg("reconciler: KHOROS-origin records older than the listing's limit were not read")
-	}
 	start := time.Now()
 	recs, res, err := client.ListRequests(ctx, app.ID, &botapi.ListRequestsOptions{From: window, Origin: botapi.OriginKhoros})
 	r.observeCall(app.ID, "list", res, time.Since(start))
@@ -218,6 +212,12 @@ func (r *Reconciler) recordInboundApp(ctx context.Context, app *store.App, curso
 	})
 	if err != nil {
 		return 0, err
+	}
+	if clipped {
+		// Khoros lists no further back: the records of the gap's start are
+		// beyond reach, and the cursor has moved past them.
+		r.cfg.Logger.Warn().Str("app_id", app.ID).Time("read_until", cursor).Dur("window", window).
+			Msg("reconciler: KHOROS-origin records older than the listing's limit were not read")
 	}
 	return n, nil
 }

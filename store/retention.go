@@ -92,7 +92,7 @@ const retentionEventTimeout = 10 * time.Second
 // part that fails does not stop the others, because what the parts before
 // it deleted is gone either way and must be on record. It returns the
 // counts, and the failed parts and a failed event write joined as the
-// error.
+// error. River's own rows are River's job cleaner's business.
 func (s *Store) RetentionPurge(ctx context.Context, db DBTX, olderThan time.Time, batch int) (*RetentionResult, error) {
 	if batch <= 0 {
 		batch = 1000
