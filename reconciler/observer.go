@@ -16,4 +16,7 @@ type Observer interface {
 	TokenExpiry(appID string, expiresAt time.Time)
 	// Health reports an app's health as last polled.
 	Health(appID, status string)
+	// TaskFailed reports a maintenance run (a Task* constant, or an
+	// ExtraTask's name) that returned an error.
+	TaskFailed(task string)
 }

@@ -119,10 +119,48 @@ func (r *Reconciler) PollHealth(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// Inbound listings: a listing's window is relative to the moment Khoros
+// answers it (from=<minutes>), so each app keeps a cursor, the moment its
+// last stored listing was asked for, and the next listing reaches back to
+// it, plus inboundSkew. The margin covers the two clocks' difference and a
+// record that shows up in listings a little after the time Khoros gives it.
+const (
+	inboundSkew = time.Minute
+	// inboundFirstWindow is how far back the first listing of an app with
+	// no cursor yet reads (an app just added, or recording just turned on).
+	inboundFirstWindow = time.Hour
+)
+
+// inboundWindow is how far back the listing asked for at now reads: from
+// the cursor less inboundSkew, rounded up to whole minutes, at most the
+// listing's limit (clipped is then true).
+func inboundWindow(now time.Time, cursor time.Time, hasCursor bool) (window time.Duration, clipped bool) {
+	window = inboundFirstWindow
+	if hasCursor {
+		window = now.Sub(cursor) + inboundSkew
+	}
+	window = (window + time.Minute - 1).Truncate(time.Minute)
+	if window > botapi.MaxListWindow {
+		return botapi.MaxListWindow, hasCursor
+	}
+	return max(window, time.Minute), false
+}
+
 // RecordInbound stores the KHOROS-origin records (webhook deliveries to the
-// bot) of the last lookback, so auditors see both directions.
-func (r *Reconciler) RecordInbound(ctx context.Context, lookback time.Duration) (int, error) {
+// bot), so auditors see both directions, and returns how many it stored or
+// updated. Each app's listing covers everything since its cursor, so
+// nothing is missed over a pause, a restart, a leader change or any gap up
+// to the listing's 31 days. A paused app is not called (a pause for a
+// refused token would fail anyway, and an operator's pause stops every
+// call); its cursor stays, and the first listing after the pause covers it.
+// An app whose listing fails keeps its cursor and does not stop the others;
+// the errors are joined.
+func (r *Reconciler) RecordInbound(ctx context.Context) (int, error) {
 	apps, err := r.cfg.Store.AppList(ctx, r.cfg.Pool)
+	if err != nil {
+		return 0, err
+	}
+	cursors, err := r.cfg.Store.InboundCursorList(ctx, r.cfg.Pool)
 	if err != nil {
 		return 0, err
 	}
@@ -133,32 +171,55 @@ func (r *Reconciler) RecordInbound(ctx context.Context, lookback time.Duration) 
 		if (app.PausedUntil != nil && app.PausedUntil.After(now)) || (len(app.TokenCiphertext) == 0 && !r.cfg.Apps.External(app.ID)) {
 			continue
 		}
-		client, err := r.cfg.Apps.Client(app)
+		cursor, ok := cursors[app.ID]
+		got, err := r.recordInboundApp(ctx, app, cursor, ok)
+		n += got
 		if err != nil {
-			errs = append(errs, err)
-			continue
+			errs = append(errs, fmt.Errorf("app %q: %w", app.ID, err))
 		}
-		start := time.Now()
-		recs, res, err := client.ListRequests(ctx, app.ID, &botapi.ListRequestsOptions{From: lookback, Origin: botapi.OriginKhoros})
-		r.observeCall(app.ID, "list", res, time.Since(start))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("app %q: list inbound: %w", app.ID, err))
-			continue
-		}
-		out := make([]store.KhorosRecord, 0, len(recs))
-		for i := range recs {
-			out = append(out, store.KhorosRecord{Settlement: settlementOf(&recs[i]), AppID: app.ID, Payload: recs[i].Payload})
-		}
-		if len(out) == 0 {
-			continue
-		}
-		if err := r.cfg.Store.RequestRecordKhoros(ctx, r.cfg.Pool, now, out); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		n += len(out)
 	}
 	return n, errors.Join(errs...)
+}
+
+// recordInboundApp reads one app's KHOROS-origin records since its cursor,
+// stores them and advances the cursor in one transaction.
+func (r *Reconciler) recordInboundApp(ctx context.Context, app *store.App, cursor time.Time, hasCursor bool) (int, error) {
+	client, err := r.cfg.Apps.Client(app)
+	if err != nil {
+		return 0, err
+	}
+	asked := r.cfg.Now()
+	window, clipped := inboundWindow(asked, cursor, hasCursor)
+	start := time.Now()
+	recs, res, err := client.ListRequests(ctx, app.ID, &botapi.ListRequestsOptions{From: window, Origin: botapi.OriginKhoros})
+	r.observeCall(app.ID, "list", res, time.Since(start))
+	if err != nil {
+		return 0, fmt.Errorf("list inbound: %w", err)
+	}
+	out := make([]store.KhorosRecord, 0, len(recs))
+	for i := range recs {
+		out = append(out, store.KhorosRecord{Settlement: settlementOf(&recs[i]), AppID: app.ID, Payload: recs[i].Payload})
+	}
+	var n int
+	err = r.inTx(ctx, func(tx pgx.Tx) error {
+		if len(out) > 0 {
+			var err error
+			if n, err = r.cfg.Store.RequestRecordKhoros(ctx, tx, asked, out); err != nil {
+				return err
+			}
+		}
+		return r.cfg.Store.InboundCursorAdvance(ctx, tx, app.ID, asked)
+	})
+	if err != nil {
+		return 0, err
+	}
+	if clipped {
+		// Khoros lists no further back: the records of the gap's start are
+		// beyond reach, and the cursor has moved past them.
+		r.cfg.Logger.Warn().Str("app_id", app.ID).Time("read_until", cursor).Dur("window", window).
+			Msg("reconciler: KHOROS-origin records older than the listing's limit were not read")
+	}
+	return n, nil
 }
 
 // Tasks of the reconciler's periodic job.
@@ -218,7 +279,7 @@ type ExtraTask struct {
 // Every process must call it with the same schedule, so that whichever is
 // elected leader enqueues them; only processes that work Queue run them.
 func (r *Reconciler) Periodic(workers *river.Workers, sch Schedule) ([]*river.PeriodicJob, error) {
-	w := &taskWorker{r: r, extra: map[string]ExtraTask{}, lookback: 2 * sch.Inbound}
+	w := &taskWorker{r: r, extra: map[string]ExtraTask{}}
 	if err := river.AddWorkerSafely(workers, river.Worker[TaskArgs](w)); err != nil {
 		return nil, err
 	}
@@ -240,17 +301,33 @@ func (r *Reconciler) Periodic(workers *river.Workers, sch Schedule) ([]*river.Pe
 
 type taskWorker struct {
 	river.WorkerDefaults[TaskArgs]
-	r        *Reconciler
-	extra    map[string]ExtraTask
-	lookback time.Duration
+	r     *Reconciler
+	extra map[string]ExtraTask
 }
 
 func (w *taskWorker) Timeout(*river.Job[TaskArgs]) time.Duration { return 2 * time.Minute }
 
-// Work runs one task, unless another run of it holds its lock: a session
+// Work runs one task and reports its failure. River logs a worker's error
+// only at info level, and a maintenance job is never retried (its next
+// period runs it again), so a failed run is logged at error level here and
+// counted (Observer.TaskFailed), then returned for River to record on the
+// job.
+func (w *taskWorker) Work(ctx context.Context, job *river.Job[TaskArgs]) error {
+	err := w.work(ctx, job)
+	if err != nil {
+		w.r.cfg.Logger.Error().Err(err).Str("task", job.Args.Task).Int64("job_id", job.ID).
+			Msg("reconciler: Maintenance task failed")
+		if w.r.cfg.Observer != nil {
+			w.r.cfg.Observer.TaskFailed(job.Args.Task)
+		}
+	}
+	return err
+}
+
+// work runs one task, unless another run of it holds its lock: a session
 // advisory lock, released by Postgres the moment a crashed holder's
 // connection drops, so runs never overlap and never wait for a dead one.
-func (w *taskWorker) Work(ctx context.Context, job *river.Job[TaskArgs]) error {
+func (w *taskWorker) work(ctx context.Context, job *river.Job[TaskArgs]) error {
 	conn, err := w.r.cfg.Pool.Acquire(ctx)
 	if err != nil {
 		return err
@@ -301,7 +378,7 @@ func (w *taskWorker) run(ctx context.Context, job *river.Job[TaskArgs]) error {
 	case TaskHealth:
 		return w.r.PollHealth(ctx)
 	case TaskInbound:
-		_, err := w.r.RecordInbound(ctx, max(w.lookback, time.Minute))
+		_, err := w.r.RecordInbound(ctx)
 		return err
 	}
 	if t, ok := w.extra[job.Args.Task]; ok {

@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/botq/botq/botapi"
@@ -350,7 +352,7 @@ func TestInboundRecordsAreKept(t *testing.T) {
 	rec, err := env.Sim.InjectInbound(sim.Inbound{AppID: "app-1", NetworkKey: "facebook", ExternalID: "page-1", Payload: json.RawMessage(`{"type":"message","text":"hi bot"}`)})
 	require.NoError(t, err)
 	r := newReconciler(t, env, c, func(cfg *reconciler.Config) { cfg.RecordKhorosOrigin = true })
-	n, err := r.RecordInbound(env.Ctx, 5*time.Minute)
+	n, err := r.RecordInbound(env.Ctx)
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
 	got, err := env.Store.RequestGet(env.Ctx, env.Pool, rec.ID)
@@ -496,4 +498,165 @@ func TestParkedJobChangedOutsideBotq(t *testing.T) {
 	st, err = r.RunOnce(env.Ctx)
 	require.NoError(t, err, "nothing left failing")
 	require.Len(t, env.Sim.Calls(sim.CallFilter{Endpoint: "respond"}), 3, "nothing sent again")
+}
+
+// inboundEnv is a simulator sharing the reconciler's clock, and helpers to
+// create and find KHOROS-origin records.
+type inboundEnv struct {
+	*jobstest.Env
+	c *clock
+}
+
+func startInbound(t *testing.T, seed int64, apps ...string) *inboundEnv {
+	t.Helper()
+	c := &clock{}
+	return &inboundEnv{Env: jobstest.Start(t, jobstest.Options{Sim: sim.Options{Seed: seed, Now: c.Now}, NoWorkers: true, Apps: apps}), c: c}
+}
+
+// reconciler is a new Reconciler, as in a new process; its clock runs
+// behind Khoros' by behind.
+func (e *inboundEnv) reconciler(t *testing.T, behind time.Duration) *reconciler.Reconciler {
+	t.Helper()
+	return newReconciler(t, e.Env, e.c, func(cfg *reconciler.Config) {
+		cfg.RecordKhorosOrigin = true
+		cfg.Now = func() time.Time { return e.c.Now().Add(-behind) }
+	})
+}
+
+func (e *inboundEnv) inject(t *testing.T, app, text string) string {
+	t.Helper()
+	rec, err := e.Sim.InjectInbound(sim.Inbound{AppID: app, NetworkKey: "facebook", ExternalID: "page-1",
+		Payload: json.RawMessage(fmt.Sprintf(`{"type":"message","text":%q}`, text))})
+	require.NoError(t, err)
+	return rec.ID
+}
+
+// stored returns which of ids botq holds as KHOROS-origin records.
+func (e *inboundEnv) stored(t *testing.T, ids []string) []string {
+	t.Helper()
+	rows, err := e.Pool.Query(e.Ctx, fmt.Sprintf(`SELECT request_id FROM %s.request WHERE origin = 'KHOROS' AND request_id = ANY($1) ORDER BY request_id`, e.Schema), ids)
+	require.NoError(t, err)
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	return got
+}
+
+func (e *inboundEnv) listings(app string) int {
+	return e.Sim.CallCount(sim.CallFilter{AppID: app, Endpoint: "request_list"})
+}
+
+func sorted(ids []string) []string {
+	out := slices.Clone(ids)
+	slices.Sort(out)
+	return out
+}
+
+// A paused app is not called while paused; the records Khoros created for
+// it meanwhile, over many poll intervals, are all read by the first listing
+// after the pause, and the other apps are recorded throughout.
+func TestInboundRecordsSurviveAPause(t *testing.T) {
+	t.Parallel()
+	e := startInbound(t, 19, "app-1", "app-2")
+	r := e.reconciler(t, 0)
+	first := []string{e.inject(t, "app-1", "before the pause")}
+	n, err := r.RecordInbound(e.Ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Equal(t, first, e.stored(t, first))
+
+	_, err = e.Store.AppPauseAudited(e.Ctx, e.Pool, "app-1", e.c.Now().Add(24*time.Hour), "cli:bob", "maintenance at the bot")
+	require.NoError(t, err)
+	callsBefore := e.listings("app-1")
+	var paused, other []string
+	// Three hours, the task running every ten minutes of it.
+	for i := range 18 {
+		paused = append(paused, e.inject(t, "app-1", fmt.Sprintf("paused %d", i)))
+		other = append(other, e.inject(t, "app-2", fmt.Sprintf("other %d", i)))
+		e.c.Advance(10 * time.Minute)
+		_, err := r.RecordInbound(e.Ctx)
+		require.NoError(t, err)
+	}
+	require.Equal(t, callsBefore, e.listings("app-1"), "a paused app is not called")
+	require.Empty(t, e.stored(t, paused))
+	require.Equal(t, sorted(other), e.stored(t, other), "the other app is recorded meanwhile")
+
+	_, err = e.Store.AppResumeAudited(e.Ctx, e.Pool, "app-1", "cli:bob", "done")
+	require.NoError(t, err)
+	n, err = r.RecordInbound(e.Ctx)
+	require.NoError(t, err)
+	require.Equal(t, len(paused), n, "every record of the pause, and nothing stored before again")
+	require.Equal(t, sorted(paused), e.stored(t, paused))
+}
+
+// The cursor lives in the database: a new process (a new Reconciler, as
+// after a restart or a leader change) reads everything since the last
+// stored listing, however long the gap, up to the listing's 31 days, and
+// stores nothing twice. One app's failing listing does not stop the others
+// and it catches up once it works again.
+func TestInboundRecordsSurviveARestart(t *testing.T) {
+	t.Parallel()
+	e := startInbound(t, 20, "app-1", "app-2")
+	all := []string{e.inject(t, "app-1", "first")}
+	n, err := e.reconciler(t, 0).RecordInbound(e.Ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+
+	// The leader changes to a process whose clock is 50 s behind the
+	// first's. 10m30s later by Khoros' clock it reads from its own clock's
+	// 9m40s after the cursor, plus the margin, rounded up: 11 minutes,
+	// which reach back to before the record created just after the last
+	// listing; without the margin, 10 minutes would not.
+	all = append(all, e.inject(t, "app-1", "just after the listing"))
+	e.c.Advance(10*time.Minute + 30*time.Second)
+	n, err = e.reconciler(t, 50*time.Second).RecordInbound(e.Ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Equal(t, sorted(all), e.stored(t, all))
+
+	// The process is down for two hours, then another one starts.
+	for i := range 12 {
+		all = append(all, e.inject(t, "app-1", fmt.Sprintf("while down %d", i)))
+		e.c.Advance(10 * time.Minute)
+	}
+	r := e.reconciler(t, 0)
+	n, err = r.RecordInbound(e.Ctx)
+	require.NoError(t, err)
+	require.Equal(t, 12, n)
+	require.Equal(t, sorted(all), e.stored(t, all))
+	n, err = r.RecordInbound(e.Ctx)
+	require.NoError(t, err)
+	require.Zero(t, n, "records listed again are not stored again")
+
+	// app-2's token is refused: its listing fails, app-1 is still recorded,
+	// and app-2 reads what it missed once it has a good token again.
+	exp := e.c.Now().Add(24 * time.Hour)
+	_, err = e.Store.AppSetToken(e.Ctx, e.Pool, "app-2", e.Keyring.Seal("app-2", "not-a-token"), e.Keyring.ID(), &exp)
+	require.NoError(t, err)
+	missed := []string{e.inject(t, "app-2", "while refused")}
+	one := []string{e.inject(t, "app-1", "meanwhile")}
+	e.c.Advance(5 * time.Minute)
+	n, err = r.RecordInbound(e.Ctx)
+	require.ErrorIs(t, err, botapi.ErrUnauthorized)
+	require.ErrorContains(t, err, `app "app-2"`)
+	require.Equal(t, 1, n)
+	require.Equal(t, one, e.stored(t, one))
+	require.Empty(t, e.stored(t, missed))
+	e.AddApp(t, "app-2")
+	e.c.Advance(time.Hour)
+	n, err = r.RecordInbound(e.Ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Equal(t, missed, e.stored(t, missed))
+
+	// A gap longer than the listing's 31 days: the listing asks for 31 days
+	// (Khoros refuses more) and reads what they hold.
+	tooOld := []string{e.inject(t, "app-1", "40 days ago")}
+	e.c.Advance(9 * 24 * time.Hour)
+	inReach := []string{e.inject(t, "app-1", "31 days ago")}
+	e.c.Advance(31*24*time.Hour - time.Hour)
+	n, err = r.RecordInbound(e.Ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Equal(t, inReach, e.stored(t, inReach))
+	require.Empty(t, e.stored(t, tooOld))
 }

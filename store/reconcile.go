@@ -470,8 +470,9 @@ type KhorosRecord struct {
 }
 
 // RequestRecordKhoros stores KHOROS-origin records, updating the state of
-// ones already known.
-func (s *Store) RequestRecordKhoros(ctx context.Context, db DBTX, now time.Time, recs []KhorosRecord) error {
+// ones already known and still PENDING, and returns how many it inserted or
+// updated: a record listed again unchanged counts for nothing.
+func (s *Store) RequestRecordKhoros(ctx context.Context, db DBTX, now time.Time, recs []KhorosRecord) (int, error) {
 	b := &pgx.Batch{}
 	for _, r := range recs {
 		final := any(nil)
@@ -490,8 +491,56 @@ func (s *Store) RequestRecordKhoros(ctx context.Context, db DBTX, now time.Time,
 			r.RequestID, r.AppID, string(r.State), nullJSON(r.Details), nullJSON(r.Payload),
 			r.KhorosCreatedAt, r.KhorosCompletedAt, r.KhorosUpdatedAt, now, final)
 	}
-	if err := db.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("record %d KHOROS-origin requests: %w", len(recs), mapError(err))
+	br := db.SendBatch(ctx, b)
+	var n int
+	for range recs {
+		tag, err := br.Exec()
+		if err != nil {
+			_ = br.Close()
+			return n, fmt.Errorf("record %d KHOROS-origin requests: %w", len(recs), mapError(err))
+		}
+		n += int(tag.RowsAffected())
+	}
+	if err := br.Close(); err != nil {
+		return n, fmt.Errorf("record %d KHOROS-origin requests: %w", len(recs), mapError(err))
+	}
+	return n, nil
+}
+
+// InboundCursorList returns each app's inbound cursor: when the last
+// listing of its KHOROS-origin records that is stored was asked for. An app
+// never read has none.
+func (s *Store) InboundCursorList(ctx context.Context, db DBTX) (map[string]time.Time, error) {
+	rows, err := db.Query(ctx, s.q(`SELECT app_id, read_until FROM botq.inbound_cursor`))
+	if err != nil {
+		return nil, fmt.Errorf("list inbound cursors: %w", mapError(err))
+	}
+	defer rows.Close()
+	out := map[string]time.Time{}
+	for rows.Next() {
+		var id string
+		var at time.Time
+		if err := rows.Scan(&id, &at); err != nil {
+			return nil, fmt.Errorf("list inbound cursors: %w", err)
+		}
+		out[id] = at
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list inbound cursors: %w", mapError(err))
+	}
+	return out, nil
+}
+
+// InboundCursorAdvance moves the app's inbound cursor to readUntil, never
+// back. Call it in the transaction that stores the records of the listing
+// asked for at readUntil, so the cursor never passes records not stored.
+func (s *Store) InboundCursorAdvance(ctx context.Context, db DBTX, appID string, readUntil time.Time) error {
+	_, err := db.Exec(ctx, s.q(`
+		INSERT INTO botq.inbound_cursor AS c (app_id, read_until) VALUES ($1, $2)
+		ON CONFLICT (app_id) DO UPDATE SET read_until = greatest(c.read_until, EXCLUDED.read_until), updated_at = now()`),
+		appID, readUntil)
+	if err != nil {
+		return fmt.Errorf("advance inbound cursor of app %q: %w", appID, mapError(err))
 	}
 	return nil
 }

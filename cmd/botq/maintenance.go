@@ -37,21 +37,24 @@ func (m *Main) registerMaintenance(workers *river.Workers) ([]*river.PeriodicJob
 	return r.Periodic(workers, sch)
 }
 
+// taskRetention is the maintenance task of the retention purge.
+const taskRetention = "retention"
+
 // extraMaintenance is leader-run periodic work other than reconciliation:
-// the retention purge of audit rows.
+// the retention purge of audit rows. A purge that failed in part returns
+// the failure (the maintenance worker logs it at error level and counts
+// it); what it deleted is logged here and recorded in its event either way.
 func (m *Main) extraMaintenance() []reconciler.ExtraTask {
 	ret := m.Config.Retention
 	return []reconciler.ExtraTask{{
-		Task:     "retention",
+		Task:     taskRetention,
 		Interval: ret.Interval,
 		Run: func(ctx context.Context) error {
 			res, err := m.Store.RetentionPurge(ctx, m.Pool, time.Now().Add(-ret.Period), ret.BatchSize)
-			if err != nil {
-				return err
-			}
 			m.Logger.Info().Time("cutoff", res.Cutoff).Int64("actions", res.Actions).Int64("attempts", res.Attempts).
-				Int64("requests", res.Requests).Int64("events", res.Events).Msg("retention: Purged audit rows older than the retention period")
-			return nil
+				Int64("requests", res.Requests).Int64("events", res.Events).Int("failed_parts", len(res.Failed)).
+				Int64("event_id", res.EventID).Msg("retention: Purged audit rows older than the retention period")
+			return err
 		},
 	}}
 }

@@ -32,6 +32,7 @@ type Metrics struct {
 	reconcilerCalls *prometheus.CounterVec
 	settled         *prometheus.CounterVec
 	settleLag       prometheus.Histogram
+	taskFailures    *prometheus.CounterVec
 }
 
 var (
@@ -74,8 +75,17 @@ func NewMetrics(db store.DBTX, s *store.Store, logger zerolog.Logger) *Metrics {
 			Help:    "Time between Khoros settling a request record and botq recording it.",
 			Buckets: prometheus.ExponentialBuckets(0.5, 2, 14),
 		}),
+		taskFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "botq_maintenance_failures_total",
+			Help: "Maintenance runs (reconcile, tokens, health, inbound, retention) that failed, by task; counted by the process that ran them.",
+		}, []string{"task"}),
 	}
-	m.reg.MustRegister(m.attempts, m.latency, m.phases, m.reconcilerCalls, m.settled, m.settleLag,
+	// Every task's series exists from the start, so that an alert on its
+	// increase sees the first failure.
+	for _, task := range []string{reconciler.TaskReconcile, reconciler.TaskTokens, reconciler.TaskHealth, reconciler.TaskInbound, taskRetention} {
+		m.taskFailures.WithLabelValues(task)
+	}
+	m.reg.MustRegister(m.attempts, m.latency, m.phases, m.reconcilerCalls, m.settled, m.settleLag, m.taskFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&dbCollector{db: db, s: s, logger: logger, ttl: metricsCacheTTL})
 	return m
@@ -126,6 +136,11 @@ func (m *Metrics) TokenExpiry(string, time.Time) {}
 // Health implements reconciler.Observer; like TokenExpiry, health is read
 // from the database at scrape time.
 func (m *Metrics) Health(string, string) {}
+
+// TaskFailed implements reconciler.Observer.
+func (m *Metrics) TaskFailed(task string) {
+	m.taskFailures.WithLabelValues(task).Inc()
+}
 
 var (
 	descActions = prometheus.NewDesc("botq_actions",

@@ -27,6 +27,12 @@ const (
 // insert-only River client) on a fresh schema and returns its base URL.
 func startAPIMain(t *testing.T, edit func(*Config)) (*Main, string) {
 	t.Helper()
+	return startMain(t, zerolog.Nop(), edit)
+}
+
+// startMain is startAPIMain with the Main's logger.
+func startMain(t *testing.T, logger zerolog.Logger, edit func(*Config)) (*Main, string) {
+	t.Helper()
 	schema, _ := storetest.NewSchema(t, 2)
 	cfg := DefaultConfig()
 	cfg.Database.URL = storetest.DatabaseURL(t)
@@ -38,7 +44,7 @@ func startAPIMain(t *testing.T, edit func(*Config)) (*Main, string) {
 	if edit != nil {
 		edit(&cfg)
 	}
-	m := NewMain(cfg, zerolog.Nop())
+	m := NewMain(cfg, logger)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
