@@ -383,3 +383,145 @@ func TestChaosLogsHoldNoSecrets(t *testing.T) {
 	files, _ := filepath.Glob(filepath.Join(c.dir, "*.log"))
 	t.Logf("scanned %d log files (%d bytes), metrics (%d bytes), an API error and %d bytes of attempt errors for %d secrets", len(files), len(logs), len(metrics), len(stored), len(secrets))
 }
+
+// conversationActions returns n responds, notes and forms, each with a
+// unique text, over convs conversations.
+func conversationActions(run string, app string, n, convs int) []jobs.Action {
+	out := make([]jobs.Action, n)
+	for i := range out {
+		author := fmt.Sprintf("%s-customer-%d", run, i%convs)
+		conv := fmt.Sprintf(`"coordinate":{"companyKey":"acme","networkKey":"facebook","externalId":"page-1","scope":"PRIVATE"},"author":{"id":%q}`, author)
+		switch i % 3 {
+		case 0:
+			out[i] = respondAction(app, author, respondText(run, i))
+		case 1:
+			out[i] = jobs.Action{AppID: app, Kind: jobs.KindNote, Payload: json.RawMessage(fmt.Sprintf(`{%s,"note":%q}`, conv, respondText(run, i)))}
+		default:
+			out[i] = jobs.Action{AppID: app, Kind: jobs.KindForm, Payload: json.RawMessage(fmt.Sprintf(`{%s,"comment":%q,"secureFormId":"form-1"}`, conv, respondText(run, i)))}
+		}
+		out[i].IdempotencyKey = fmt.Sprintf("%s-%d", run, i)
+	}
+	return out
+}
+
+// Every fault at once, as production meets them: two botq processes, one
+// of them killed (kill -9) every 1-3 s and started again, while Khoros
+// answers 503s, 429s with Retry-After, applies calls and drops or stalls
+// their answers, hangs others and adds latency, and Postgres restarts once
+// in the middle. Every respond, note and form reaches Khoros exactly once
+// (by its unique text, from the simulator's records), every action
+// succeeds, and the reconciler makes few calls per request it settles.
+// BOTQ_CHAOS=full runs 3,000 actions over 300 conversations with at least
+// 10 kills; the short run, 600 over 60 with 4.
+func TestChaosCombinedFaults(t *testing.T) {
+	t.Parallel()
+	n, convs, minKills := 600, 60, 4
+	if chaosFull() {
+		n, convs, minKills = 3000, 300, 10
+	}
+	db, err := throwawayCluster(context.Background(), t.TempDir(), os.Stderr)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("start a throwaway Postgres cluster: %v", err)
+		}
+		t.Skipf("no throwaway Postgres cluster here: %v", err)
+	}
+	t.Cleanup(db.Stop)
+	c := newClusterAt(t, db.URL, clusterOpts{
+		sim:               sim.Options{Seed: 71, SettleDelayMax: time.Second, MaxCallLog: -1},
+		maxWorkers:        20,
+		reconcileInterval: 2 * time.Second,
+	})
+	const app = "app-1"
+	c.addApp(app, nil)
+	require.NoError(t, c.sim.SetFault("*", sim.Fault{
+		ErrorRate: 0.05, ErrorCode: 503, RateLimitRate: 0.02, RetryAfter: "1", DropRate: 0.05, HangRate: 0.02, StallRate: 0.01,
+		Latency: sim.Duration(5 * time.Millisecond), Jitter: sim.Duration(100 * time.Millisecond),
+	}))
+	require.NoError(t, c.sim.SetFault("request_list", sim.Fault{ErrorRate: 0.1, ErrorCode: 502}))
+	require.NoError(t, c.sim.SetFault("request_get", sim.Fault{ErrorRate: 0.1, ErrorCode: 502}))
+	procs := []*proc{c.start("p0"), c.start("p1")}
+	actions := conversationActions("combined", app, n, convs)
+	started := time.Now()
+
+	// Enqueue over the run, retrying a batch the restart refused: the
+	// idempotency keys make a retry return the actions already made.
+	idsCh := make(chan []int64, 1)
+	go func() {
+		enq, err := jobs.NewEnqueuer(c.schema)
+		if err != nil {
+			idsCh <- nil
+			return
+		}
+		var ids []int64
+		const batch = 50
+		for start := 0; start < n; start += batch {
+			for {
+				res, err := enq.EnqueueMany(c.ctx, c.pool, actions[start:min(start+batch, n)])
+				if err == nil {
+					for _, r := range res {
+						ids = append(ids, r.ActionID)
+					}
+					break
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		idsCh <- ids
+	}()
+
+	rng := rand.New(rand.NewPCG(71, 71))
+	var ids []int64
+	kills, restarted := 0, false
+	for ids == nil || kills < minKills {
+		time.Sleep(time.Duration(1000+rng.IntN(2000)) * time.Millisecond)
+		i := rng.IntN(len(procs))
+		procs[i].kill9()
+		kills++
+		time.Sleep(time.Duration(200+rng.IntN(600)) * time.Millisecond)
+		if !restarted && kills == minKills/2 {
+			c.pool.Reset()
+			require.NoError(t, db.restart())
+			restarted = true
+			t.Logf("Postgres restarted after kill %d", kills)
+		}
+		procs[i] = c.start(fmt.Sprintf("p%d-%d", i, kills))
+		select {
+		case ids = <-idsCh:
+		default:
+		}
+	}
+	require.Len(t, ids, n, "every action was enqueued")
+	st := c.waitFinal(ids, 6*time.Minute)
+	elapsed := time.Since(started)
+
+	require.Equal(t, n, st["succeeded"], "every action succeeded: %v\n%s", st, c.unsucceeded(ids))
+	applied := appliedTexts(c.sim, []string{app})
+	dups := 0
+	for i := range actions {
+		if got := applied[respondText("combined", i)]; got != 1 {
+			dups++
+			t.Errorf("action %d (%s) reached Khoros %d times", i, actions[i].Kind, got)
+		}
+	}
+	require.Zero(t, dups)
+
+	var unknown, resolved, released, snoozed, settled int
+	require.NoError(t, c.pool.QueryRow(c.ctx, fmt.Sprintf(`SELECT
+		(SELECT count(*) FROM %[1]s.attempt WHERE outcome = 'unknown'),
+		(SELECT count(*) FROM %[1]s.event WHERE kind = 'ambiguous_resolved'),
+		(SELECT count(*) FROM %[1]s.event WHERE kind = 'ambiguous_released'),
+		(SELECT count(*) FROM %[1]s.attempt WHERE outcome = 'snooze'),
+		(SELECT count(*) FROM %[1]s.request WHERE state IN ('SUCCESS', 'ERROR'))`, c.schema)).Scan(&unknown, &resolved, &released, &snoozed, &settled))
+	var pending int
+	require.NoError(t, c.pool.QueryRow(c.ctx, fmt.Sprintf(`SELECT count(*) FROM %s.request WHERE state = 'PENDING'`, c.schema)).Scan(&pending))
+	reconcileCalls := c.sim.CallCount(sim.CallFilter{Endpoint: "request_list"}) + c.sim.CallCount(sim.CallFilter{Endpoint: "request_get"})
+	perSettled := float64(reconcileCalls) / float64(settled)
+	t.Logf("%d actions over %d conversations in %s: %d kills, Postgres restarted once; %d ambiguous sends "+
+		"(%d resolved by a record, %d released), %d 429/401 snoozes; reconciler %d calls for %d settled requests "+
+		"(%.4f per request), %d left pending",
+		n, convs, elapsed.Round(time.Second), kills, unknown, resolved, released, snoozed, reconcileCalls, settled, perSettled, pending)
+	require.Positive(t, resolved, "some ambiguous sends were resolved by Khoros' record")
+	require.LessOrEqual(t, perSettled, 0.05, "the reconciler's calls per settled request")
+}

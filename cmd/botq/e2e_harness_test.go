@@ -96,6 +96,8 @@ type clusterOpts struct {
 	// callTimeout bounds a Bot v3 call (default 2s); the job timeout, the
 	// rescue and the ambiguous sends' grace are set a little above it.
 	callTimeout time.Duration
+	// reconcileInterval is how often the reconciler runs (default 500ms).
+	reconcileInterval time.Duration
 	// yaml is appended to the processes' config file.
 	yaml string
 }
@@ -140,6 +142,9 @@ func setupCluster(t *testing.T, url, schema string, pool *pgxpool.Pool, opts clu
 	if opts.callTimeout == 0 {
 		opts.callTimeout = 2 * time.Second
 	}
+	if opts.reconcileInterval == 0 {
+		opts.reconcileInterval = 500 * time.Millisecond
+	}
 	c := &cluster{
 		t: t, ctx: context.Background(), url: url, schema: schema, pool: pool, store: s, sim: simSrv, simURL: hs.URL,
 		key: base64.StdEncoding.EncodeToString(rawKey), keyring: kr, dir: t.TempDir(),
@@ -165,7 +170,7 @@ river:
 khoros:
   http_timeout: %s
 reconciler:
-  interval: 500ms
+  interval: %s
   ambiguous_grace: %s
   health_interval: 5s
 kinds:
@@ -174,7 +179,7 @@ kinds:
   form: {retry_base: 100ms, retry_max: 1s}
   tag: {retry_base: 100ms, retry_max: 1s}
   control: {retry_base: 100ms, retry_max: 1s}
-`, schema, opts.maxWorkers, 2*opts.callTimeout, 3*opts.callTimeout, opts.callTimeout, opts.callTimeout+time.Second) + opts.yaml
+`, schema, opts.maxWorkers, 2*opts.callTimeout, 3*opts.callTimeout, opts.callTimeout, opts.reconcileInterval, opts.callTimeout+time.Second) + opts.yaml
 	require.NoError(t, os.WriteFile(c.config, []byte(cfg), 0o600))
 	t.Cleanup(c.stopAll)
 	return c
