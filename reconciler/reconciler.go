@@ -15,7 +15,7 @@
 // form or note that reached the wire with no answer) is matched by payload
 // against the BOT-origin records around its send time: found, it takes that
 // record's state; not found after a grace period, it never reached Khoros and
-// gets exactly one more attempt, or is cancelled if its River job was
+// is sent once more (at most MaxReleases times), or is cancelled if its River job was
 // cancelled (River's JobCancel) or deleted outside botq meanwhile.
 //
 // Everything timed reads the injected clock (Config.Now).
@@ -61,7 +61,7 @@ type Config struct {
 	// show up before it is deemed never sent (default 2m).
 	AmbiguousGrace time.Duration
 	// MaxReleases bounds how many times one action is resent after ambiguous
-	// sends that left no record (default 1).
+	// sends that left no record (default DefaultMaxReleases).
 	MaxReleases int
 	// RecordKhorosOrigin also stores KHOROS-origin records (webhook
 	// deliveries to the bot).
@@ -72,6 +72,14 @@ type Config struct {
 	// Observer receives measurements; nil for none.
 	Observer Observer
 }
+
+// DefaultMaxReleases is how many times an action is sent again, by
+// default, after ambiguous sends that left no record. Each release follows a
+// grace period that showed the previous send never reached Khoros, so a
+// release is as safe as the first; the bound only stops an action whose
+// sends keep vanishing (a process killed again and again mid-call, a
+// network that hangs its calls) from being sent for ever.
+const DefaultMaxReleases = 3
 
 // Reconciler does the reconciler's work; its methods are safe to call from
 // River jobs (one run of each at a time).
@@ -102,7 +110,7 @@ func New(cfg Config) (*Reconciler, error) {
 		cfg.AmbiguousGrace = 2 * time.Minute
 	}
 	if cfg.MaxReleases <= 0 {
-		cfg.MaxReleases = 1
+		cfg.MaxReleases = DefaultMaxReleases
 	}
 	if cfg.TokenRefreshBefore <= 0 {
 		cfg.TokenRefreshBefore = 7 * 24 * time.Hour
@@ -117,7 +125,7 @@ type Stats struct {
 	Settled  int // records that reached a final state (EXPIRED included)
 	Expired  int
 	Resolved int // ambiguous sends matched to a record
-	Released int // ambiguous sends given one more attempt
+	Released int // ambiguous sends sent once more
 	Failed   int // ambiguous sends failed after their last release
 	// Cancelled counts ambiguous sends cancelled because their River job was
 	// cancelled (or deleted) outside botq and no record of them showed up.

@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/botq/botq/migrations"
+	"github.com/botq/botq/reconciler"
 )
 
 // Config is botq's whole configuration. It is resolved in this order:
@@ -115,6 +116,7 @@ type ReconcilerConfig struct {
 	SingleGetMax       int           `yaml:"single_get_max"`
 	MaxWindow          time.Duration `yaml:"max_window"`
 	AmbiguousGrace     time.Duration `yaml:"ambiguous_grace"`
+	MaxReleases        int           `yaml:"max_releases"`
 	RecordKhorosOrigin bool          `yaml:"record_khoros_origin"`
 	HealthInterval     time.Duration `yaml:"health_interval"`
 	TokenRefreshBefore time.Duration `yaml:"token_refresh_before"`
@@ -183,6 +185,7 @@ func DefaultConfig() Config {
 			SingleGetMax:       2,
 			MaxWindow:          31 * 24 * time.Hour,
 			AmbiguousGrace:     2 * time.Minute,
+			MaxReleases:        reconciler.DefaultMaxReleases,
 			HealthInterval:     time.Minute,
 			TokenRefreshBefore: 7 * 24 * time.Hour,
 		},
@@ -499,6 +502,9 @@ func (c *Config) Validate() []string {
 		bad("reconciler.max_window", "must be positive and at most 744h (Bot v3 keeps 31 days), not %s", c.Reconciler.MaxWindow)
 	}
 	positive("reconciler.ambiguous_grace", c.Reconciler.AmbiguousGrace)
+	if c.Reconciler.MaxReleases < 1 || c.Reconciler.MaxReleases > 100 {
+		bad("reconciler.max_releases", "must be between 1 and 100")
+	}
 	if c.Reconciler.AmbiguousGrace > 0 && c.Reconciler.AmbiguousGrace < c.Khoros.HTTPTimeout {
 		bad("reconciler.ambiguous_grace", "must be at least khoros.http_timeout (%s): the record of a send without an answer can appear until its call times out, and one released sooner could reach the customer twice", c.Khoros.HTTPTimeout)
 	}

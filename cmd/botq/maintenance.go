@@ -18,7 +18,7 @@ func (m *Main) registerMaintenance(workers *river.Workers) ([]*river.PeriodicJob
 	r, err := reconciler.New(reconciler.Config{
 		Pool: m.Pool, Store: m.Store, Apps: m.Apps, Logger: m.Logger,
 		Interval: cfg.Interval, SingleGetMax: cfg.SingleGetMax, MaxWindow: cfg.MaxWindow,
-		AmbiguousGrace: cfg.AmbiguousGrace, RecordKhorosOrigin: cfg.RecordKhorosOrigin,
+		AmbiguousGrace: cfg.AmbiguousGrace, MaxReleases: cfg.MaxReleases, RecordKhorosOrigin: cfg.RecordKhorosOrigin,
 		TokenRefreshBefore: cfg.TokenRefreshBefore, Observer: m.reconcilerObserver(),
 	})
 	if err != nil {
