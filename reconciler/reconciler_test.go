@@ -159,6 +159,7 @@ func TestApplyThenDropIsReconciledNotResent(t *testing.T) {
 	require.Equal(t, 1, st.Resolved)
 	a := env.Action(t, id)
 	require.Equal(t, store.ActionSucceeded, a.State)
+	require.Empty(t, a.LastError, "the unanswered send's error went with its doubt")
 	calls := env.Sim.Calls(sim.CallFilter{Endpoint: "respond"})
 	require.Len(t, calls, 2, "one call per action: nothing was resent")
 	require.True(t, calls[0].Dropped)

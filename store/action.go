@@ -316,9 +316,11 @@ func (s *Store) ActionGetByKey(ctx context.Context, db DBTX, appID, key string) 
 // the move conditional: if the action is no longer in From the result is
 // ErrConflict and nothing changes.
 type ActionSetStateParams struct {
-	ID        int64
-	From      ActionState
-	To        ActionState
+	ID   int64
+	From ActionState
+	To   ActionState
+	// LastError replaces the action's last error; nil keeps it, "" clears
+	// it.
 	LastError *string
 	RequestID *string
 }
@@ -329,7 +331,7 @@ func (s *Store) ActionSetState(ctx context.Context, db DBTX, p ActionSetStatePar
 	a, err := scanAction(db.QueryRow(ctx, s.q(`
 		UPDATE botq.action
 		SET state = $2,
-		    last_error = coalesce($3, last_error),
+		    last_error = nullif(coalesce($3, last_error), ''),
 		    request_id = coalesce($4, request_id)
 		WHERE id = $1 AND ($5 = '' OR state = $5)
 		RETURNING `+actionColumns), p.ID, p.To, p.LastError, p.RequestID, p.From))

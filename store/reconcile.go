@@ -283,7 +283,10 @@ func (s *Store) AmbiguousResolve(ctx context.Context, db DBTX, actionID int64, r
 			return "", err
 		}
 	}
-	var lastErr *string
+	// The unanswered send's error no longer says what happened: the
+	// record does.
+	noErr := ""
+	lastErr := &noErr
 	if state == ActionFailed {
 		lastErr = &rec.Reason
 	}
