@@ -19,12 +19,42 @@ var ErrInFlight = fmt.Errorf("%w: in flight; try again when it is not", ErrConfl
 // unknown (parked for the reconciler), with a River job that is not
 // running. The action becomes cancelled, its River job cancelled, and a
 // `cancel` event records actor and reason, all in one transaction (a
-// savepoint when db is a transaction). A running job is ErrInFlight; an
-// action that is sent or finished is ErrConflict; an unknown id ErrNotFound.
+// savepoint when db is a transaction). A job still running after
+// inFlightWait is ErrInFlight; an action that is sent or finished is
+// ErrConflict; an unknown id ErrNotFound.
 func (s *Store) ActionCancel(ctx context.Context, db TxDB, id int64, actor, reason string) (*Action, error) {
 	if actor == "" {
 		return nil, &ValidationError{Field: "actor", Message: "botq: cancel needs an actor"}
 	}
+	// A job whose execution ended without a call (a paused app, a snooze)
+	// stays running until River's completer writes its new state, a
+	// fraction of a second later, and a job whose result is being written
+	// is locked for a few milliseconds: neither is a call in flight, so
+	// the cancel looks again for a moment before it says so.
+	deadline := time.Now().Add(inFlightWait)
+	for {
+		a, err := s.actionCancelOnce(ctx, db, id, actor, reason)
+		if !errors.Is(err, ErrInFlight) || time.Now().After(deadline) {
+			return a, err
+		}
+		t := time.NewTimer(inFlightPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+	}
+}
+
+// inFlightWait is how long a cancel waits for a running job to end before
+// it answers ErrInFlight, looking every inFlightPoll.
+const (
+	inFlightWait = 1500 * time.Millisecond
+	inFlightPoll = 100 * time.Millisecond
+)
+
+func (s *Store) actionCancelOnce(ctx context.Context, db TxDB, id int64, actor, reason string) (*Action, error) {
 	var out *Action
 	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		// Lock the action, then its lane, then its job. A result batch locks

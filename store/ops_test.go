@@ -454,3 +454,33 @@ func TestActionCancelDoesNotWaitForALockedJob(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, store.ActionCancelled, got.State)
 }
+
+// A job whose execution ended without a call stays running until River's
+// completer writes its new state: a cancel in that moment waits for it
+// rather than answering in flight, and still answers in flight for a job
+// that stays running.
+func TestActionCancelWaitsForAJobThatIsEnding(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	schema, pool, s := storetest.NewStore(t, 4)
+	app := storetest.App(ctx, t, s, pool, nil)
+	ending, err := s.ActionInsert(ctx, pool, store.ActionInsertParams{AppID: app, Kind: "respond", Payload: storetest.RespondPayload("ending", "hi")})
+	require.NoError(t, err)
+	running, err := s.ActionInsert(ctx, pool, store.ActionInsertParams{AppID: app, Kind: "respond", Payload: storetest.RespondPayload("running", "hi")})
+	require.NoError(t, err)
+	setJob := func(jobID int64, state string) {
+		_, err := pool.Exec(ctx, fmt.Sprintf(`UPDATE %s.river_job SET state = $2, attempt = 1, attempted_at = now() WHERE id = $1`, schema), jobID, state)
+		require.NoError(t, err)
+	}
+	setJob(ending.Action.RiverJobID, "running")
+	setJob(running.Action.RiverJobID, "running")
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		setJob(ending.Action.RiverJobID, "scheduled")
+	}()
+	got, err := s.ActionCancel(ctx, pool, ending.Action.ID, "api:ops", "")
+	require.NoError(t, err)
+	require.Equal(t, store.ActionCancelled, got.State)
+	_, err = s.ActionCancel(ctx, pool, running.Action.ID, "api:ops", "")
+	require.ErrorIs(t, err, store.ErrInFlight)
+}
