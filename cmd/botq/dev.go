@@ -313,7 +313,11 @@ botq is running (Ctrl-C stops everything it started)
 	if apiKey != "" {
 		fmt.Fprintf(w, "  API key        %s  (operator; a new one each run)\n", apiKey)
 	}
-	fmt.Fprintf(w, "\nSample actions %v (one by SQL, one by Go, one over HTTP) are on their way to the simulator.\n", ids)
+	how := "one by SQL, one by Go, one over HTTP"
+	if apiKey == "" {
+		how = "one by SQL, one by Go; none over HTTP, since BOTQ_API_KEYS gives the keys and botq dev has none of its own"
+	}
+	fmt.Fprintf(w, "\nSample actions %v (%s) are on their way to the simulator.\n", ids, how)
 	fmt.Fprintf(w, `
 Enqueue one more with psql:
   psql "%s" -c "INSERT INTO %s.action (app_id, kind, payload) VALUES ('%s', 'respond', '{\"coordinate\":{\"companyKey\":\"demo\",\"networkKey\":\"facebook\",\"externalId\":\"demo-page\",\"scope\":\"PRIVATE\"},\"author\":{\"id\":\"customer-1\"},\"text\":\"Hi again\"}')"

@@ -53,3 +53,19 @@ func TestDevFallsBackWhenLocalPostgresRefuses(t *testing.T) {
 	require.NoError(t, conn.Ping(ctx))
 	_ = conn.Close(ctx)
 }
+
+// The banner counts the samples botq dev enqueued: without a key of its own
+// (BOTQ_API_KEYS set) it makes none over HTTP, and says so.
+func TestDevBannerSaysWhichSamples(t *testing.T) {
+	t.Parallel()
+	db := &devDatabase{URL: "postgres://postgres@127.0.0.1:5432/botq_dev", Source: "local"}
+	cfg := DefaultConfig()
+	for key, want := range map[string]string{
+		"bq_key": "(one by SQL, one by Go, one over HTTP)",
+		"":       "(one by SQL, one by Go; none over HTTP",
+	} {
+		var b strings.Builder
+		printDevBanner(&b, cfg, db, "http://127.0.0.1:8080", "http://127.0.0.1:8089", key, []int64{1, 2})
+		require.Contains(t, b.String(), want)
+	}
+}
