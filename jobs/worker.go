@@ -211,6 +211,12 @@ func (e *Executor) work(ctx context.Context, job *river.Job[ActionArgs]) error {
 	// The limit counts calls in flight: the call is over, so its slot is
 	// free now, not once its result commits.
 	releaseEarly()
+	if errors.Is(callErr, appclient.ErrNoToken) {
+		// A stored token that is missing is found here, when the call asks
+		// for it: nothing was sent, and every retry would fail alike, so
+		// the app pauses instead of using the job's attempts.
+		return e.pauseApp(ctx, app.ID, a.ID, "app has no token; set one with botq token set", "token_unauthorized")
+	}
 	v := classify(kind, okb, res, callErr)
 	if o := e.cfg.Observer; o != nil {
 		status := 0

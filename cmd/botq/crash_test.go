@@ -35,6 +35,8 @@ func TestCrashAfterAnExecutionWithoutACall(t *testing.T) {
 			RateLimitRate: 1, RetryAfter: "1", Times: 1, Next: &stall}},
 		{app: "unauthorized", fault: sim.Fault{ // gets a 401, refreshes the token (an attempt row)
 			ErrorRate: 1, ErrorCode: 401, Times: 1, Next: &stall}},
+		{app: "unauthorized-new", fault: sim.Fault{ // gets a 401 on a new token: the app pauses (an attempt row)
+			ErrorRate: 1, ErrorCode: 401, Times: 1, Next: &stall}},
 		{app: "paused"},    // finds the app paused (no row)
 		{app: "throttled"}, // finds the app throttled by an earlier 429 (no row)
 		{app: "slot", mod: func(p *store.AppUpsertParams) { // waits for a concurrency slot and parks
@@ -45,7 +47,8 @@ func TestCrashAfterAnExecutionWithoutACall(t *testing.T) {
 			r := 0.2
 			p.RateLimit, p.RateBurst = &r, 1
 		}},
-		{app: "no-token"}, // fails before its call: its token cannot be opened
+		{app: "no-token"},  // fails before its call: its token cannot be opened
+		{app: "tokenless"}, // finds no token: the app pauses
 	}
 	for _, p := range paths {
 		c.addApp(p.app, p.mod)
@@ -67,6 +70,7 @@ func TestCrashAfterAnExecutionWithoutACall(t *testing.T) {
 	// A token set less than a minute ago is not refreshed after a 401.
 	exec(`UPDATE %s.app SET token_refreshed_at = now() - interval '1 hour' WHERE id = 'unauthorized'`)
 	exec(`UPDATE %s.app SET token_ciphertext = '\x00', token_version = token_version + 1 WHERE id = 'no-token'`)
+	require.NoError(t, c.store.AppClearToken(c.ctx, c.pool, "tokenless"))
 	require.NoError(t, c.sim.SetFault("tag", sim.Fault{AppID: "slot", Latency: sim.Duration(1500 * time.Millisecond)}))
 
 	p1 := c.start("p1")
@@ -96,15 +100,26 @@ func TestCrashAfterAnExecutionWithoutACall(t *testing.T) {
 			WHERE a.app_id = $1 AND a.kind = 'respond'`, c.schema), app).Scan(&ok))
 		return ok
 	}
-	require.Eventually(t, func() bool { return snoozed("paused") && snoozed("no-token") },
-		20*time.Second, 20*time.Millisecond, "paused and tokenless jobs snoozed")
-	_, err = c.store.AppResume(c.ctx, c.pool, "paused")
-	require.NoError(t, err)
-	tok, err := c.sim.MintToken("no-token", sim.MintOptions{CompanyKey: "acme"})
-	require.NoError(t, err)
-	exp := tok.ExpiresAt()
-	_, err = c.store.AppSetToken(c.ctx, c.pool, "no-token", c.keyring.Seal("no-token", tok.Token), c.keyring.ID(), &exp)
-	require.NoError(t, err)
+	waiting := []string{"paused", "no-token", "tokenless", "unauthorized-new"}
+	require.Eventually(t, func() bool {
+		for _, app := range waiting {
+			if !snoozed(app) {
+				return false
+			}
+		}
+		return true
+	}, 20*time.Second, 20*time.Millisecond, "the jobs of paused and tokenless apps snoozed")
+	for _, app := range []string{"no-token", "tokenless"} {
+		tok, err := c.sim.MintToken(app, sim.MintOptions{CompanyKey: "acme"})
+		require.NoError(t, err)
+		exp := tok.ExpiresAt()
+		_, err = c.store.AppSetToken(c.ctx, c.pool, app, c.keyring.Seal(app, tok.Token), c.keyring.ID(), &exp)
+		require.NoError(t, err)
+	}
+	for _, app := range []string{"paused", "tokenless", "unauthorized-new"} {
+		_, err = c.store.AppResume(c.ctx, c.pool, app)
+		require.NoError(t, err)
+	}
 
 	// Every respond is applied at Khoros and waiting for its answer.
 	require.Eventually(t, func() bool {
