@@ -93,7 +93,44 @@ func jobEnd(job *river.Job[ActionArgs], state rivertype.JobState, errData []byte
 	return end
 }
 
+// execution is one run of a job: its action and app as loaded, the kind's
+// spec, and the attempt row it builds.
+type execution struct {
+	job  *river.Job[ActionArgs]
+	kind string
+	spec kindSpec
+	item *store.WorkItem
+	base store.AttemptRecordParams
+}
+
+// call is what one Bot v3 call returned.
+type call struct {
+	res *botapi.Response
+	ok  okBody
+	err error
+}
+
+// work runs an execution in four stages, the way River splits executing a
+// job from reporting it: start (load), check (may it call now?), the call
+// with its limits, and the report of its verdict. Each stage that ends the
+// execution returns what River should do with the job.
 func (e *Executor) work(ctx context.Context, job *river.Job[ActionArgs]) error {
+	x, stop := e.start(ctx, job)
+	if stop != nil {
+		return stop
+	}
+	if stop := e.check(x); stop != nil {
+		return stop
+	}
+	c, stop := e.callWithLimits(ctx, x)
+	if stop != nil {
+		return stop
+	}
+	return e.report(ctx, x, c)
+}
+
+// start loads the job's action and app.
+func (e *Executor) start(ctx context.Context, job *river.Job[ActionArgs]) (*execution, error) {
 	started := time.Now()
 	if job.AttemptedAt != nil {
 		e.phaseDone(PhasePickup, started.Sub(*job.AttemptedAt))
@@ -101,46 +138,46 @@ func (e *Executor) work(ctx context.Context, job *river.Job[ActionArgs]) error {
 	kind := strings.TrimPrefix(job.Kind, riverKindPrefix)
 	spec, ok := kinds[kind]
 	if !ok {
-		return river.JobCancel(fmt.Errorf("unknown action kind %q", kind))
+		return nil, river.JobCancel(fmt.Errorf("unknown action kind %q", kind))
 	}
 	item, err := e.loader.load(ctx, store.WorkKey{ActionID: job.Args.ActionID, JobID: job.ID, JobAttempt: job.Attempt})
 	e.phaseDone(PhaseLoad, time.Since(started))
 	if errors.Is(err, store.ErrNotFound) {
-		return river.JobCancel(fmt.Errorf("action %d does not exist", job.Args.ActionID))
+		return nil, river.JobCancel(fmt.Errorf("action %d does not exist", job.Args.ActionID))
 	}
 	if err != nil {
-		return e.notSent(job, err)
+		return nil, e.notSent(job, err)
 	}
-	a, app := item.Action, item.App
-
-	switch a.State {
+	switch item.Action.State {
 	case store.ActionQueued, store.ActionRetrying:
 	case store.ActionUnknown:
 		// Someone made a parked job available by hand; only the reconciler may
 		// release an ambiguous send.
-		return e.park(ctx, job)
+		return nil, e.park(ctx, job)
 	default:
-		return ranAgain(job, a)
+		return nil, ranAgain(job, item.Action)
 	}
+	return &execution{job: job, kind: kind, spec: spec, item: item, base: store.AttemptRecordParams{
+		ActionID: item.Action.ID, RiverJobID: job.ID, JobAttempt: job.Attempt, StartedAt: time.Now(), Worker: e.cfg.WorkerID,
+	}}, nil
+}
 
-	base := store.AttemptRecordParams{
-		ActionID: a.ID, RiverJobID: job.ID, JobAttempt: job.Attempt, StartedAt: time.Now(), Worker: e.cfg.WorkerID,
-	}
-
+// check decides whether the execution may call now: not after an execution
+// that may have sent without recording it, not while the app is paused or
+// throttled.
+func (e *Executor) check(x *execution) error {
+	job, app := x.job, x.item.App
 	// An earlier execution of this job ended without recording its result:
 	// the process died, maybe after its call reached Khoros. A blind resend of
 	// a respond, form or note could reach the customer twice.
 	// The row written here stands in for the lost result, so this check
 	// passes once the reconciler releases the job.
-	if !spec.idempotent && !item.PreviousRecorded {
+	if !x.spec.idempotent && !x.item.PreviousRecorded {
 		reason := fmt.Sprintf("the previous execution (job attempt %d) ended without recording its result; its call may have reached Khoros, so the reconciler decides", job.Attempt-1)
-		base.Outcome = store.OutcomeUnknown
-		base.Error = reason
-		base.NewState = store.ActionUnknown
-		base.LastError = &reason
+		base := x.base
+		base.Outcome, base.Error, base.NewState, base.LastError = store.OutcomeUnknown, reason, store.ActionUnknown, &reason
 		return e.finish(job, &result{attempt: base, job: jobEnd(job, rivertype.JobStatePending, nil)}, verdict{outcome: store.OutcomeUnknown})
 	}
-
 	now := time.Now()
 	if app.PausedUntil != nil && app.PausedUntil.After(now) {
 		return river.JobSnooze(min(app.PausedUntil.Sub(now), e.cfg.PausedRecheck))
@@ -148,120 +185,113 @@ func (e *Executor) work(ctx context.Context, job *river.Job[ActionArgs]) error {
 	if app.ThrottledUntil != nil && app.ThrottledUntil.After(now) {
 		return river.JobSnooze(app.ThrottledUntil.Sub(now) + jitter(50*time.Millisecond))
 	}
+	return nil
+}
 
+// callWithLimits takes the app's concurrency and rate slots, then makes the
+// call. The concurrency slot counts calls in flight, so it is freed as soon
+// as the call returns, not once its result commits.
+func (e *Executor) callWithLimits(ctx context.Context, x *execution) (*call, error) {
+	app := x.item.App
 	var lease *slotLease
 	if app.ConcurrencyLimit != nil {
 		var err error
-		if lease, err = e.acquireSlot(ctx, app.ID, *app.ConcurrencyLimit, job.ID); err != nil {
-			return e.notSent(job, err)
+		if lease, err = e.acquireSlot(ctx, app.ID, *app.ConcurrencyLimit, x.job.ID); err != nil {
+			return nil, e.notSent(x.job, err)
 		}
 		if lease == nil {
-			if err := e.waitForSlot(ctx, app.ID, job.ID); err != nil {
-				return e.notSent(job, err)
+			if err := e.waitForSlot(ctx, app.ID, x.job.ID); err != nil {
+				return nil, e.notSent(x.job, err)
 			}
-			return river.JobSnooze(slotPark)
+			return nil, river.JobSnooze(slotPark)
 		}
 	}
-	releaseEarly := func() { e.releaseSlot(ctx, lease) }
+	defer e.releaseSlot(ctx, lease)
 	if app.RateLimit != nil {
-		wait, ok, err := e.cfg.Store.AppRateReserve(ctx, e.cfg.Pool, app.ID, e.cfg.RateMaxWait)
-		if err != nil {
-			releaseEarly()
-			return e.notSent(job, err)
-		}
-		if !ok {
-			releaseEarly()
-			return river.JobSnooze(max(wait, time.Millisecond) + jitter(10*time.Millisecond))
-		}
-		if wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				releaseEarly()
-				return e.notSent(job, ctx.Err())
-			}
+		if stop := e.waitForRate(ctx, x); stop != nil {
+			return nil, stop
 		}
 	}
+	return e.call(ctx, x)
+}
 
+// waitForRate takes the app's next rate slot, sleeping for it when it is
+// near and snoozing the job when it is not.
+func (e *Executor) waitForRate(ctx context.Context, x *execution) error {
+	wait, ok, err := e.cfg.Store.AppRateReserve(ctx, e.cfg.Pool, x.item.App.ID, e.cfg.RateMaxWait)
+	if err != nil {
+		return e.notSent(x.job, err)
+	}
+	if !ok {
+		return river.JobSnooze(max(wait, time.Millisecond) + jitter(10*time.Millisecond))
+	}
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return e.notSent(x.job, ctx.Err())
+		}
+	}
+	return nil
+}
+
+// call makes the execution's one Bot v3 call.
+func (e *Executor) call(ctx context.Context, x *execution) (*call, error) {
+	a, app := x.item.Action, x.item.App
 	client, err := e.cfg.Apps.Client(app)
 	if errors.Is(err, appclient.ErrNoToken) {
-		releaseEarly()
-		return e.pauseApp(ctx, app.ID, a.ID, "app has no token; set one with botq token set", "token_unauthorized")
+		return nil, e.pauseApp(ctx, app.ID, a.ID, "app has no token; set one with botq token set", "token_unauthorized")
 	}
 	if err != nil {
-		releaseEarly()
-		return e.notSent(job, err)
+		return nil, e.notSent(x.job, err)
 	}
-	path, err := spec.path(app.ID, a.Payload)
+	path, err := x.spec.path(app.ID, a.Payload)
 	if err != nil {
-		releaseEarly()
-		return river.JobCancel(fmt.Errorf("build request path: %w", err))
+		return nil, river.JobCancel(fmt.Errorf("build request path: %w", err))
 	}
 	var body any
-	if spec.body {
+	if x.spec.body {
 		body = json.RawMessage(a.Payload)
 	}
-
-	base.StartedAt = time.Now()
-	var okb okBody
-	res, callErr := client.Do(ctx, spec.method, path, body, &okb)
-	base.Duration = time.Since(base.StartedAt)
-	// The limit counts calls in flight: the call is over, so its slot is
-	// free now, not once its result commits.
-	releaseEarly()
-	if errors.Is(callErr, appclient.ErrNoToken) {
+	c := &call{}
+	x.base.StartedAt = time.Now()
+	c.res, c.err = client.Do(ctx, x.spec.method, path, body, &c.ok)
+	x.base.Duration = time.Since(x.base.StartedAt)
+	if errors.Is(c.err, appclient.ErrNoToken) {
 		// A stored token that is missing is found here, when the call asks
 		// for it: nothing was sent, and every retry would fail alike, so
 		// the app pauses instead of using the job's attempts.
-		return e.pauseApp(ctx, app.ID, a.ID, "app has no token; set one with botq token set", "token_unauthorized")
+		return nil, e.pauseApp(ctx, app.ID, a.ID, "app has no token; set one with botq token set", "token_unauthorized")
 	}
-	v := classify(kind, okb, res, callErr)
+	return c, nil
+}
+
+// report classifies the call, builds its result and hands it to the
+// result writer.
+func (e *Executor) report(ctx context.Context, x *execution, c *call) error {
+	job, a, app := x.job, x.item.Action, x.item.App
+	v := classify(x.kind, c.ok, c.res, c.err)
 	if o := e.cfg.Observer; o != nil {
 		status := 0
-		if res != nil {
-			status = res.StatusCode
+		if c.res != nil {
+			status = c.res.StatusCode
 		}
-		o.CallDone(app.ID, kind, v.outcome, status, base.Duration)
-	}
-
-	r := &result{}
-	base.WireSent = callErr == nil || botapi.Sent(callErr)
-	base.Outcome = v.outcome
-	base.Error = v.reason
-	base.ResponseExcerpt = excerpt(callErr)
-	if res != nil {
-		base.HTTPStatus = res.StatusCode
-		base.RequestID = res.RequestID
+		o.CallDone(app.ID, x.kind, v.outcome, status, x.base.Duration)
 	}
 	if v.outcome == store.OutcomeRetry && job.Attempt >= job.MaxAttempts {
 		v.state = store.ActionFailed
 		v.reason = fmt.Sprintf("gave up after %d attempts: %s", job.Attempt, v.reason)
 	}
-	base.NewState = v.state
-	if v.state != "" {
-		reason := v.reason
-		base.LastError = &reason
-	}
-	r.attempt = base
-	if base.RequestID != "" && v.requestState != "" {
-		r.request = &store.RequestUpsertParams{
-			RequestID: base.RequestID, AppID: app.ID, ActionID: &a.ID, State: v.requestState,
-			HTTPStatus: base.HTTPStatus, Reason: v.requestReason,
-		}
-		if v.requestState == store.RequestPending {
-			next := time.Now()
-			r.request.NextCheckAt = &next
-		}
-	}
-
+	att := x.attempt(c, v)
+	r := &result{attempt: att, request: requestOf(att, app.ID, v)}
 	switch {
 	case v.unauthorized:
-		return e.unauthorized(ctx, job, item, r)
+		return e.unauthorized(ctx, job, x.item, r)
 	case v.outcome == store.OutcomeOK:
 		r.job = jobEnd(job, rivertype.JobStateCompleted, nil)
-		r.extra = e.tokenEffects(kind, app.ID, a.ID, okb, base.RequestID)
+		r.extra = e.tokenEffects(x.kind, app.ID, a.ID, c.ok, r.attempt.RequestID)
 	case v.outcome == store.OutcomeCancel:
 		r.job = jobEnd(job, rivertype.JobStateCancelled, errData(job, v.reason))
 	case v.outcome == store.OutcomeRetry && v.state == store.ActionFailed:
@@ -277,6 +307,43 @@ func (e *Executor) work(ctx context.Context, job *river.Job[ActionArgs]) error {
 		})
 	}
 	return e.finish(job, r, v)
+}
+
+// attempt is the execution's attempt row for call c and its verdict.
+func (x *execution) attempt(c *call, v verdict) store.AttemptRecordParams {
+	base := x.base
+	base.WireSent = c.err == nil || botapi.Sent(c.err)
+	base.Outcome = v.outcome
+	base.Error = v.reason
+	base.ResponseExcerpt = excerpt(c.err)
+	if c.res != nil {
+		base.HTTPStatus = c.res.StatusCode
+		base.RequestID = c.res.RequestID
+	}
+	base.NewState = v.state
+	if v.state != "" {
+		reason := v.reason
+		base.LastError = &reason
+	}
+	return base
+}
+
+// requestOf is the request record the call's answer leaves, if any (see
+// refusedRecord).
+func requestOf(att store.AttemptRecordParams, appID string, v verdict) *store.RequestUpsertParams {
+	if att.RequestID == "" || v.requestState == "" {
+		return nil
+	}
+	actionID := att.ActionID
+	req := &store.RequestUpsertParams{
+		RequestID: att.RequestID, AppID: appID, ActionID: &actionID, State: v.requestState,
+		HTTPStatus: att.HTTPStatus, Reason: v.requestReason,
+	}
+	if v.requestState == store.RequestPending {
+		next := time.Now()
+		req.NextCheckAt = &next
+	}
+	return req
 }
 
 // ranAgain ends the execution of a job whose action is over: River ran the
