@@ -341,26 +341,34 @@ func (s *Server) decodeRegistration(c *call) (*botapi.Registration, *reply) {
 	if err := json.Unmarshal(c.body, &reg); err != nil {
 		return nil, &reply{status: http.StatusBadRequest, body: errorMessages("Unable to parse request body"), msg: "Unable to parse request body"}
 	}
-	var msgs []string
-	empty := func(v, name string) {
-		if strings.TrimSpace(v) == "" {
-			msgs = append(msgs, name+" may not be empty")
-		}
+	msgs := registrationErrors(&reg)
+	if len(msgs) > 0 {
+		return nil, &reply{status: http.StatusUnprocessableEntity, body: errList{msgs}, nk: reg.NetworkKey, ext: reg.ExternalID, msg: msgs[0]}
 	}
-	empty(reg.Platform, "platform")
-	empty(reg.CompanyKey, "companyKey")
-	empty(reg.NetworkKey, "networkKey")
-	empty(reg.ExternalID, "externalId")
-	empty(reg.AppID, "appId")
-	empty(reg.Name, "name")
-	empty(reg.CallbackURL, "callbackUrl")
+	if reg.CompanyKey != c.app.company || reg.AppID != c.app.id {
+		msg := fmt.Sprintf("Token is not valid for company %s appId %s", reg.CompanyKey, reg.AppID)
+		return nil, &reply{status: http.StatusForbidden, body: errorsWithID(c.id, msg), nk: reg.NetworkKey, ext: reg.ExternalID, msg: msg}
+	}
+	return &reg, nil
+}
+
+// registrationErrors checks a registration as Khoros does, in its words,
+// and normalises its mode (LIVE when absent).
+func registrationErrors(reg *botapi.Registration) []string {
+	var msgs []string
 	cred := reg.Credentials
 	if cred == nil {
 		cred = &botapi.Credentials{}
 	}
-	empty(cred.Type, "credentials.type")
-	empty(cred.Identity, "credentials.identity")
-	empty(cred.Secret, "credentials.secret")
+	for _, f := range []struct{ v, name string }{
+		{reg.Platform, "platform"}, {reg.CompanyKey, "companyKey"}, {reg.NetworkKey, "networkKey"},
+		{reg.ExternalID, "externalId"}, {reg.AppID, "appId"}, {reg.Name, "name"}, {reg.CallbackURL, "callbackUrl"},
+		{cred.Type, "credentials.type"}, {cred.Identity, "credentials.identity"}, {cred.Secret, "credentials.secret"},
+	} {
+		if strings.TrimSpace(f.v) == "" {
+			msgs = append(msgs, f.name+" may not be empty")
+		}
+	}
 	if reg.Platform != "" && reg.Platform != "LITHIUM" && reg.Platform != "EXTERNAL" {
 		msgs = append(msgs, "Invalid platform "+reg.Platform)
 	}
@@ -384,14 +392,7 @@ func (s *Server) decodeRegistration(c *call) (*botapi.Registration, *reply) {
 		msgs = append(msgs, "Invalid mode: "+reg.Mode)
 	}
 	reg.Mode = mode
-	if len(msgs) > 0 {
-		return nil, &reply{status: http.StatusUnprocessableEntity, body: errList{msgs}, nk: reg.NetworkKey, ext: reg.ExternalID, msg: msgs[0]}
-	}
-	if reg.CompanyKey != c.app.company || reg.AppID != c.app.id {
-		msg := fmt.Sprintf("Token is not valid for company %s appId %s", reg.CompanyKey, reg.AppID)
-		return nil, &reply{status: http.StatusForbidden, body: errorsWithID(c.id, msg), nk: reg.NetworkKey, ext: reg.ExternalID, msg: msg}
-	}
-	return &reg, nil
+	return msgs
 }
 
 func (s *Server) hRegCreate(c *call) reply { return s.putRegistration(c, false) }

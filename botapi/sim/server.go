@@ -329,29 +329,73 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, ep uint8, auth
 	now := s.now()
 	c := &call{ep: ep, r: r, now: now, nowMs: now.UnixMilli(), rid: s.newID()}
 	c.id = formatID(c.rid)
-	logged := entry{atNanos: now.UnixNano(), path: r.URL.Path, rid: c.rid, endpoint: ep, method: methodCode(r.Method)}
-	// The call is logged before its answer (or drop) goes out: a client
-	// that reads the log as soon as its call returns must find it there.
-	// Calls that end without an answer are logged on return.
-	logDone := false
-	logCall := func() {
-		if logDone {
-			return
-		}
-		logDone = true
-		if s.opts.CallLogBodies && len(c.body) > 0 {
-			logged.body = c.body
-		}
-		s.logMu.Lock()
-		s.log.add(logged)
-		s.logMu.Unlock()
-	}
-	defer logCall()
+	lc := &loggedCall{s: s, c: c, entry: entry{atNanos: now.UnixNano(), path: r.URL.Path, rid: c.rid, endpoint: ep, method: methodCode(r.Method)}}
+	defer lc.done()
 
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
-	if err != nil {
-		logged.status = 400
+	if !s.readBody(c, lc, auth) {
 		return
+	}
+	p := s.plan(endpointNames[ep], lc.app)
+	if !s.delay(r, p, lc) {
+		return
+	}
+	if p.hang {
+		lc.fault = faultHang
+		s.holdUntilGone(r)
+	}
+	w.Header().Set("x-amzn-RequestId", c.id)
+	if p.errCode != 0 || p.rateLimit {
+		s.writeFault(w, c, p, lc)
+		return
+	}
+	rep := s.answer(c, auth, h)
+	lc.status = uint16(rep.status)
+	switch {
+	case p.drop:
+		lc.fault, lc.status = faultDrop, 0
+		lc.done()
+		drop(w)
+	case p.stall:
+		lc.fault, lc.status = faultStall, 0
+		lc.done()
+		s.holdUntilGone(r)
+	default:
+		lc.done()
+		s.write(w, rep)
+	}
+}
+
+// loggedCall is a call's entry in the call log, added once. The call is
+// logged before its answer (or drop) goes out: a client that reads the log
+// as soon as its call returns must find it there. Calls that end without an
+// answer are logged on return.
+type loggedCall struct {
+	entry
+	s      *Server
+	c      *call
+	logged bool
+}
+
+func (lc *loggedCall) done() {
+	if lc.logged {
+		return
+	}
+	lc.logged = true
+	if lc.s.opts.CallLogBodies && len(lc.c.body) > 0 {
+		lc.body = lc.c.body
+	}
+	lc.s.logMu.Lock()
+	lc.s.log.add(lc.entry)
+	lc.s.logMu.Unlock()
+}
+
+// readBody reads the call's body and identifies its app; false when the
+// body could not be read.
+func (s *Server) readBody(c *call, lc *loggedCall, auth int) bool {
+	body, err := io.ReadAll(io.LimitReader(c.r.Body, maxRequestBody+1))
+	if err != nil {
+		lc.status = 400
+		return false
 	}
 	if cap(body)-len(body) > 32 {
 		body = bytes.Clone(body) // records keep the body: do not keep ReadAll's slack too
@@ -360,87 +404,77 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, ep uint8, auth
 	if auth == authBearer {
 		s.identify(c)
 		if c.tok != nil {
-			logged.app = c.tok.app.id
+			lc.app = c.tok.app.id
 		}
-	} else if ep == epBootstrap || ep == epBootstrapGet {
-		logged.app = r.PathValue("app")
+	} else if c.ep == epBootstrap || c.ep == epBootstrapGet {
+		lc.app = c.r.PathValue("app")
 	}
+	return true
+}
 
-	p := s.plan(endpointNames[ep], logged.app)
-	if p.delay > 0 {
-		t := time.NewTimer(p.delay)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			logged.fault = faultLatency
-			return
-		}
+// delay sleeps the call's planned latency; false when the client gave up
+// meanwhile (nothing is applied).
+func (s *Server) delay(r *http.Request, p faultPlan, lc *loggedCall) bool {
+	if p.delay <= 0 {
+		return true
 	}
-	if p.hang {
-		logged.fault = faultHang
-		select {
-		case <-r.Context().Done():
-		case <-s.closed:
-		}
-		panic(http.ErrAbortHandler) // close the connection with no response
+	t := time.NewTimer(p.delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.Context().Done():
+		lc.fault = faultLatency
+		return false
 	}
-	w.Header().Set("x-amzn-RequestId", c.id)
-	switch {
-	case p.errCode != 0:
-		logged.fault = faultError
-		logged.status = uint16(p.errCode)
-		logCall()
+}
+
+// holdUntilGone blocks until the client goes away or the Server is closed,
+// then closes the connection with no response.
+func (s *Server) holdUntilGone(r *http.Request) {
+	select {
+	case <-r.Context().Done():
+	case <-s.closed:
+	}
+	panic(http.ErrAbortHandler)
+}
+
+// writeFault answers an injected error or 429, applying nothing.
+func (s *Server) writeFault(w http.ResponseWriter, c *call, p faultPlan, lc *loggedCall) {
+	if p.errCode != 0 {
+		lc.fault, lc.status = faultError, uint16(p.errCode)
+		lc.done()
 		s.write(w, faultReply(c, p.errCode))
 		return
-	case p.rateLimit:
-		logged.fault = faultRateLimit
-		logged.status = http.StatusTooManyRequests
-		w.Header().Set("Retry-After", p.retryAfter)
-		logCall()
-		s.write(w, reply{status: http.StatusTooManyRequests, body: gatewayMessage{"Too Many Requests"}})
-		return
 	}
+	lc.fault, lc.status = faultRateLimit, http.StatusTooManyRequests
+	w.Header().Set("Retry-After", p.retryAfter)
+	lc.done()
+	s.write(w, reply{status: http.StatusTooManyRequests, body: gatewayMessage{"Too Many Requests"}})
+}
 
-	var rep reply
+// answer authenticates the call and runs its handler under the state lock,
+// creating its request record.
+func (s *Server) answer(c *call, auth int, h handler) reply {
+	r := c.r
 	switch {
-	case len(body) > maxRequestBody:
-		rep = reply{status: http.StatusRequestEntityTooLarge, body: gatewayMessage{"Request Too Long"}, record: recNone}
+	case len(c.body) > maxRequestBody:
+		return reply{status: http.StatusRequestEntityTooLarge, body: gatewayMessage{"Request Too Long"}, record: recNone}
 	case auth == authBearer && r.Header.Get("Authorization") == "":
 		// API Gateway answers anonymous calls itself.
-		rep = reply{status: http.StatusForbidden, body: gatewayMessage{"Forbidden"}, record: recNone}
+		return reply{status: http.StatusForbidden, body: gatewayMessage{"Forbidden"}, record: recNone}
 	case auth == authBearer && c.app == nil:
-		rep = unauthorized(c)
-	case auth == authBasic && (ep == epBootstrap || ep == epBootstrapGet) && !s.basicOK(r):
-		rep = reply{status: http.StatusUnauthorized, body: careStatus{Status: "fail", Message: "Unauthorized"}, record: recNone}
-	default:
-		s.mu.Lock()
-		rep = h(c)
-		if c.app != nil && rep.record != recNone {
-			s.addRecordLocked(c, rep)
-		}
-		s.mu.Unlock()
+		return unauthorized(c)
+	case auth == authBasic && (c.ep == epBootstrap || c.ep == epBootstrapGet) && !s.basicOK(r):
+		return reply{status: http.StatusUnauthorized, body: careStatus{Status: "fail", Message: "Unauthorized"}, record: recNone}
 	}
-	logged.status = uint16(rep.status)
-	if p.drop {
-		logged.fault = faultDrop
-		logged.status = 0
-		logCall()
-		drop(w)
-		return
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rep := h(c)
+	if c.app != nil && rep.record != recNone {
+		s.addRecordLocked(c, rep)
 	}
-	if p.stall {
-		logged.fault = faultStall
-		logged.status = 0
-		logCall()
-		select {
-		case <-r.Context().Done():
-		case <-s.closed:
-		}
-		panic(http.ErrAbortHandler)
-	}
-	logCall()
-	s.write(w, rep)
+	return rep
 }
 
 // drop closes the connection without a response, after the request was applied.
