@@ -448,10 +448,16 @@ func (e *Executor) unauthorized(ctx context.Context, job *river.Job[ActionArgs],
 // pauseApp pauses the app until an operator acts, records why, and snoozes
 // the job without using an attempt.
 func (e *Executor) pauseApp(ctx context.Context, appID string, actionID int64, reason, event string) error {
-	if err := e.cfg.Store.AppPauseUnlessPaused(ctx, e.cfg.Pool, appID, actionID, event, reason); err != nil {
+	paused, err := e.cfg.Store.AppPauseUnlessPaused(ctx, e.cfg.Pool, appID, actionID, event, reason)
+	if err != nil {
 		return err
 	}
-	e.cfg.Logger.Warn().Str("app_id", appID).Int64("action_id", actionID).Msg("jobs: App paused: " + reason)
+	if paused {
+		e.cfg.Logger.Warn().Str("app_id", appID).Int64("action_id", actionID).Msg("jobs: App paused: " + reason)
+	} else {
+		e.cfg.Logger.Debug().Str("app_id", appID).Int64("action_id", actionID).Str("reason", reason).
+			Msg("jobs: App already paused; the job waits")
+	}
 	return river.JobSnooze(e.cfg.PausedRecheck)
 }
 

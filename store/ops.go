@@ -278,9 +278,10 @@ func pausedForToken(a *App) bool {
 // AppPauseUnlessPaused pauses the app until resumed and records an event
 // of kind by botq about actionID, unless the app is paused already. The app
 // row is locked first: workers refused at the same moment would otherwise
-// each see it unpaused and each record a pause.
-func (s *Store) AppPauseUnlessPaused(ctx context.Context, db TxDB, appID string, actionID int64, kind, reason string) error {
-	return pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+// each see it unpaused and each record a pause. paused reports whether this
+// call paused it.
+func (s *Store) AppPauseUnlessPaused(ctx context.Context, db TxDB, appID string, actionID int64, kind, reason string) (paused bool, err error) {
+	err = pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		before, err := s.appLock(ctx, tx, appID)
 		if err != nil {
 			return err
@@ -288,6 +289,7 @@ func (s *Store) AppPauseUnlessPaused(ctx context.Context, db TxDB, appID string,
 		if before.PausedUntil != nil && before.PausedUntil.After(time.Now()) {
 			return nil // already paused; one event is enough
 		}
+		paused = true
 		if _, err := s.AppPause(ctx, tx, appID, Forever, reason); err != nil {
 			return err
 		}
@@ -297,6 +299,7 @@ func (s *Store) AppPauseUnlessPaused(ctx context.Context, db TxDB, appID string,
 		})
 		return err
 	})
+	return paused && err == nil, err
 }
 
 func (s *Store) appLock(ctx context.Context, tx pgx.Tx, appID string) (*App, error) {
