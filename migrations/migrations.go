@@ -17,7 +17,11 @@
 // read or write tables capture that schema with `SET search_path FROM
 // CURRENT` and run as their owner (SECURITY DEFINER), so an INSERT from any
 // session and any role with the right grants behaves the same; those that
-// touch no table (the update checks and timestamps of 00015) need neither.
+// touch no table (the update checks and timestamps of action) need neither.
+//
+// Versions 2 to 5 are botq's baseline: its tables, then its functions and
+// triggers, its views, and its roles' grants. They replaced, before any
+// release, the migrations that built the schema step by step.
 package migrations
 
 import (
@@ -27,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io/fs"
 	"log/slog"
 	"regexp"
 
@@ -64,6 +69,12 @@ func ValidateSchema(name string) error {
 // connection of db must already have search_path set to schema (see
 // OpenDB); the schema itself must exist.
 func NewProvider(db *sql.DB, schema string, logger *slog.Logger) (*goose.Provider, error) {
+	return newProvider(db, schema, logger, sqlFS)
+}
+
+// newProvider is NewProvider over the goose files in fsys; tests pass the
+// migrations that preceded the baseline.
+func newProvider(db *sql.DB, schema string, logger *slog.Logger, fsys fs.FS) (*goose.Provider, error) {
 	if err := ValidateSchema(schema); err != nil {
 		return nil, err
 	}
@@ -99,7 +110,7 @@ func NewProvider(db *sql.DB, schema string, logger *slog.Logger) (*goose.Provide
 			return err
 		}},
 	)
-	p, err := goose.NewProvider(goose.DialectPostgres, db, sqlFS,
+	p, err := goose.NewProvider(goose.DialectPostgres, db, fsys,
 		goose.WithGoMigrations(river),
 		goose.WithDisableGlobalRegistry(true),
 		goose.WithSessionLocker(locker),
