@@ -143,6 +143,52 @@ func TestBaselineDownUndoesUp(t *testing.T) {
 	}
 }
 
+// A schema that the migrations before the baseline migrated cannot be
+// brought up to date: goose would see its version (17) above every
+// baseline file and apply nothing, or, below it, apply baseline files on
+// top of the old objects. Open refuses it and says what to do; a schema at
+// version 1 (River's tables only, the same in both) goes on.
+func TestPreBaselineSchemaRefused(t *testing.T) {
+	ctx := context.Background()
+	schema, pool := emptySchema(t, "refused")
+	old := preBaselineProvider(t, pool, schema)
+	_, err := old.Up(ctx)
+	require.NoError(t, err)
+
+	// What goose alone does with it: nothing, and no error.
+	raw, err := migrations.NewProvider(stdlib.OpenDBFromPool(pool), schema, nil)
+	require.NoError(t, err)
+	defer raw.Close()
+	res, err := raw.Up(ctx)
+	require.NoError(t, err)
+	require.Empty(t, res, "goose applies nothing to a schema at a version above its files")
+
+	for _, version := range []int64{17, 3} {
+		_, err = old.DownTo(ctx, version)
+		require.NoError(t, err)
+		_, err = migrations.Up(ctx, pool, schema, nil)
+		require.ErrorIs(t, err, migrations.ErrPreBaseline, "at version %d", version)
+		require.ErrorContains(t, err, "DROP SCHEMA "+schema+" CASCADE")
+		require.ErrorContains(t, err, "botq migrate up")
+		_, err = migrations.Open(ctx, pool, schema, nil)
+		require.ErrorIs(t, err, migrations.ErrPreBaseline, "serve and migrate down open the schema too")
+		_, err = migrations.Migrated(ctx, pool, schema)
+		require.ErrorIs(t, err, migrations.ErrPreBaseline, "migrate status and serve look first")
+	}
+
+	_, err = old.DownTo(ctx, 1)
+	require.NoError(t, err)
+	migrated, err := migrations.Migrated(ctx, pool, schema)
+	require.NoError(t, err)
+	require.True(t, migrated)
+	res, err = migrations.Up(ctx, pool, schema, nil)
+	require.NoError(t, err)
+	require.NotEmpty(t, res)
+	migrated, err = migrations.Migrated(ctx, pool, schema)
+	require.NoError(t, err)
+	require.True(t, migrated)
+}
+
 func orAbsent(s string, ok bool) string {
 	if !ok {
 		return "(absent)"
