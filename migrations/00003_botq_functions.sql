@@ -13,10 +13,11 @@
 --
 -- plan_cache_mode. A function's SET lasts until it returns, so it applies to
 -- everything fired inside it, triggers and foreign-key checks included. The
--- per-row trigger functions on action pin `auto`, so that a caller that forces
--- custom plans (a session, or a function of its own) does not make every
--- statement of theirs be planned again for every row; their lookups have one
--- sensible plan even when it is made while the tables are empty. The one
+-- per-row trigger functions on action pin `auto`, so that a caller that
+-- forces custom plans (a session's setting, or the calling function's SET)
+-- does not have every statement of theirs planned again for every row; their
+-- lookups have one sensible plan even when it is made while the tables are
+-- empty. The one
 -- lookup whose cached plan does go wrong, by idempotency key, has a function
 -- of its own with custom plans (action_by_key). migrations_test
 -- TestRowTriggersKeepCachedPlans holds the row triggers to this.
@@ -37,9 +38,10 @@ END
 $$;
 -- +goose StatementEnd
 
--- payload_string, payload_object, payload_int and payload_enum check one
--- field of a payload (field names it in errors) and return its value, NULL
--- when it is absent (or null) and not required.
+-- payload_string, payload_object and payload_int check one field of a
+-- payload (field names it in errors) and return its value, NULL when it is
+-- absent (or null) and not required; payload_enum checks a value against
+-- the allowed ones.
 -- +goose StatementBegin
 CREATE FUNCTION payload_string(obj jsonb, key text, field text, required boolean) RETURNS text
 LANGUAGE plpgsql IMMUTABLE AS $$
