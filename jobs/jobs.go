@@ -4,7 +4,8 @@
 // Enqueueing is an INSERT into botq.action, from SQL, from Go (Enqueue, on a
 // pool or inside the caller's pgx transaction) or over HTTP; database
 // triggers validate the action, create its River job in the same statement
-// and wake a worker at commit (see migrations/00002_botq.sql).
+// and wake a worker at commit (see action_before_insert and action_after_insert
+// in migrations/).
 //
 // One River worker serves every kind. It is thin: load the action and its
 // app; pass the gates (app paused or throttled, fleet-wide concurrency and

@@ -127,7 +127,7 @@ func TestMalformedSQLInsertsAreRefused(t *testing.T) {
 	require.GreaterOrEqual(t, len(tests), 20)
 }
 
-// A text reply is checked by a one-expression fast path (migration 00010)
+// A text reply is checked by a one-expression fast path (payload_respond_plain)
 // and everything else by payload_validate. For every payload, whichever path
 // it takes, the INSERT must store what payload_validate returns or refuse it
 // as payload_validate does: the fast path may only accept what the full
@@ -230,8 +230,8 @@ func TestRespondFastPathAgrees(t *testing.T) {
 }
 
 // An action enqueued without a key gets a fresh random key and is not
-// looked up: a fresh key cannot be taken, and the lookup was a large part of
-// an INSERT (migration 00012). A key the bot gives is still looked up, a
+// looked up: a fresh key cannot be taken, and the lookup is a large part of
+// an INSERT. A key the bot gives is still looked up, a
 // known one is skipped without an error, and a NULL key is still refused.
 func TestKeylessInsertsAreNotLookedUp(t *testing.T) {
 	t.Parallel()
@@ -287,7 +287,7 @@ func TestKeylessInsertsAreNotLookedUp(t *testing.T) {
 
 // An SQL insert wakes River's producers: the enqueue trigger sends River's
 // insert notification when the current 10 ms bucket has not had one (the
-// check comes before any query, migration 00014). Were the check wrong, no
+// check, notify_due, comes before any query). Were the check wrong, no
 // insert would ever notify and pickup would wait for River's poll.
 func TestSQLInsertNotifiesRiver(t *testing.T) {
 	t.Parallel()

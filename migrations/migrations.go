@@ -17,7 +17,12 @@
 // read or write tables capture that schema with `SET search_path FROM
 // CURRENT` and run as their owner (SECURITY DEFINER), so an INSERT from any
 // session and any role with the right grants behaves the same; those that
-// touch no table (the update checks and timestamps of 00015) need neither.
+// touch no table (the update checks and timestamps of action) need neither.
+//
+// Versions 2 to 5 are botq's baseline: its tables, then its functions and
+// triggers, its views, and its roles' grants. They replaced, before any
+// release, the migrations that built the schema step by step; a schema those
+// migrated is refused (ErrPreBaseline) and made again.
 package migrations
 
 import (
@@ -27,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io/fs"
 	"log/slog"
 	"regexp"
 
@@ -64,6 +70,12 @@ func ValidateSchema(name string) error {
 // connection of db must already have search_path set to schema (see
 // OpenDB); the schema itself must exist.
 func NewProvider(db *sql.DB, schema string, logger *slog.Logger) (*goose.Provider, error) {
+	return newProvider(db, schema, logger, sqlFS)
+}
+
+// newProvider is NewProvider over the goose files in fsys; tests pass the
+// migrations that preceded the baseline.
+func newProvider(db *sql.DB, schema string, logger *slog.Logger, fsys fs.FS) (*goose.Provider, error) {
 	if err := ValidateSchema(schema); err != nil {
 		return nil, err
 	}
@@ -99,7 +111,7 @@ func NewProvider(db *sql.DB, schema string, logger *slog.Logger) (*goose.Provide
 			return err
 		}},
 	)
-	p, err := goose.NewProvider(goose.DialectPostgres, db, sqlFS,
+	p, err := goose.NewProvider(goose.DialectPostgres, db, fsys,
 		goose.WithGoMigrations(river),
 		goose.WithDisableGlobalRegistry(true),
 		goose.WithSessionLocker(locker),
@@ -131,11 +143,17 @@ func CheckCurrent(ctx context.Context, p *goose.Provider) error {
 }
 
 // Migrated reports whether schema was ever migrated (goose's version table
-// exists), creating nothing.
+// exists), creating nothing. A schema migrated before the baseline is an
+// error (ErrPreBaseline).
 func Migrated(ctx context.Context, pool *pgxpool.Pool, schema string) (bool, error) {
 	var ok bool
 	if err := pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", schema+".goose_db_version").Scan(&ok); err != nil {
 		return false, fmt.Errorf("check schema %s: %w", schema, err)
+	}
+	if ok {
+		if err := checkNotPreBaseline(ctx, pool, schema); err != nil {
+			return true, err
+		}
 	}
 	return ok, nil
 }
@@ -150,7 +168,33 @@ func Open(ctx context.Context, pool *pgxpool.Pool, schema string, logger *slog.L
 	if _, err := pool.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+schema); err != nil {
 		return nil, fmt.Errorf("create schema %s: %w", schema, err)
 	}
+	if err := checkNotPreBaseline(ctx, pool, schema); err != nil {
+		return nil, err
+	}
 	return NewProvider(stdlib.OpenDBFromPool(pool), schema, logger)
+}
+
+// ErrPreBaseline is returned by Open (and so by Up) and Migrated for a
+// schema that botq's migrations from before the baseline migrated.
+var ErrPreBaseline = errors.New("migrated before botq's migrations were squashed into a baseline")
+
+// checkNotPreBaseline refuses a schema that the migrations the baseline
+// replaced (versions 2 to 17, squashed before any release) migrated. goose
+// cannot tell: at version 17 it finds no file above it and applies nothing;
+// below, it would apply baseline files on top of the old objects. Such a
+// schema has the function action_lane_advance(), which every old version from
+// 2 on created and the baseline never does. Nothing released used those
+// migrations, so there is no upgrade path: the schema is made again.
+func checkNotPreBaseline(ctx context.Context, pool *pgxpool.Pool, schema string) error {
+	var old bool
+	if err := pool.QueryRow(ctx, "SELECT to_regprocedure($1) IS NOT NULL", schema+".action_lane_advance()").Scan(&old); err != nil {
+		return fmt.Errorf("check schema %s: %w", schema, err)
+	}
+	if old {
+		return fmt.Errorf("schema %s: %w, and cannot be upgraded: it holds development data only, so make it again: "+
+			"DROP SCHEMA %s CASCADE (River's jobs in it go too), then `botq migrate up`", schema, ErrPreBaseline, schema)
+	}
+	return nil
 }
 
 // Up migrates schema to the latest version.

@@ -115,9 +115,9 @@ func TestValidateSchema(t *testing.T) {
 }
 
 // The per-row trigger functions must keep cached plans whatever the calling
-// function or session sets: a force_custom_plan inherited from enqueue_many,
-// or set on a trigger function, plans every statement again for every row
-// (00008 measured 0.17 ms per finished action and 0.2 ms per enqueued one).
+// function or session sets: a force_custom_plan inherited from a caller, or
+// set on a trigger function, plans every statement again for every row, a
+// large part of the cost of an enqueued or finished action.
 func TestRowTriggersKeepCachedPlans(t *testing.T) {
 	ctx := context.Background()
 	schema, pool := storetest.NewSchema(t, 2)

@@ -83,9 +83,9 @@ const retentionEventTimeout = 10 * time.Second
 // seen before it, and finished actions (succeeded, failed, cancelled) that
 // finished before it, with their attempts, except an action a lane still
 // points at. A replay of a purged action keeps its replay_of (the purged
-// id: migrations/00017). With a pool each batch commits on its own; in a
-// transaction each batch runs in a savepoint and everything commits
-// together.
+// id: replay_of is not a foreign key). With a pool each batch commits on its
+// own; in a transaction each batch runs in a savepoint and everything
+// commits together.
 //
 // Every run records exactly one `retention` event with the counts (even
 // when nothing was deleted) and, when a part failed, which part and why; a

@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// Postgres roles botq grants rights to (migrations/00003_roles.sql). They
+// Postgres roles botq grants rights to (grant_roles, in migrations/). They
 // are NOLOGIN group roles: give each bot or auditor its own login role and
 // make it a member (GRANT botq_enqueuer TO bot_a).
 const (

@@ -15,9 +15,9 @@
 // JobCompleteTx).
 //
 // The action state machine is enforced by the database (the action_transition
-// table and the action_state_guard trigger built from it by
-// migrations/00015), so it holds for every writer, SQL included; store maps
-// its refusal to ErrIllegalTransition.
+// table and the action_state_guard trigger built from its rows), so it holds
+// for every writer, SQL included; store maps its refusal to
+// ErrIllegalTransition.
 package store
 
 import (

@@ -253,8 +253,8 @@ func TestActionTransitions(t *testing.T) {
 }
 
 // The moves action_transition lists are the ones the update trigger allows
-// (TestActionTransitions): migration 00015 built the trigger's condition
-// from the table's rows, and a change to one without the other would make
+// (TestActionTransitions): the migration that creates the trigger builds
+// its condition from the table's rows, and a change to one without the other would make
 // the table lie.
 func TestActionTransitionTable(t *testing.T) {
 	t.Parallel()
