@@ -16,7 +16,10 @@
 // against the BOT-origin records around its send time: found, it takes that
 // record's state; not found after a grace period, it never reached Khoros and
 // is sent once more (at most MaxReleases times), or is cancelled if its River job was
-// cancelled (River's JobCancel) or deleted outside botq meanwhile.
+// cancelled (River's JobCancel) or deleted outside botq meanwhile. An
+// operator's cancel of an ambiguous send asks Khoros the same way first
+// (CheckSend), so that a send Khoros holds a record of is settled by it
+// rather than cancelled and replayed.
 //
 // Everything timed reads the injected clock (Config.Now).
 package reconciler

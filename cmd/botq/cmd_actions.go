@@ -258,7 +258,7 @@ is cancelled "possibly sent", and replaying it needs --possibly-sent.`,
 			if err != nil {
 				return explain(err)
 			}
-			warning := api.PossiblySentWarning(a, note)
+			warning := api.PossiblySentWarning(a, note, replayFlags[store.ReplayOptionPossiblySent])
 			if out.json() {
 				return writeJSONOut(env.stdout, api.CancelResponse{Action: api.NewAction(a), Warning: warning})
 			}

@@ -297,7 +297,7 @@ func (m *Main) riverUICancelAction(r *http.Request, p api.Principal, body []byte
 		if err != nil {
 			return err
 		}
-		warning = api.PossiblySentWarning(a, note)
+		warning = api.PossiblySentWarning(a, note, fmt.Sprintf("`botq replay %d --possibly-sent` (API: %s)", a.ID, store.ReplayOptionPossiblySent))
 		return m.riverUIEvent(ctx, tx, r, p, body, j)
 	})
 	return warning, err

@@ -225,18 +225,20 @@ func (s *Server) cancelAction(w http.ResponseWriter, r *http.Request, p Principa
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, CancelResponse{Action: NewAction(a), Warning: PossiblySentWarning(a, note)})
+	writeJSON(w, http.StatusOK, CancelResponse{Action: NewAction(a), Warning: PossiblySentWarning(a, note, store.ReplayOptionPossiblySent)})
 	return nil
 }
 
 // PossiblySentWarning is what a cancel tells the operator of an action it
-// cancelled possibly sent ("" for any other): why, and what a replay needs.
-func PossiblySentWarning(a *store.Action, note string) string {
+// cancelled possibly sent ("" for any other): why (note, from the cancel),
+// and that a replay needs option (the replay option as the caller's
+// interface names it).
+func PossiblySentWarning(a *store.Action, note, option string) string {
 	if !a.PossiblySent {
 		return ""
 	}
 	return "cancelled, possibly sent: its call reached Khoros with no answer, and " + note +
-		"; the message may have reached the customer, so replaying it needs " + store.ReplayOptionPossiblySent + " (CLI: --possibly-sent)"
+		"; the message may have reached the customer, so replaying it needs " + option
 }
 
 // ReplayOptions are the options of both replay endpoints.
