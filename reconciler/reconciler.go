@@ -16,7 +16,10 @@
 // against the BOT-origin records around its send time: found, it takes that
 // record's state; not found after a grace period, it never reached Khoros and
 // is sent once more (at most MaxReleases times), or is cancelled if its River job was
-// cancelled (River's JobCancel) or deleted outside botq meanwhile.
+// cancelled (River's JobCancel) or deleted outside botq meanwhile. An
+// operator's cancel of an ambiguous send asks Khoros the same way first
+// (CheckSend), so that a send Khoros holds a record of is settled by it
+// rather than cancelled and replayed.
 //
 // Everything timed reads the injected clock (Config.Now).
 package reconciler
@@ -353,7 +356,7 @@ func (r *Reconciler) listing(ctx context.Context, client *botapi.Client, appID s
 	st.Settled += len(settled)
 
 	if due.Unknown > 0 {
-		res, err := r.resolveAmbiguous(ctx, appID, recs, now)
+		res, err := r.resolveAmbiguous(ctx, appID, recs, now, nil)
 		st.Resolved += res.Resolved
 		st.Released += res.Released
 		st.Failed += res.Failed
@@ -368,58 +371,24 @@ func (r *Reconciler) listing(ctx context.Context, client *botapi.Client, appID s
 // resolveAmbiguous matches the app's unknown actions against the listed
 // BOT-origin records: same payload, created no earlier than the action, and
 // not already linked to another action. Oldest actions match first, each to
-// the oldest record left, so two identical messages pair in order.
-func (r *Reconciler) resolveAmbiguous(ctx context.Context, appID string, recs []botapi.RequestRecord, now time.Time) (Stats, error) {
+// the oldest record left, so two identical messages pair in order. A match
+// settles its action; an action with none after the grace period is
+// released (store.AmbiguousRelease), unless held is not nil: then nothing is
+// released, and the actions without a record are added to held (never
+// arrived, or waiting within their grace period).
+func (r *Reconciler) resolveAmbiguous(ctx context.Context, appID string, recs []botapi.RequestRecord, now time.Time, held *AmbiguousNow) (Stats, error) {
 	var st Stats
 	unknown, err := r.cfg.Store.ActionUnknownList(ctx, r.cfg.Pool, appID)
 	if err != nil {
 		return st, err
 	}
-	ids := make([]string, len(recs))
-	for i := range recs {
-		ids[i] = recs[i].ID
-	}
-	links, err := r.cfg.Store.RequestLinks(ctx, r.cfg.Pool, ids)
+	cands, err := r.candidates(ctx, recs)
 	if err != nil {
 		return st, err
 	}
-	// Candidates oldest first, payloads canonicalised once.
-	type cand struct {
-		rec     *botapi.RequestRecord
-		payload []byte
-		used    bool
-	}
-	var cands []*cand
-	for i := range recs {
-		rec := &recs[i]
-		if _, linked := links[rec.ID]; linked || len(rec.Payload) == 0 {
-			continue
-		}
-		cands = append(cands, &cand{rec: rec, payload: canonicalJSON(rec.Payload)})
-	}
-	slices.SortFunc(cands, func(a, b *cand) int { return int(a.rec.CreatedEpochMillis - b.rec.CreatedEpochMillis) })
-
 	var errs []error
 	for _, u := range unknown {
-		want := canonicalJSON(u.Payload)
-		// The record of one of this action's sends was created between the
-		// action's creation and its last send's end (a call lasts less than
-		// the grace), give or take clock skew: an identical message sent
-		// later by someone else is not this one.
-		skew := time.Minute
-		from, until := u.CreatedAt.Add(-skew), u.SentAt.Add(skew+r.cfg.AmbiguousGrace)
-		var match *cand
-		for _, c := range cands {
-			created := time.UnixMilli(int64(c.rec.CreatedEpochMillis))
-			if c.used || created.Before(from) || created.After(until) {
-				continue
-			}
-			if bytes.Equal(c.payload, want) {
-				match = c
-				break
-			}
-		}
-		if match != nil {
+		if match := r.match(&u, cands); match != nil {
 			match.used = true
 			set := settlementOf(match.rec)
 			err := pgx.BeginFunc(ctx, r.cfg.Pool, func(tx pgx.Tx) error {
@@ -433,14 +402,71 @@ func (r *Reconciler) resolveAmbiguous(ctx context.Context, appID string, recs []
 			st.Resolved++
 			continue
 		}
-		if now.Sub(u.SentAt) < r.cfg.AmbiguousGrace {
-			continue // its record may still appear
-		}
-		if err := r.release(ctx, &u, &st); err != nil {
-			errs = append(errs, err)
+		switch {
+		case now.Sub(u.SentAt) < r.cfg.AmbiguousGrace: // its record may still appear
+			if held != nil {
+				held.Waiting = append(held.Waiting, u)
+			}
+		case held != nil:
+			held.NeverArrived = append(held.NeverArrived, u)
+		default:
+			if err := r.release(ctx, &u, &st); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	return st, errors.Join(errs...)
+}
+
+// candidate is a listed record an ambiguous send may match, with its
+// payload canonicalised once.
+type candidate struct {
+	rec     *botapi.RequestRecord
+	payload []byte
+	used    bool
+}
+
+// candidates returns the listed records not linked to an action yet, oldest
+// first.
+func (r *Reconciler) candidates(ctx context.Context, recs []botapi.RequestRecord) ([]*candidate, error) {
+	ids := make([]string, len(recs))
+	for i := range recs {
+		ids[i] = recs[i].ID
+	}
+	links, err := r.cfg.Store.RequestLinks(ctx, r.cfg.Pool, ids)
+	if err != nil {
+		return nil, err
+	}
+	var cands []*candidate
+	for i := range recs {
+		rec := &recs[i]
+		if _, linked := links[rec.ID]; linked || len(rec.Payload) == 0 {
+			continue
+		}
+		cands = append(cands, &candidate{rec: rec, payload: canonicalJSON(rec.Payload)})
+	}
+	slices.SortFunc(cands, func(a, b *candidate) int { return int(a.rec.CreatedEpochMillis - b.rec.CreatedEpochMillis) })
+	return cands, nil
+}
+
+// match returns the oldest unused candidate that is u's send, or nil.
+func (r *Reconciler) match(u *store.UnknownAction, cands []*candidate) *candidate {
+	want := canonicalJSON(u.Payload)
+	// The record of one of this action's sends was created between the
+	// action's creation and its last send's end (a call lasts less than
+	// the grace), give or take clock skew: an identical message sent
+	// later by someone else is not this one.
+	from, until := u.CreatedAt.Add(-clockSkew), u.SentAt.Add(clockSkew+r.cfg.AmbiguousGrace)
+	for _, c := range cands {
+		created := time.UnixMilli(int64(c.rec.CreatedEpochMillis))
+		if c.used || created.Before(from) || created.After(until) {
+			continue
+		}
+		if bytes.Equal(c.payload, want) {
+			return c
+		}
+	}
+	return nil
 }
 
 // release ends the wait of an ambiguous send whose record did not show up

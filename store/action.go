@@ -61,18 +61,23 @@ type Action struct {
 	CreatedBy      string
 	UpdatedAt      time.Time
 	FinishedAt     *time.Time
+	// PossiblySent marks an action cancelled while its send's fate was
+	// unknown and Khoros could not say whether the send arrived (see
+	// ActionCancelChecked): the message may have reached the customer, and
+	// a replay of it needs ReplayOptions.AllowPossiblySent.
+	PossiblySent bool
 }
 
 const actionColumns = `id, app_id, kind, payload, idempotency_key, coalesce(lane, ''), state, river_job_id,
 	replay_of, attempt_count, release_count, coalesce(request_id, ''), coalesce(last_error, ''),
-	created_at, created_by, updated_at, finished_at`
+	created_at, created_by, updated_at, finished_at, possibly_sent`
 
 // scanFields are the scan destinations of actionColumns, in order; state
 // receives the state's text.
 func (a *Action) scanFields(state *string) []any {
 	return []any{&a.ID, &a.AppID, &a.Kind, &a.Payload, &a.IdempotencyKey, &a.Lane, state, &a.RiverJobID,
 		&a.ReplayOf, &a.AttemptCount, &a.ReleaseCount, &a.RequestID, &a.LastError,
-		&a.CreatedAt, &a.CreatedBy, &a.UpdatedAt, &a.FinishedAt}
+		&a.CreatedAt, &a.CreatedBy, &a.UpdatedAt, &a.FinishedAt, &a.PossiblySent}
 }
 
 func scanAction(row pgx.Row) (*Action, error) {
@@ -323,6 +328,9 @@ type ActionSetStateParams struct {
 	// it.
 	LastError *string
 	RequestID *string
+	// PossiblySent marks the action possibly sent; only a move from unknown
+	// into cancelled may (see ActionCancelChecked).
+	PossiblySent bool
 }
 
 // ActionSetState moves an action to p.To. A move the state machine does not
@@ -332,9 +340,10 @@ func (s *Store) ActionSetState(ctx context.Context, db DBTX, p ActionSetStatePar
 		UPDATE botq.action
 		SET state = $2,
 		    last_error = nullif(coalesce($3, last_error), ''),
-		    request_id = coalesce($4, request_id)
+		    request_id = coalesce($4, request_id),
+		    possibly_sent = possibly_sent OR $6
 		WHERE id = $1 AND ($5 = '' OR state = $5)
-		RETURNING `+actionColumns), p.ID, p.To, p.LastError, p.RequestID, p.From))
+		RETURNING `+actionColumns), p.ID, p.To, p.LastError, p.RequestID, p.From, p.PossiblySent))
 	if err == nil {
 		return a, nil
 	}

@@ -15,16 +15,55 @@ import (
 // v3 call is being made right now. It matches ErrConflict.
 var ErrInFlight = fmt.Errorf("%w: in flight; try again when it is not", ErrConflict)
 
-// ActionCancel cancels an action that is not in flight: queued, retrying or
-// unknown (parked for the reconciler), with a River job that is not
-// running. The action becomes cancelled, its River job cancelled, and a
+// ActionCancel cancels an action that is not in flight without asking
+// Khoros anything: ActionCancelChecked with no check. An unknown action is
+// then cancelled possibly sent.
+func (s *Store) ActionCancel(ctx context.Context, db TxDB, id int64, actor, reason string) (*Action, error) {
+	a, _, err := s.ActionCancelChecked(ctx, db, id, actor, reason, nil)
+	return a, err
+}
+
+// SendCheck is what Khoros said, just before a cancel, of an unknown
+// action's send that it does not hold a record of (reconciler's CheckSend
+// asks it; a record found settles the action instead, and the cancel is
+// refused).
+type SendCheck struct {
+	// ReleaseCount is the action's release count when Khoros was asked. A
+	// check speaks of that send only: the action may have been released and
+	// sent again since, and then NotSent says nothing of the new send.
+	ReleaseCount int
+	// NotSent: a listing of the app's BOT-origin records covering the send,
+	// made once its grace period was over, holds no record matching it, so
+	// the send never reached Khoros (the reconciler would release it).
+	NotSent bool
+	// Note says how Khoros was asked and what came of it, for the cancel's
+	// event and answer: why the send may have arrived, or why it did not.
+	Note string
+}
+
+// CancelNoCheck is the note of a cancel of an unknown action that did not
+// ask Khoros.
+const CancelNoCheck = "Khoros was not asked whether the send arrived"
+
+// ActionCancelChecked cancels an action that is not in flight: queued,
+// retrying or unknown (parked for the reconciler), with a River job that is
+// not running. The action becomes cancelled, its River job cancelled, and a
 // `cancel` event records actor and reason, all in one transaction (a
 // savepoint when db is a transaction). A job still running after
 // inFlightWait is ErrInFlight; an action that is sent or finished is
 // ErrConflict; an unknown id ErrNotFound.
-func (s *Store) ActionCancel(ctx context.Context, db TxDB, id int64, actor, reason string) (*Action, error) {
+//
+// An unknown action's call reached the wire and no answer came back, so
+// its message may have been delivered. check is what Khoros said of that
+// send: only when it shows that the send never arrived (NotSent, for the
+// send the action is still waiting on) is the cancel clean; otherwise (no
+// check, Khoros could not answer, the grace period is not over) the action
+// is cancelled possibly sent (Action.PossiblySent), which a replay needs an
+// explicit option for. note is what the cancel event records of the send
+// ("" for an action that was not unknown).
+func (s *Store) ActionCancelChecked(ctx context.Context, db TxDB, id int64, actor, reason string, check *SendCheck) (a *Action, note string, err error) {
 	if actor == "" {
-		return nil, &ValidationError{Field: "actor", Message: "botq: cancel needs an actor"}
+		return nil, "", &ValidationError{Field: "actor", Message: "botq: cancel needs an actor"}
 	}
 	// A job whose execution ended without a call (a paused app, a snooze)
 	// stays running until River's completer writes its new state, a
@@ -33,15 +72,15 @@ func (s *Store) ActionCancel(ctx context.Context, db TxDB, id int64, actor, reas
 	// the cancel looks again for a moment before it says so.
 	deadline := time.Now().Add(inFlightWait)
 	for {
-		a, err := s.actionCancelOnce(ctx, db, id, actor, reason)
+		a, note, err = s.actionCancelOnce(ctx, db, id, actor, reason, check)
 		if !errors.Is(err, ErrInFlight) || time.Now().After(deadline) {
-			return a, err
+			return a, note, err
 		}
 		t := time.NewTimer(inFlightPoll)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, err
+			return nil, "", err
 		case <-t.C:
 		}
 	}
@@ -54,9 +93,8 @@ const (
 	inFlightPoll = 100 * time.Millisecond
 )
 
-func (s *Store) actionCancelOnce(ctx context.Context, db TxDB, id int64, actor, reason string) (*Action, error) {
-	var out *Action
-	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+func (s *Store) actionCancelOnce(ctx context.Context, db TxDB, id int64, actor, reason string, check *SendCheck) (a *Action, note string, err error) {
+	err = pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		// Lock the action, then its lane, then its job. A result batch locks
 		// the actions it finishes, then their lanes, then the jobs of the
 		// followers it makes available: a cancel that took a follower's job
@@ -65,56 +103,90 @@ func (s *Store) actionCancelOnce(ctx context.Context, db TxDB, id int64, actor, 
 		// a job locked here is in flight: NOWAIT, not a wait in a circle.
 		// River's fetch skips locked jobs, so the job cannot start while
 		// this runs.
-		a, err := scanAction(tx.QueryRow(ctx, s.q(`SELECT `+actionColumns+` FROM botq.action WHERE id = $1 FOR UPDATE`), id))
+		before, err := scanAction(tx.QueryRow(ctx, s.q(`SELECT `+actionColumns+` FROM botq.action WHERE id = $1 FOR UPDATE`), id))
 		if err != nil {
 			return fmt.Errorf("cancel action %d: %w", id, mapError(err))
 		}
-		switch a.State {
+		switch before.State {
 		case ActionQueued, ActionRetrying, ActionUnknown:
 		case ActionSent:
 			return fmt.Errorf("cancel action %d: %w: Khoros accepted it already; its request awaits its final status", id, ErrConflict)
 		default:
-			return fmt.Errorf("cancel action %d: %w: it is already %s", id, ErrConflict, a.State)
+			return fmt.Errorf("cancel action %d: %w: it is already %s", id, ErrConflict, before.State)
 		}
-		if a.Lane != "" {
-			if _, err := tx.Exec(ctx, s.q(`SELECT 1 FROM botq.lane WHERE app_id = $1 AND lane = $2 FOR UPDATE`), a.AppID, a.Lane); err != nil {
-				return fmt.Errorf("cancel action %d: lock its lane: %w", id, mapError(err))
-			}
-		}
-		var jobState string
-		err = tx.QueryRow(ctx, s.q(`SELECT state::text FROM botq.river_job WHERE id = $1 FOR UPDATE NOWAIT`), a.RiverJobID).Scan(&jobState)
-		var pgErr *pgconn.PgError
-		switch {
-		case errors.As(err, &pgErr) && pgErr.Code == "55P03": // lock_not_available
-			return fmt.Errorf("cancel action %d: %w", id, ErrInFlight)
-		case errors.Is(err, pgx.ErrNoRows):
-			jobState = ""
-		case err != nil:
-			return fmt.Errorf("cancel action %d: lock job: %w", id, mapError(err))
-		case jobState == "running":
-			return fmt.Errorf("cancel action %d: %w", id, ErrInFlight)
-		}
-		if jobState != "" && jobState != "cancelled" && jobState != "completed" && jobState != "discarded" {
-			if _, err := tx.Exec(ctx, s.q(`
-				UPDATE botq.river_job SET state = 'cancelled', finalized_at = now()
-				WHERE id = $1`), a.RiverJobID); err != nil {
-				return fmt.Errorf("cancel action %d: cancel job: %w", id, mapError(err))
-			}
-		}
-		if out, err = s.ActionSetState(ctx, tx, ActionSetStateParams{ID: id, From: a.State, To: ActionCancelled}); err != nil {
+		jobState, err := s.cancelJob(ctx, tx, before)
+		if err != nil {
 			return err
 		}
+		possiblySent := false
+		if before.State == ActionUnknown {
+			possiblySent, note = sendVerdict(before, check)
+		}
+		if a, err = s.ActionSetState(ctx, tx, ActionSetStateParams{ID: id, From: before.State, To: ActionCancelled, PossiblySent: possiblySent}); err != nil {
+			return err
+		}
+		after := map[string]any{"state": ActionCancelled}
+		if before.State == ActionUnknown {
+			after["possibly_sent"] = possiblySent
+			after["send"] = note
+		}
 		_, err = s.EventInsert(ctx, tx, EventInsertParams{
-			AppID: a.AppID, ActionID: &a.ID, Kind: "cancel", Actor: actor, Reason: reason,
-			Before: map[string]any{"state": a.State, "job_state": jobState},
-			After:  map[string]any{"state": ActionCancelled},
+			AppID: before.AppID, ActionID: &before.ID, Kind: "cancel", Actor: actor, Reason: reason,
+			Before: map[string]any{"state": before.State, "job_state": jobState},
+			After:  after,
 		})
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return out, nil
+	return a, note, nil
+}
+
+// cancelJob locks the cancelled action's lane and River job and cancels the
+// job unless it is finalized, returning the job's state before ("" when it
+// does not exist). A running or locked job is ErrInFlight.
+func (s *Store) cancelJob(ctx context.Context, tx pgx.Tx, a *Action) (string, error) {
+	if a.Lane != "" {
+		if _, err := tx.Exec(ctx, s.q(`SELECT 1 FROM botq.lane WHERE app_id = $1 AND lane = $2 FOR UPDATE`), a.AppID, a.Lane); err != nil {
+			return "", fmt.Errorf("cancel action %d: lock its lane: %w", a.ID, mapError(err))
+		}
+	}
+	var jobState string
+	err := tx.QueryRow(ctx, s.q(`SELECT state::text FROM botq.river_job WHERE id = $1 FOR UPDATE NOWAIT`), a.RiverJobID).Scan(&jobState)
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr) && pgErr.Code == "55P03": // lock_not_available
+		return "", fmt.Errorf("cancel action %d: %w", a.ID, ErrInFlight)
+	case errors.Is(err, pgx.ErrNoRows):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("cancel action %d: lock job: %w", a.ID, mapError(err))
+	case jobState == "running":
+		return "", fmt.Errorf("cancel action %d: %w", a.ID, ErrInFlight)
+	case jobState == "cancelled", jobState == "completed", jobState == "discarded":
+		return jobState, nil
+	}
+	if _, err := tx.Exec(ctx, s.q(`
+		UPDATE botq.river_job SET state = 'cancelled', finalized_at = now()
+		WHERE id = $1`), a.RiverJobID); err != nil {
+		return "", fmt.Errorf("cancel action %d: cancel job: %w", a.ID, mapError(err))
+	}
+	return jobState, nil
+}
+
+// sendVerdict decides whether the cancel of the unknown action a leaves it
+// possibly sent, given what Khoros said (check), and says why.
+func sendVerdict(a *Action, check *SendCheck) (possiblySent bool, note string) {
+	switch {
+	case check == nil:
+		return true, CancelNoCheck
+	case check.ReleaseCount != a.ReleaseCount:
+		return true, fmt.Sprintf("it was sent again (release %d) after Khoros was asked about its previous send", a.ReleaseCount)
+	case check.NotSent:
+		return false, check.Note
+	}
+	return true, check.Note
 }
 
 // ActionCancelRunning honours River's JobCancel of a running job (River UI,

@@ -484,3 +484,99 @@ func TestActionCancelWaitsForAJobThatIsEnding(t *testing.T) {
 	_, err = s.ActionCancel(ctx, pool, running.Action.ID, "api:ops", "")
 	require.ErrorIs(t, err, store.ErrInFlight)
 }
+
+// An unknown action's send may have reached Khoros. Its cancel is clean only
+// when a check of Khoros' records shows the send (the one the action still
+// waits on) never arrived; otherwise it is cancelled possibly sent, and a
+// replay needs allow_possibly_sent, which the bulk plan counts.
+func TestActionCancelUnknownPossiblySent(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	unknown := func(key string) *store.Action {
+		t.Helper()
+		a := b.insert(t, key).Action
+		b.finish(t, a.ID, store.ActionUnknown)
+		b.setJobState(t, a.RiverJobID, "pending")
+		return a
+	}
+	tests := []struct {
+		name      string
+		giveCheck *store.SendCheck
+		want      bool
+		wantNote  string
+	}{
+		{"no check", nil, true, store.CancelNoCheck},
+		{"khoros could not answer", &store.SendCheck{Note: "Khoros could not be asked: list requests: 503"}, true, "503"},
+		{"within the grace period", &store.SendCheck{Note: "no record yet"}, true, "no record yet"},
+		{"never arrived", &store.SendCheck{NotSent: true, Note: "never reached Khoros"}, false, "never reached Khoros"},
+		{"sent again since", &store.SendCheck{NotSent: true, ReleaseCount: 1, Note: "never reached Khoros"}, true, "sent again"},
+	}
+	ids := map[bool][]int64{}
+	for i, tt := range tests {
+		a := unknown(fmt.Sprintf("unknown-%d", i))
+		got, note, err := b.s.ActionCancelChecked(b.ctx, b.tx, a.ID, "api:ops", "customer left", tt.giveCheck)
+		require.NoError(t, err, tt.name)
+		require.Equal(t, store.ActionCancelled, got.State, tt.name)
+		require.Equal(t, tt.want, got.PossiblySent, tt.name)
+		require.Contains(t, note, tt.wantNote, tt.name)
+		require.Equal(t, "cancelled", jobState(b.ctx, t, b.s, b.tx, a.RiverJobID), tt.name)
+		evs, err := b.s.EventList(b.ctx, b.tx, store.EventListParams{ActionID: &a.ID, Kind: "cancel"})
+		require.NoError(t, err)
+		require.Len(t, evs, 1, tt.name)
+		require.Contains(t, string(evs[0].After), fmt.Sprintf(`"possibly_sent": %t`, tt.want), tt.name)
+		require.Contains(t, string(evs[0].After), tt.wantNote, tt.name)
+		ids[tt.want] = append(ids[tt.want], a.ID)
+	}
+	// A queued action's cancel says nothing of a send.
+	q := b.insert(t, "queued").Action
+	got, note, err := b.s.ActionCancelChecked(b.ctx, b.tx, q.ID, "api:ops", "", nil)
+	require.NoError(t, err)
+	require.False(t, got.PossiblySent)
+	require.Empty(t, note)
+
+	// Replays: refused without the option, allowed with it.
+	possibly := ids[true][0]
+	_, err = b.s.ActionReplay(b.ctx, b.tx, possibly, operator)
+	refused, ok := store.IsReplayRefused(err)
+	require.True(t, ok, "%v", err)
+	require.Equal(t, store.ReplayOptionPossiblySent, refused.Option)
+	require.Contains(t, refused.Error(), "possibly sent")
+	_, err = b.s.ActionReplay(b.ctx, b.tx, ids[false][0], operator)
+	require.NoError(t, err, "a clean cancel replays as any cancelled action")
+
+	all := append(append([]int64{}, ids[true]...), ids[false]...)
+	plan, err := b.s.ActionReplayPlan(b.ctx, b.tx, store.ActionFilter{IDs: all}, operator, 10)
+	require.NoError(t, err)
+	require.EqualValues(t, len(all), plan.Matched)
+	require.Zero(t, plan.Eligible)
+	require.Equal(t, map[string]int64{store.ReplayOptionPossiblySent: int64(len(ids[true])), store.ReplayOptionReplayed: 1}, plan.Skipped)
+	allow := operator
+	allow.AllowPossiblySent = true
+	plan, err = b.s.ActionReplayPlan(b.ctx, b.tx, store.ActionFilter{IDs: all}, allow, 10)
+	require.NoError(t, err)
+	require.EqualValues(t, len(ids[true]), plan.Eligible)
+	require.Len(t, plan.Sample, len(ids[true]))
+	require.Equal(t, map[string]int64{store.ReplayOptionReplayed: 1}, plan.Skipped)
+	res, err := b.s.ActionReplayBulk(b.ctx, b.tx, store.ReplayBulkParams{Filter: store.ActionFilter{IDs: all}, Options: operator})
+	require.NoError(t, err)
+	require.Zero(t, res.Replayed, "a bulk replay without the option skips them")
+	r, err := b.s.ActionReplay(b.ctx, b.tx, possibly, allow)
+	require.NoError(t, err)
+	require.Equal(t, possibly, r.OriginalID)
+
+	// The flag is set only by that cancel, and never cleared.
+	for _, sql := range []string{
+		`UPDATE botq.action SET possibly_sent = false WHERE id = $1`,
+		`UPDATE botq.action SET possibly_sent = true WHERE id = $2`,
+	} {
+		_, err := b.tx.Exec(b.ctx, "SAVEPOINT flag")
+		require.NoError(t, err)
+		_, err = b.tx.Exec(b.ctx, strings.ReplaceAll(sql, "botq.", b.s.Schema()+"."), possibly, ids[false][0])
+		require.Error(t, err, sql)
+		_, err = b.tx.Exec(b.ctx, "ROLLBACK TO SAVEPOINT flag")
+		require.NoError(t, err)
+	}
+	live := b.insert(t, "live").Action
+	_, err = b.s.ActionSetState(b.ctx, b.tx, store.ActionSetStateParams{ID: live.ID, To: store.ActionFailed, PossiblySent: true})
+	require.Error(t, err, "only a cancelled action may be possibly sent")
+}

@@ -27,6 +27,10 @@ type ReplayOptions struct {
 	// once more; without it a repeated bulk replay does not send everything
 	// twice.
 	AllowReplayed bool
+	// AllowPossiblySent lets an action cancelled possibly sent be replayed:
+	// its first send may have reached the customer (Khoros could not say
+	// when it was cancelled), so the replay may deliver it twice.
+	AllowPossiblySent bool
 }
 
 func (o *ReplayOptions) check() error {
@@ -44,6 +48,7 @@ const (
 	ReplayOptionReplayOfReplay = "allow_replay_of_replay"
 	ReplayOptionSucceeded      = "allow_succeeded"
 	ReplayOptionReplayed       = "allow_replayed"
+	ReplayOptionPossiblySent   = "allow_possibly_sent"
 )
 
 // ReplayRefusedError says why an action cannot be replayed. Option names
@@ -79,6 +84,9 @@ func (c *replayCandidate) refusal(o *ReplayOptions) *ReplayRefusedError {
 	case a.State == ActionSucceeded && !o.AllowSucceeded:
 		return &ReplayRefusedError{ActionID: a.ID, State: a.State, Option: ReplayOptionSucceeded,
 			Reason: "it succeeded; replaying it sends it again"}
+	case a.PossiblySent && !o.AllowPossiblySent:
+		return &ReplayRefusedError{ActionID: a.ID, State: a.State, Option: ReplayOptionPossiblySent,
+			Reason: "it was cancelled while its send's fate was unknown and may have reached the customer (possibly sent); replaying it may deliver it twice"}
 	case a.ReplayOf != nil && !o.AllowReplayOfReplay:
 		return &ReplayRefusedError{ActionID: a.ID, State: a.State, Option: ReplayOptionReplayOfReplay,
 			Reason: fmt.Sprintf("it is itself a replay of action %d", *a.ReplayOf)}
@@ -249,6 +257,9 @@ func eligibleSQL(o *ReplayOptions, notReplayed string) string {
 		states = "a.state IN ('failed', 'cancelled', 'succeeded')"
 	}
 	cond := states
+	if !o.AllowPossiblySent {
+		cond += " AND NOT a.possibly_sent"
+	}
 	if !o.AllowReplayOfReplay {
 		cond += " AND a.replay_of IS NULL"
 	}
@@ -285,30 +296,37 @@ func (s *Store) ActionReplayPlan(ctx context.Context, db DBTX, f ActionFilter, o
 		finished = "a.state IN ('failed', 'cancelled', 'succeeded')"
 		refusedSucceeded = "false"
 	}
+	// Each refused action counts once, under the first refusal that
+	// replayCandidate.refusal gives it.
+	refusedPossiblySent := "false"
+	if !o.AllowPossiblySent {
+		refusedPossiblySent = "a.state = 'cancelled' AND a.possibly_sent"
+	}
 	refusedReplay := "false"
 	if !o.AllowReplayOfReplay {
-		refusedReplay = finished + " AND a.replay_of IS NOT NULL"
+		refusedReplay = finished + " AND a.replay_of IS NOT NULL AND NOT (" + refusedPossiblySent + ")"
 	}
 	p := &ReplayPlan{Skipped: map[string]int64{}}
-	var unfinished, succeeded, replayOfReplay, replayed int64
+	var unfinished, succeeded, possiblySent, replayOfReplay, replayed int64
 	err := db.QueryRow(ctx, s.q(`
 		SELECT count(*),
 		       count(*) FILTER (WHERE `+eligible+`),
 		       count(*) FILTER (WHERE a.state NOT IN ('succeeded', 'failed', 'cancelled')),
 		       count(*) FILTER (WHERE `+refusedSucceeded+`),
+		       count(*) FILTER (WHERE `+refusedPossiblySent+`),
 		       count(*) FILTER (WHERE `+refusedReplay+`)
 		FROM botq.action a
 		LEFT JOIN botq.river_job j ON j.id = a.river_job_id
 		LEFT JOIN (SELECT DISTINCT replay_of FROM botq.action WHERE replay_of IS NOT NULL) x ON x.replay_of = a.id
-		WHERE `+filter), w.args...).Scan(&p.Matched, &p.Eligible, &unfinished, &succeeded, &replayOfReplay)
+		WHERE `+filter), w.args...).Scan(&p.Matched, &p.Eligible, &unfinished, &succeeded, &possiblySent, &replayOfReplay)
 	if err != nil {
 		return nil, fmt.Errorf("plan replay: %w", mapError(err))
 	}
 	// Whatever is neither eligible nor refused for the reasons above was
 	// replayed already.
-	replayed = p.Matched - p.Eligible - unfinished - succeeded - replayOfReplay
+	replayed = p.Matched - p.Eligible - unfinished - succeeded - possiblySent - replayOfReplay
 	for k, v := range map[string]int64{"unfinished": unfinished, ReplayOptionSucceeded: succeeded,
-		ReplayOptionReplayOfReplay: replayOfReplay, ReplayOptionReplayed: replayed} {
+		ReplayOptionPossiblySent: possiblySent, ReplayOptionReplayOfReplay: replayOfReplay, ReplayOptionReplayed: replayed} {
 		if v > 0 {
 			p.Skipped[k] = v
 		}

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
 	"github.com/botq/botq/cmd/botq/api"
+	"github.com/botq/botq/reconciler"
 	"github.com/botq/botq/store"
 )
 
@@ -156,7 +159,7 @@ func printActionDetail(env *cliEnv, d *api.ActionDetail) error {
 		{"id", a.ID}, {"app", a.AppID}, {"kind", a.Kind}, {"state", a.State}, {"idempotency key", a.IdempotencyKey},
 		{"lane", a.Lane}, {"river job", a.RiverJobID}, {"replay of", a.ReplayOf}, {"attempts", a.AttemptCount},
 		{"request id", a.RequestID}, {"last error", a.LastError}, {"created", a.CreatedAt}, {"created by", a.CreatedBy},
-		{"updated", a.UpdatedAt}, {"finished", a.FinishedAt},
+		{"updated", a.UpdatedAt}, {"finished", a.FinishedAt}, {"possibly sent", possiblySentCell(a)},
 	} {
 		row(tw, kv[0], kv[1])
 	}
@@ -199,6 +202,14 @@ func printActionDetail(env *cliEnv, d *api.ActionDetail) error {
 	return nil
 }
 
+// possiblySentCell shows the flag of an action cancelled possibly sent.
+func possiblySentCell(a api.Action) string {
+	if !a.PossiblySent {
+		return "no"
+	}
+	return "YES: cancelled while its send's fate was unknown; replaying it needs --possibly-sent"
+}
+
 func printEvents(env *cliEnv, evs []api.Event) {
 	tw := newTable(env.stdout, "ID", "AT", "KIND", "APP", "ACTION", "ACTOR", "REASON", "AFTER")
 	for _, e := range evs {
@@ -217,7 +228,14 @@ func newActionsCancelCmd(env *cliEnv) *cobra.Command {
 		Use:   "cancel <action-id>",
 		Short: "Cancel an action that is not in flight (queued, retrying or unknown)",
 		Long: `Cancels the action and its River job in one transaction and records a cancel event.
-An action whose call to Khoros is being made right now is refused: try again when it is not.`,
+An action whose call to Khoros is being made right now is refused: try again when it is not.
+
+An unknown action (its call reached Khoros with no answer) is checked first: one listing of
+its app's request records at Khoros. A record of the send settles the action by it and the
+cancel is refused (the message reached Khoros). No record once reconciler.ambiguous_grace is
+over: the send never arrived, and the cancel is clean. Otherwise (Khoros cannot answer: the
+listing fails, no usable token, the app is paused; or the grace period is not over) the action
+is cancelled "possibly sent", and replaying it needs --possibly-sent.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := parseID("action id", args[0])
@@ -232,14 +250,22 @@ An action whose call to Khoros is being made right now is refused: try again whe
 				return err
 			}
 			defer db.close()
-			a, err := db.store.ActionCancel(cmd.Context(), db.pool, id, actorOr(env, actor), reason)
+			check, err := db.checkSend(cmd.Context(), env, id)
 			if err != nil {
 				return explain(err)
 			}
+			a, note, err := db.store.ActionCancelChecked(cmd.Context(), db.pool, id, actorOr(env, actor), reason, check)
+			if err != nil {
+				return explain(err)
+			}
+			warning := api.PossiblySentWarning(a, note, replayFlags[store.ReplayOptionPossiblySent])
 			if out.json() {
-				return writeJSONOut(env.stdout, api.ActionStatus{Action: api.NewAction(a)})
+				return writeJSONOut(env.stdout, api.CancelResponse{Action: api.NewAction(a), Warning: warning})
 			}
 			fmt.Fprintf(env.stdout, "cancelled action %d\n", a.ID)
+			if warning != "" {
+				fmt.Fprintf(env.stderr, "warning: action %d %s\n", a.ID, warning)
+			}
 			return nil
 		},
 	}
@@ -247,6 +273,21 @@ An action whose call to Khoros is being made right now is refused: try again whe
 	addActorFlag(cmd, &actor)
 	addOutputFlag(cmd, &out)
 	return cmd
+}
+
+// checkSend asks Khoros about the send of an unknown action before it is
+// cancelled, with a reconciler of the configured settings on this command's
+// connection (reconciler's CheckSend); nil for another action.
+func (d *cliDB) checkSend(ctx context.Context, env *cliEnv, id int64) (*store.SendCheck, error) {
+	rc := d.cfg.Reconciler
+	r, err := reconciler.New(reconciler.Config{
+		Pool: d.pool, Store: d.store, Apps: d.registry(env), Logger: zerolog.Nop(),
+		MaxWindow: rc.MaxWindow, AmbiguousGrace: rc.AmbiguousGrace, MaxReleases: rc.MaxReleases,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r.CheckSend(ctx, id)
 }
 
 func newEventsCmd(env *cliEnv) *cobra.Command {

@@ -17,6 +17,7 @@ var replayFlags = map[string]string{
 	store.ReplayOptionReplayOfReplay: "--allow-replay-of-replay",
 	store.ReplayOptionSucceeded:      "--allow-succeeded",
 	store.ReplayOptionReplayed:       "--allow-replayed",
+	store.ReplayOptionPossiblySent:   "--possibly-sent",
 	"unfinished":                     "(none: cancel them or let them finish)",
 }
 
@@ -39,8 +40,10 @@ func newReplayCmd(env *cliEnv) *cobra.Command {
 records a replay event with you as actor and --reason.
 
 Only finished actions are replayed (failed or cancelled). Replaying one that succeeded
-needs --allow-succeeded, replaying a replay --allow-replay-of-replay, and replaying one
-that was replayed already --allow-replayed. A bulk replay (by filter) skips the others and
+needs --allow-succeeded, replaying a replay --allow-replay-of-replay, replaying one
+that was replayed already --allow-replayed, and replaying one cancelled "possibly sent"
+(cancelled while its send's fate was unknown: its message may have reached the customer)
+--possibly-sent. A bulk replay (by filter) skips the others and
 says how many and why. It runs in batches, each its own transaction, with a progress bar;
 --dry-run shows what would be replayed.`,
 		Example: `  botq replay 1234 --reason "Khoros 500s"
@@ -165,6 +168,7 @@ says how many and why. It runs in batches, each its own transaction, with a prog
 	cmd.Flags().BoolVar(&opts.AllowSucceeded, "allow-succeeded", false, "also replay actions that succeeded (sends them again)")
 	cmd.Flags().BoolVar(&opts.AllowReplayOfReplay, "allow-replay-of-replay", false, "also replay actions that are themselves replays")
 	cmd.Flags().BoolVar(&opts.AllowReplayed, "allow-replayed", false, "also replay actions that were replayed already")
+	cmd.Flags().BoolVar(&opts.AllowPossiblySent, "possibly-sent", false, "also replay actions cancelled possibly sent (their message may have reached the customer: it may arrive twice)")
 	cmd.Flags().IntVar(&batchSize, "batch-size", 500, "actions replayed per transaction")
 	cmd.Flags().IntVar(&sample, "sample", 20, "with --dry-run, how many of the actions to list")
 	cmd.Flags().BoolVar(&bar, "progress", false, "show a progress bar even when stderr is not a terminal")

@@ -15,12 +15,7 @@ import (
 // the reconciler role work the maintenance queue.
 func (m *Main) registerMaintenance(workers *river.Workers) ([]*river.PeriodicJob, error) {
 	cfg := m.Config.Reconciler
-	r, err := reconciler.New(reconciler.Config{
-		Pool: m.Pool, Store: m.Store, Apps: m.Apps, Logger: m.Logger,
-		Interval: cfg.Interval, SingleGetMax: cfg.SingleGetMax, MaxWindow: cfg.MaxWindow,
-		AmbiguousGrace: cfg.AmbiguousGrace, MaxReleases: cfg.MaxReleases, RecordKhorosOrigin: cfg.RecordKhorosOrigin,
-		TokenRefreshBefore: cfg.TokenRefreshBefore, Observer: m.reconcilerObserver(),
-	})
+	r, err := m.newReconciler()
 	if err != nil {
 		return nil, err
 	}
@@ -35,6 +30,20 @@ func (m *Main) registerMaintenance(workers *river.Workers) ([]*river.PeriodicJob
 		sch.Inbound = 30 * time.Second
 	}
 	return r.Periodic(workers, sch)
+}
+
+// newReconciler builds the reconciler of the configured settings. A process
+// without the workers and reconciler roles builds one too, for the cancel of
+// an unknown action, which asks Khoros about its send first (api.Config's
+// CheckSend, River UI's Cancel).
+func (m *Main) newReconciler() (*reconciler.Reconciler, error) {
+	cfg := m.Config.Reconciler
+	return reconciler.New(reconciler.Config{
+		Pool: m.Pool, Store: m.Store, Apps: m.Apps, Logger: m.Logger,
+		Interval: cfg.Interval, SingleGetMax: cfg.SingleGetMax, MaxWindow: cfg.MaxWindow,
+		AmbiguousGrace: cfg.AmbiguousGrace, MaxReleases: cfg.MaxReleases, RecordKhorosOrigin: cfg.RecordKhorosOrigin,
+		TokenRefreshBefore: cfg.TokenRefreshBefore, Observer: m.reconcilerObserver(),
+	})
 }
 
 // taskRetention is the maintenance task of the retention purge.

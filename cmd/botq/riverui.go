@@ -26,9 +26,12 @@ import (
 // action unknown). So botq answers those three endpoints itself for jobs
 // that execute botq actions:
 //
-//   - Cancel is botq's cancel (store.ActionCancel, as `botq actions cancel`):
-//     the action is cancelled with its job, or the cancel is refused (in
-//     flight, sent, finished).
+//   - Cancel is botq's cancel (as `botq actions cancel`): the action is
+//     cancelled with its job, or the cancel is refused (in flight, sent,
+//     finished, or unknown and found at Khoros). An unknown action's send is
+//     checked at Khoros first, and one Khoros cannot answer for is cancelled
+//     possibly sent; River UI shows no warning on success, so the answer's
+//     `warning` and the action's cancel event are where that is said.
 //   - Retry is refused: botq runs an action's job when its lane, its app's
 //     limits, its retry schedule and the ambiguous-send rules allow, and
 //     never resends a finished action; `botq replay` sends one again.
@@ -218,7 +221,7 @@ func (m *Main) riverUICancel(w http.ResponseWriter, r *http.Request, p api.Princ
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 	defer cancel()
 	var others []*store.RiverJob
-	var done []string
+	var done, warnings []string
 	worst := riverUIError{Status: http.StatusOK}
 	var refused []string
 	for _, j := range list {
@@ -226,14 +229,12 @@ func (m *Main) riverUICancel(w http.ResponseWriter, r *http.Request, p api.Princ
 			others = append(others, j)
 			continue
 		}
-		err := pgx.BeginFunc(ctx, m.Pool, func(tx pgx.Tx) error {
-			if _, err := m.Store.ActionCancel(ctx, tx, j.ActionID, p.Actor(), fmt.Sprintf("River UI: Cancel of job %d", j.ID)); err != nil {
-				return err
-			}
-			return m.riverUIEvent(ctx, tx, r, p, body, j)
-		})
+		warning, err := m.riverUICancelAction(r, p, body, j)
 		if err == nil {
 			done = append(done, fmt.Sprintf("action %d (job %d)", j.ActionID, j.ID))
+			if warning != "" {
+				warnings = append(warnings, fmt.Sprintf("botq action %d (job %d) was %s.", j.ActionID, j.ID, warning))
+			}
 			continue
 		}
 		e := m.cancelRefusal(j, err)
@@ -259,7 +260,11 @@ func (m *Main) riverUICancel(w http.ResponseWriter, r *http.Request, p api.Princ
 	}
 	if len(refused) == 0 {
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
-		_, _ = w.Write([]byte(`{"status":"ok"}`))
+		ok := map[string]string{"status": "ok"}
+		if len(warnings) > 0 {
+			ok["warning"] = strings.Join(warnings, " ")
+		}
+		_ = json.NewEncoder(w).Encode(ok)
 		return
 	}
 	worst.Message = strings.Join(refused, " ")
@@ -267,6 +272,35 @@ func (m *Main) riverUICancel(w http.ResponseWriter, r *http.Request, p api.Princ
 		worst.Message += " Cancelled: " + strings.Join(done, ", ") + "."
 	}
 	writeRiverUIError(w, worst)
+}
+
+// riverUICancelAction cancels the action of job j by botq's cancel, with
+// its riverui event, after asking Khoros about its send when it is unknown
+// (outside the transaction: the listing's own timeout, khoros.http_timeout,
+// ends one that hangs, and the check's context outlasts it). warning says
+// when it was cancelled possibly sent.
+func (m *Main) riverUICancelAction(r *http.Request, p api.Principal, body []byte, j *store.RiverJob) (warning string, err error) {
+	base := context.WithoutCancel(r.Context())
+	var check *store.SendCheck
+	if m.Reconciler != nil {
+		cctx, cancel := context.WithTimeout(base, m.Config.Khoros.HTTPTimeout+10*time.Second)
+		check, err = m.Reconciler.CheckSend(cctx, j.ActionID)
+		cancel()
+		if err != nil {
+			return "", err
+		}
+	}
+	ctx, cancel := context.WithTimeout(base, 10*time.Second)
+	defer cancel()
+	err = pgx.BeginFunc(ctx, m.Pool, func(tx pgx.Tx) error {
+		a, note, err := m.Store.ActionCancelChecked(ctx, tx, j.ActionID, p.Actor(), fmt.Sprintf("River UI: Cancel of job %d", j.ID), check)
+		if err != nil {
+			return err
+		}
+		warning = api.PossiblySentWarning(a, note, fmt.Sprintf("`botq replay %d --possibly-sent` (API: %s)", a.ID, store.ReplayOptionPossiblySent))
+		return m.riverUIEvent(ctx, tx, r, p, body, j)
+	})
+	return warning, err
 }
 
 // cancelRefusal says why botq's cancel refused an action's job.

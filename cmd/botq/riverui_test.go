@@ -249,9 +249,12 @@ func TestRiverJobCancelOfRunningSendIsNotResent(t *testing.T) {
 
 // The parked job of an unknown action cancelled behind botq's back left the
 // action unknown for good and the reconcile task failing on every run. A
-// River UI Cancel is botq's cancel now; River's own JobCancel of the parked
-// job is settled by the reconciler: no record of the send, so cancelled,
-// with an event and a warning.
+// River UI Cancel is botq's cancel now, which asks Khoros about the send
+// first: while Khoros cannot answer (its listing fails) the action is
+// cancelled possibly sent, which the answer and the cancel event say; once
+// the grace period is over with no record, the cancel is clean. River's own
+// JobCancel of the parked job is settled by the reconciler: no record of the
+// send, so cancelled, with an event and a warning.
 func TestCancelledParkedJobSettlesItsAction(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 63, SettleDelayMax: -1}})
@@ -271,15 +274,34 @@ func TestCancelledParkedJobSettlesItsAction(t *testing.T) {
 		return id, text
 	}
 
-	// River UI.
+	// River UI, while Khoros' listing fails.
 	id, text := unknown("ui")
+	require.NoError(t, c.sim.SetFault("request_list", sim.Fault{ErrorRate: 1, Times: 1}))
 	resp, body := c.riverUI(p, "cancel", c.action(id).RiverJobID)
 	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	require.Contains(t, body, `"warning"`)
+	require.Contains(t, body, fmt.Sprintf("botq replay %d --possibly-sent", id))
 	c.waitState(id, store.ActionCancelled, 10*time.Second)
+	require.True(t, c.action(id).PossiblySent, "Khoros could not say whether the send arrived")
 	events, err := c.store.EventList(c.ctx, c.pool, store.EventListParams{ActionID: &id, Kind: "riverui"})
 	require.NoError(t, err)
 	require.Len(t, events, 1, "the River UI write names its action")
 	require.Equal(t, "app-1", events[0].AppID)
+	events, err = c.store.EventList(c.ctx, c.pool, store.EventListParams{ActionID: &id, Kind: "cancel"})
+	require.NoError(t, err)
+	require.Len(t, events, 1)
+	require.Contains(t, string(events[0].After), `"possibly_sent": true`)
+	require.Contains(t, string(events[0].After), "Khoros could not be asked")
+
+	// River UI, after the grace period (reconciler.ambiguous_grace, 3s
+	// here) with Khoros answering: the send never arrived.
+	idLate, textLate := unknown("ui-late")
+	time.Sleep(3 * time.Second)
+	resp, body = c.riverUI(p, "cancel", c.action(idLate).RiverJobID)
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	require.NotContains(t, body, "warning")
+	require.Equal(t, store.ActionCancelled, c.action(idLate).State)
+	require.False(t, c.action(idLate).PossiblySent)
 
 	// River's JobCancel, not through botq.
 	id2, text2 := unknown("river")
@@ -296,7 +318,7 @@ func TestCancelledParkedJobSettlesItsAction(t *testing.T) {
 	for _, x := range []struct {
 		id   int64
 		text string
-	}{{id, text}, {id2, text2}} {
+	}{{id, text}, {idLate, textLate}, {id2, text2}} {
 		require.Equal(t, store.ActionCancelled, c.action(x.id).State)
 		require.Zero(t, c.deliveries("app-1")[x.text])
 	}

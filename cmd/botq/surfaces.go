@@ -45,9 +45,14 @@ func (m *Main) openSurfaces(ctx context.Context) error {
 	if len(keys) == 0 {
 		m.Logger.Warn().Msg("botq: No API keys configured (BOTQ_API_KEYS or http.api_keys_file): /v1 and /riverui/ refuse every request")
 	}
+	if m.Reconciler == nil {
+		if m.Reconciler, err = m.newReconciler(); err != nil {
+			return err
+		}
+	}
 	m.API, err = api.New(api.Config{
 		DB: m.Pool, Store: m.Store, Auth: m.auth, Kinds: jobs.Kinds(), Logger: m.Logger,
-		ExternalToken: m.Apps.External,
+		ExternalToken: m.Apps.External, CheckSend: m.Reconciler.CheckSend,
 	})
 	if err != nil {
 		return err

@@ -199,6 +199,13 @@ type CancelRequest struct {
 	Reason string `json:"reason,omitempty"`
 }
 
+// CancelResponse answers POST /v1/actions/{id}/cancel: the cancelled
+// action and, when it was cancelled possibly sent, a warning that says why.
+type CancelResponse struct {
+	Action  Action `json:"action"`
+	Warning string `json:"warning,omitempty"`
+}
+
 func (s *Server) cancelAction(w http.ResponseWriter, r *http.Request, p Principal) error {
 	id, err := pathID(r)
 	if err != nil {
@@ -208,12 +215,30 @@ func (s *Server) cancelAction(w http.ResponseWriter, r *http.Request, p Principa
 	if err := decodeBody(w, r, &req, true); err != nil {
 		return err
 	}
-	a, err := s.cfg.Store.ActionCancel(r.Context(), s.cfg.DB, id, p.Actor(), req.Reason)
+	var check *store.SendCheck
+	if s.cfg.CheckSend != nil {
+		if check, err = s.cfg.CheckSend(r.Context(), id); err != nil {
+			return err
+		}
+	}
+	a, note, err := s.cfg.Store.ActionCancelChecked(r.Context(), s.cfg.DB, id, p.Actor(), req.Reason, check)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, ActionStatus{Action: NewAction(a)})
+	writeJSON(w, http.StatusOK, CancelResponse{Action: NewAction(a), Warning: PossiblySentWarning(a, note, store.ReplayOptionPossiblySent)})
 	return nil
+}
+
+// PossiblySentWarning is what a cancel tells the operator of an action it
+// cancelled possibly sent ("" for any other): why (note, from the cancel),
+// and that a replay needs option (the replay option as the caller's
+// interface names it).
+func PossiblySentWarning(a *store.Action, note, option string) string {
+	if !a.PossiblySent {
+		return ""
+	}
+	return "cancelled, possibly sent: its call reached Khoros with no answer, and " + note +
+		"; the message may have reached the customer, so replaying it needs " + option
 }
 
 // ReplayOptions are the options of both replay endpoints.
@@ -223,6 +248,9 @@ type ReplayOptions struct {
 	AllowReplayOfReplay bool   `json:"allow_replay_of_replay,omitempty"`
 	AllowSucceeded      bool   `json:"allow_succeeded,omitempty"`
 	AllowReplayed       bool   `json:"allow_replayed,omitempty"`
+	// AllowPossiblySent replays actions cancelled possibly sent, which may
+	// deliver their message twice.
+	AllowPossiblySent bool `json:"allow_possibly_sent,omitempty"`
 	// DryRun answers what would be replayed without replaying.
 	DryRun bool `json:"dry_run,omitempty"`
 }
@@ -232,7 +260,7 @@ func (o ReplayOptions) store(p Principal) (store.ReplayOptions, error) {
 		return store.ReplayOptions{}, badBody("reason", "is required: say why these actions are replayed")
 	}
 	return store.ReplayOptions{Actor: p.Actor(), Reason: o.Reason, AllowReplayOfReplay: o.AllowReplayOfReplay,
-		AllowSucceeded: o.AllowSucceeded, AllowReplayed: o.AllowReplayed}, nil
+		AllowSucceeded: o.AllowSucceeded, AllowReplayed: o.AllowReplayed, AllowPossiblySent: o.AllowPossiblySent}, nil
 }
 
 // ReplayResponse answers POST /v1/actions/{id}/replay: 201 with the new
@@ -332,7 +360,8 @@ type BulkReplayResponse struct {
 	DryRun bool `json:"dry_run"`
 	// Matched counts the actions the filter selects; Eligible those that
 	// may be replayed; Skipped the others, by the option that would include
-	// them ("unfinished" for actions still in progress).
+	// them ("unfinished" for actions still in progress; allow_possibly_sent
+	// for actions cancelled possibly sent).
 	Matched  int64            `json:"matched"`
 	Eligible int64            `json:"eligible"`
 	Skipped  map[string]int64 `json:"skipped"`

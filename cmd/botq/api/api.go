@@ -12,6 +12,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -61,6 +62,11 @@ type Config struct {
 	// environment or a file (shown in app listings); nil means never.
 	ExternalToken func(appID string) bool
 	Logger        zerolog.Logger
+	// CheckSend asks Khoros, before an unknown action is cancelled, whether
+	// its send arrived (reconciler's CheckSend): an error refuses the cancel
+	// (ErrConflict when the send reached Khoros). nil asks nothing, and an
+	// unknown action is then cancelled possibly sent.
+	CheckSend func(ctx context.Context, actionID int64) (*store.SendCheck, error)
 	// ReplayBatchSize bounds the actions a bulk replay commits per
 	// transaction (default 500).
 	ReplayBatchSize int

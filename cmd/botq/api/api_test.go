@@ -71,14 +71,24 @@ func testPool(t *testing.T) (string, *pgxpool.Pool) {
 
 func setup(t *testing.T) *testBundle {
 	t.Helper()
+	return setupWith(t, nil)
+}
+
+// setupWith is setup with a change to the server's config.
+func setupWith(t *testing.T, mod func(*api.Config)) *testBundle {
+	t.Helper()
 	ctx := context.Background()
 	schema, pool := testPool(t)
 	s, err := store.New(schema)
 	require.NoError(t, err)
-	srv, err := api.New(api.Config{
+	cfg := api.Config{
 		DB: pool, Store: s, Kinds: jobs.Kinds(), Logger: zerolog.Nop(),
 		Auth: func(token string) (api.Principal, bool) { p, ok := principals[token]; return p, ok },
-	})
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	srv, err := api.New(cfg)
 	require.NoError(t, err)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)

@@ -29,6 +29,9 @@ type Action struct {
 	CreatedBy      string          `json:"created_by"`
 	UpdatedAt      time.Time       `json:"updated_at"`
 	FinishedAt     *time.Time      `json:"finished_at,omitempty"`
+	// PossiblySent: cancelled while its send's fate was unknown, and Khoros
+	// could not say whether it arrived; a replay needs allow_possibly_sent.
+	PossiblySent bool `json:"possibly_sent"`
 }
 
 // NewAction converts a stored action; registration secrets are redacted.
@@ -38,6 +41,7 @@ func NewAction(a *store.Action) Action {
 		IdempotencyKey: a.IdempotencyKey, Lane: a.Lane, RiverJobID: a.RiverJobID, ReplayOf: a.ReplayOf,
 		AttemptCount: a.AttemptCount, RequestID: a.RequestID, LastError: a.LastError,
 		CreatedAt: a.CreatedAt.UTC(), CreatedBy: a.CreatedBy, UpdatedAt: a.UpdatedAt.UTC(), FinishedAt: utc(a.FinishedAt),
+		PossiblySent: a.PossiblySent,
 	}
 }
 

@@ -1,12 +1,14 @@
 package api_test
 
 import (
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -213,4 +215,109 @@ func TestExportStreamsCSVAndJSON(t *testing.T) {
 	var one struct{ Request api.Request }
 	require.Equal(t, http.StatusOK, b.call(t, "GET", "/v1/requests/"+page.Requests[0].RequestID, keyAuditor, nil, &one).StatusCode)
 	require.Equal(t, page.Requests[0].RequestID, one.Request.RequestID)
+}
+
+// An unknown action's cancel asks Khoros first (Config.CheckSend): a send
+// found at Khoros refuses the cancel; one Khoros cannot answer for is
+// cancelled possibly sent, which the answer, the action and its event say,
+// and which a replay, one or bulk, dry run included, needs
+// allow_possibly_sent for.
+func TestCancelUnknownThenReplay(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var checked []int64
+	answer := map[int64]func() (*store.SendCheck, error){}
+	b := setupWith(t, func(c *api.Config) {
+		c.CheckSend = func(_ context.Context, id int64) (*store.SendCheck, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			checked = append(checked, id)
+			if f := answer[id]; f != nil {
+				return f()
+			}
+			return nil, nil
+		}
+	})
+	unknown := func(key string) api.Action {
+		t.Helper()
+		a := b.enqueue(t, keyOperator, key)
+		b.setState(t, a.ID, store.ActionUnknown)
+		_, err := b.pool.Exec(b.ctx, fmt.Sprintf(`UPDATE %s.river_job SET state = 'pending' WHERE id = $1`, b.s.Schema()), a.RiverJobID)
+		require.NoError(t, err)
+		return a
+	}
+	cancel := func(id int64) string { return fmt.Sprintf("/v1/actions/%d/cancel", id) }
+
+	found := unknown("cu-found")
+	answer[found.ID] = func() (*store.SendCheck, error) {
+		return nil, fmt.Errorf("cancel action %d: %w: it reached Khoros: request req-1 matches its unanswered send", found.ID, store.ErrConflict)
+	}
+	var e apiError
+	require.Equal(t, http.StatusConflict, b.call(t, "POST", cancel(found.ID), keyOperator, map[string]string{"reason": "r"}, &e).StatusCode)
+	require.Equal(t, "conflict", e.Error.Code)
+	require.Contains(t, e.Error.Message, "it reached Khoros: request req-1")
+
+	possibly := unknown("cu-possibly")
+	mu.Lock()
+	answer[possibly.ID] = func() (*store.SendCheck, error) {
+		return &store.SendCheck{Note: "Khoros could not be asked whether the send arrived: list requests: 503"}, nil
+	}
+	mu.Unlock()
+	var out api.CancelResponse
+	require.Equal(t, http.StatusOK, b.call(t, "POST", cancel(possibly.ID), keyOperator, map[string]string{"reason": "customer left"}, &out).StatusCode)
+	require.Equal(t, "cancelled", out.Action.State)
+	require.True(t, out.Action.PossiblySent)
+	require.Contains(t, out.Warning, "possibly sent")
+	require.Contains(t, out.Warning, "503")
+	require.Contains(t, out.Warning, "allow_possibly_sent")
+	mu.Lock()
+	require.Equal(t, []int64{found.ID, possibly.ID}, checked)
+	clean := unknown("cu-clean")
+	answer[clean.ID] = func() (*store.SendCheck, error) {
+		return &store.SendCheck{NotSent: true, Note: "it never reached Khoros"}, nil
+	}
+	mu.Unlock()
+	out = api.CancelResponse{}
+	require.Equal(t, http.StatusOK, b.call(t, "POST", cancel(clean.ID), keyOperator, nil, &out).StatusCode)
+	require.False(t, out.Action.PossiblySent)
+	require.Empty(t, out.Warning)
+
+	var detail api.ActionDetail
+	require.Equal(t, http.StatusOK, b.call(t, "GET", fmt.Sprintf("/v1/actions/%d", possibly.ID), keyAuditor, nil, &detail).StatusCode)
+	require.True(t, detail.Action.PossiblySent)
+	require.Equal(t, "cancel", detail.Events[0].Kind)
+	require.Contains(t, string(detail.Events[0].After), `"possibly_sent":true`)
+
+	replay := func(id int64) string { return fmt.Sprintf("/v1/actions/%d/replay", id) }
+	for _, body := range []map[string]any{{"reason": "resend"}, {"reason": "resend", "dry_run": true}} {
+		e = apiError{}
+		require.Equal(t, http.StatusConflict, b.call(t, "POST", replay(possibly.ID), keyOperator, body, &e).StatusCode, "%v", body)
+		require.Equal(t, "replay_refused", e.Error.Code)
+		require.Equal(t, "allow_possibly_sent", e.Error.Field)
+		require.Contains(t, e.Error.Message, "possibly sent")
+	}
+	var plan api.BulkReplayResponse
+	filter := map[string]any{"ids": []int64{possibly.ID, clean.ID}}
+	require.Equal(t, http.StatusOK, b.call(t, "POST", "/v1/replay", keyOperator, map[string]any{"filter": filter, "reason": "r", "dry_run": true}, &plan).StatusCode)
+	require.EqualValues(t, 1, plan.Eligible)
+	require.Equal(t, map[string]int64{"allow_possibly_sent": 1}, plan.Skipped)
+	plan = api.BulkReplayResponse{}
+	require.Equal(t, http.StatusOK, b.call(t, "POST", "/v1/replay", keyOperator,
+		map[string]any{"filter": filter, "reason": "r", "dry_run": true, "allow_possibly_sent": true}, &plan).StatusCode)
+	require.EqualValues(t, 2, plan.Eligible)
+	require.Empty(t, plan.Skipped)
+	var rp api.ReplayResponse
+	require.Equal(t, http.StatusCreated, b.call(t, "POST", replay(possibly.ID), keyOperator,
+		map[string]any{"reason": "checked with the customer: not received", "allow_possibly_sent": true}, &rp).StatusCode)
+	require.Equal(t, possibly.ID, *rp.Action.ReplayOf)
+
+	// Without a check (no CheckSend) an unknown action is cancelled possibly
+	// sent: nobody asked Khoros.
+	plain := setup(t)
+	a := plain.enqueue(t, keyOperator, "cu-plain")
+	plain.setState(t, a.ID, store.ActionUnknown)
+	out = api.CancelResponse{}
+	require.Equal(t, http.StatusOK, plain.call(t, "POST", cancel(a.ID), keyOperator, nil, &out).StatusCode)
+	require.True(t, out.Action.PossiblySent)
+	require.Contains(t, out.Warning, store.CancelNoCheck)
 }
