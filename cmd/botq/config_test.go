@@ -150,12 +150,22 @@ func TestConfigEnvironment(t *testing.T) {
 	require.Contains(t, got, "BOTQ_DATABASE_MAX_CONNS")
 }
 
+// The refusal reads the environment it is given, not the process's: a
+// DATABASE_URL exported in the shell changes neither this test nor botq's
+// answer for the environment it was given.
 func TestConfigRefusesPasswordInFile(t *testing.T) {
 	t.Parallel()
-	_, err := LoadConfig(writeConfig(t, "database:\n  url: postgres://u:hunter2@db/x\n"), envOf())
+	path := writeConfig(t, "database:\n  url: postgres://u:hunter2@db/x\n")
+	_, err := LoadConfig(path, envOf())
 	got := strings.Join(problems(t, err), "\n")
 	require.Contains(t, got, "database.url: holds a password")
 	require.NotContains(t, got, "hunter2")
+
+	for _, name := range []string{"DATABASE_URL", "BOTQ_DATABASE_URL"} {
+		cfg, err := LoadConfig(path, envOf(name, "postgres://u:from-env@db/y"))
+		require.NoError(t, err, "the URL, password and all, comes from %s", name)
+		require.Equal(t, "postgres://u:from-env@db/y", cfg.Database.URL)
+	}
 }
 
 // Bad input at the command line gets one clear message and a non-zero exit,
