@@ -97,7 +97,7 @@ func runBenchSmoke(t *testing.T, args ...string) (benchReport, string) {
 	defer cancel()
 	out := filepath.Join(t.TempDir(), "bench.json")
 	var stdout, stderr bytes.Buffer
-	code := run(ctx, append([]string{"bench", "--smoke", "--database-url", url, "--out", out}, args...), nil, &stdout, &stderr)
+	code := runEnv(ctx, append([]string{"bench", "--smoke", "--database-url", url, "--out", out}, args...), envOf(), nil, &stdout, &stderr)
 	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 	data, err := os.ReadFile(out)
 	require.NoError(t, err)

@@ -390,7 +390,7 @@ func TestExportFlatMemory(t *testing.T) {
 		args, err := json.Marshal([]string{"requests", "export", "--app", "export-app", "--format", format, "--out", path})
 		require.NoError(t, err)
 		cmd := osexec.Command(os.Args[0], "-test.run=^TestExportFlatMemory$", "-test.count=1")
-		cmd.Env = append(os.Environ(), exportChildEnv+"="+string(args), "BOTQ_TEST_SCHEMA="+schema)
+		cmd.Env = childEnv(exportChildEnv+"="+string(args), "BOTQ_TEST_SCHEMA="+schema)
 		start := time.Now()
 		out, err := cmd.CombinedOutput()
 		took := time.Since(start)

@@ -208,8 +208,24 @@ type proc struct {
 	clientID string
 }
 
+// childEnv is the environment of a process a test starts: this process's
+// (PATH, HOME, the Go and proxy settings a build needs), less whatever would
+// configure botq or a Postgres client behind the test's back (DATABASE_URL,
+// BOTQ_*, PG*: `make run` invites exporting DATABASE_URL), plus set.
+func childEnv(set ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if k == "DATABASE_URL" || strings.HasPrefix(k, "BOTQ_") || strings.HasPrefix(k, "PG") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, set...)
+}
+
 func (c *cluster) env() []string {
-	return append(os.Environ(),
+	return childEnv(
 		"DATABASE_URL="+c.url,
 		"BOTQ_ENCRYPTION_KEY="+c.key,
 		"BOTQ_API_KEYS="+c.apiKeys,
