@@ -111,7 +111,7 @@ func TestChaosRandomKills(t *testing.T) {
 	if chaosFull() {
 		n, kills, spread = 10000, 12, 60*time.Second
 	}
-	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 41, SettleDelayMax: time.Second, MaxCallLog: -1}, maxWorkers: 20})
+	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 41, SettleDelayMax: time.Second, MaxCallLog: -1}, maxWorkers: 20, procs: 3})
 	apps := []string{"app-1", "app-2"}
 	for _, a := range apps {
 		c.addApp(a, nil)
@@ -162,7 +162,7 @@ func TestChaosKillWhileParked(t *testing.T) {
 	if chaosFull() {
 		n = 2000
 	}
-	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 44, SettleDelayMax: time.Second, MaxCallLog: -1}, maxWorkers: 20})
+	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 44, SettleDelayMax: time.Second, MaxCallLog: -1}, maxWorkers: 20, procs: 2})
 	limit := 4
 	c.addApp("limited", func(p *store.AppUpsertParams) { p.ConcurrencyLimit = &limit })
 	require.NoError(t, c.sim.SetFault("*", sim.Fault{Latency: sim.Duration(50 * time.Millisecond), Jitter: sim.Duration(100 * time.Millisecond)}))
@@ -202,7 +202,7 @@ func TestChaosPostgresRestart(t *testing.T) {
 		t.Skipf("no throwaway Postgres cluster here: %v", err)
 	}
 	t.Cleanup(db.Stop)
-	c := newClusterAt(t, db.URL, clusterOpts{sim: sim.Options{Seed: 42, SettleDelayMax: time.Second}})
+	c := newClusterAt(t, db.URL, clusterOpts{sim: sim.Options{Seed: 42, SettleDelayMax: time.Second}, procs: 2})
 	c.addApp("app-1", nil)
 	c.start("p0")
 	c.start("p1")
@@ -238,7 +238,7 @@ func TestChaosFaultStorm(t *testing.T) {
 	if chaosFull() {
 		n = 6000
 	}
-	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 43, SettleDelayMax: time.Second, MaxCallLog: -1}})
+	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 43, SettleDelayMax: time.Second, MaxCallLog: -1}, procs: 2})
 	apps := []string{"app-1", "app-2", "app-3", "app-4"}
 	for _, a := range apps {
 		c.addApp(a, nil)

@@ -42,6 +42,8 @@ type cliBundle struct {
 
 func setupCLI(t *testing.T) *cliBundle {
 	t.Helper()
+	// The test's pool and one command's (cli.go) at a time.
+	storetest.Conns(t, 2+cliConns)
 	schema, pool, s := storetest.NewStore(t, 2)
 	simSrv := sim.New(sim.Options{Seed: 1})
 	hs := httptest.NewServer(simSrv)
@@ -369,6 +371,8 @@ func TestExportFlatMemory(t *testing.T) {
 		t.Skip("exports 100,000 records; skipped with -short")
 	}
 	t.Parallel()
+	// The test's pool and the child's export command's.
+	storetest.Conns(t, 2+cliConns)
 	schema, pool := storetest.NewSchema(t, 2)
 	ctx := context.Background()
 	const n = 100_000

@@ -173,6 +173,7 @@ func TestConfigRefusesPasswordInFile(t *testing.T) {
 func TestCLIBadInput(t *testing.T) {
 	t.Parallel()
 	url := storetest.DatabaseURL(t)
+	storetest.Conns(t, 2) // serve's pool in "schema behind"
 	behindSchema := "t_behind_" + randomHex(4)
 	tests := []struct {
 		name     string
@@ -190,7 +191,7 @@ func TestCLIBadInput(t *testing.T) {
 			want: []string{"nope.yaml"}},
 		{name: "unreachable database", args: []string{"migrate", "status"}, env: []string{"DATABASE_URL", "postgres://postgres@127.0.0.1:1/x?connect_timeout=2"},
 			wantCode: 1, want: []string{"127.0.0.1:1", "is Postgres running"}},
-		{name: "schema behind", args: []string{"serve"}, env: []string{"DATABASE_URL", url, "BOTQ_DATABASE_SCHEMA", behindSchema, "BOTQ_HTTP_LISTEN", "127.0.0.1:0"},
+		{name: "schema behind", args: []string{"serve"}, env: []string{"DATABASE_URL", url, "BOTQ_DATABASE_SCHEMA", behindSchema, "BOTQ_HTTP_LISTEN", "127.0.0.1:0", "BOTQ_DATABASE_MAX_CONNS", "2"},
 			wantCode: 1, want: []string{"behind", "botq migrate up"}},
 		{name: "bad sim flag", args: []string{"sim", "--error-rate", "2"}, wantCode: 2, want: []string{"--error-rate"}},
 	}

@@ -86,30 +86,43 @@ type cluster struct {
 	dir     string
 	apiKeys string
 
-	mu    sync.Mutex
-	procs []*proc
+	mu       sync.Mutex
+	procs    []*proc
+	maxProcs int
 }
 
 type clusterOpts struct {
 	sim        sim.Options
 	maxWorkers int
+	// procs is the most botq serve processes running at once (default 1):
+	// the test reserves their connections up front.
+	procs int
 	// yaml is appended to the processes' config file.
 	yaml string
 }
 
+// The connections a cluster holds on the test database (storetest.Conns).
+const (
+	clusterPoolConns = 4 // the test's own pool: enqueues and checks
+	procMaxConns     = 6 // database.max_conns of each botq serve process
+	cliConns         = 4 // one botq CLI command (or psql) at a time
+)
+
 func newCluster(t *testing.T, opts clusterOpts) *cluster {
 	t.Helper()
 	url := storetest.DatabaseURL(t)
-	schema, pool := storetest.NewSchema(t, 8)
+	storetest.Conns(t, clusterPoolConns+max(opts.procs, 1)*procMaxConns+cliConns)
+	schema, pool := storetest.NewSchema(t, clusterPoolConns)
 	return setupCluster(t, url, schema, pool, opts)
 }
 
-// newClusterAt is newCluster on another database (a throwaway cluster).
+// newClusterAt is newCluster on another database (a throwaway cluster), out
+// of the test database's connection budget.
 func newClusterAt(t *testing.T, url string, opts clusterOpts) *cluster {
 	t.Helper()
 	ctx := context.Background()
 	schema := "e2e_" + randomHex(4)
-	pool, err := store.NewPool(ctx, url, schema, store.PoolOptions{MaxConns: 8})
+	pool, err := store.NewPool(ctx, url, schema, store.PoolOptions{MaxConns: clusterPoolConns})
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
 	_, err = migrations.Up(ctx, pool, schema, nil)
@@ -135,14 +148,14 @@ func setupCluster(t *testing.T, url, schema string, pool *pgxpool.Pool, opts clu
 		opts.maxWorkers = 50
 	}
 	c := &cluster{
-		t: t, ctx: context.Background(), url: url, schema: schema, pool: pool, store: s, sim: simSrv, simURL: hs.URL,
+		t: t, ctx: context.Background(), url: url, schema: schema, pool: pool, store: s, sim: simSrv, simURL: hs.URL, maxProcs: max(opts.procs, 1),
 		key: base64.StdEncoding.EncodeToString(rawKey), keyring: kr, dir: t.TempDir(),
 		apiKeys: "op:operator:" + randomHex(16) + "\naud:auditor:" + randomHex(16) + "\nenq:enqueuer:" + randomHex(16),
 	}
 	c.config = filepath.Join(c.dir, "botq.yaml")
 	cfg := fmt.Sprintf(`database:
   schema: %s
-  max_conns: 10
+  max_conns: %d
 log:
   level: debug
 http:
@@ -168,7 +181,7 @@ kinds:
   form: {retry_base: 100ms, retry_max: 1s}
   tag: {retry_base: 100ms, retry_max: 1s}
   control: {retry_base: 100ms, retry_max: 1s}
-`, schema, opts.maxWorkers) + opts.yaml
+`, schema, procMaxConns, opts.maxWorkers) + opts.yaml
 	require.NoError(t, os.WriteFile(c.config, []byte(cfg), 0o600))
 	t.Cleanup(c.stopAll)
 	return c
@@ -241,6 +254,17 @@ func (c *cluster) start(name string, args ...string) *proc {
 		args = []string{"serve"}
 	}
 	bin := botqBinary(c.t)
+	c.mu.Lock()
+	alive := 0
+	for _, p := range c.procs {
+		if p.alive() {
+			alive++
+		}
+	}
+	c.mu.Unlock()
+	if alive >= c.maxProcs {
+		c.t.Fatalf("start %s: %d processes are running, and the cluster reserved connections for %d (clusterOpts.procs)", name, alive, c.maxProcs)
+	}
 	p := &proc{name: name, log: filepath.Join(c.dir, fmt.Sprintf("%s-%d.log", name, time.Now().UnixNano())), done: make(chan struct{})}
 	f, err := os.Create(p.log)
 	require.NoError(c.t, err)

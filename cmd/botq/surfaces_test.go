@@ -27,6 +27,7 @@ const (
 // insert-only River client) on a fresh schema and returns its base URL.
 func startAPIMain(t *testing.T, edit func(*Config)) (*Main, string) {
 	t.Helper()
+	storetest.Conns(t, 2+4)
 	schema, _ := storetest.NewSchema(t, 2)
 	cfg := DefaultConfig()
 	cfg.Database.URL = storetest.DatabaseURL(t)
