@@ -50,10 +50,11 @@ test/chaos: build ## The long fault tests (kill -9, Postgres restart, fault stor
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (default 5000 inputs)
-	@set -e; for pkg in $$($(GO) list ./...); do \
+	@set -e; log=$$(mktemp "$${TMPDIR:-/tmp}/botq-fuzz.XXXXXX"); trap 'rm -f "$$log"' EXIT; \
+	for pkg in $$($(GO) list ./...); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
 	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
-	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg > /tmp/botq-fuzz.log 2>&1 || { cat /tmp/botq-fuzz.log; exit 1; }; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg > "$$log" 2>&1 || { cat "$$log"; exit 1; }; \
 	  done; \
 	done
 

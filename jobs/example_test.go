@@ -55,6 +55,8 @@ func ExampleEnqueue() {
 // database, with the app it names.
 func TestExampleEnqueue(t *testing.T) {
 	url := storetest.DatabaseURL(t)
+	// This pool, and the one connection of the example's own pool.
+	storetest.Conns(t, 5)
 	ctx := context.Background()
 	pool, err := store.NewPool(ctx, url, "botq", store.PoolOptions{MaxConns: 4})
 	require.NoError(t, err)

@@ -439,6 +439,16 @@ func (e *Executor) unauthorized(ctx context.Context, job *river.Job[ActionArgs],
 		// A new token (ours, or another process's): try again now.
 		return river.JobSnooze(0)
 	}
+	if ctx.Err() != nil {
+		// The job's time ran out before its refresh was tried: the jobs that
+		// got a 401 together refresh one after the other under the app's
+		// lock. Whether a refresh helps is not known yet, so the app is not
+		// paused; the job looks again soon (paused by then, or with a new
+		// token) without using an attempt.
+		e.cfg.Logger.Warn().Err(err).Str("app_id", app.ID).Int64("action_id", item.Action.ID).
+			Msg("jobs: No time left to refresh the token after a 401; the action tries again soon without using an attempt")
+		return river.JobSnooze(notSentRetry + jitter(notSentRetry))
+	}
 	e.cfg.Logger.Warn().Err(err).Str("app_id", app.ID).Msg("jobs: Token refresh after a 401 failed")
 	return e.pauseApp(ctx, app.ID, item.Action.ID, fmt.Sprintf(
 		"Khoros refused the app's token (401) and botq's refresh of it failed (%v); set a new token with botq token set", err),
@@ -446,11 +456,16 @@ func (e *Executor) unauthorized(ctx context.Context, job *river.Job[ActionArgs],
 }
 
 // pauseApp pauses the app until an operator acts, records why, and snoozes
-// the job without using an attempt.
+// the job without using an attempt. When the pause cannot be written (a
+// database error, the job's time run out) the job snoozes briefly instead:
+// an error would use one of its attempts for a call that was never made or
+// was refused for the app's token, not for the action.
 func (e *Executor) pauseApp(ctx context.Context, appID string, actionID int64, reason, event string) error {
 	paused, err := e.cfg.Store.AppPauseUnlessPaused(ctx, e.cfg.Pool, appID, actionID, event, reason)
 	if err != nil {
-		return err
+		e.cfg.Logger.Warn().Err(err).Str("app_id", appID).Int64("action_id", actionID).
+			Msg("jobs: Could not pause the app; the action tries again soon without using an attempt")
+		return river.JobSnooze(notSentRetry + jitter(notSentRetry))
 	}
 	if paused {
 		e.cfg.Logger.Warn().Str("app_id", appID).Int64("action_id", actionID).Msg("jobs: App paused: " + reason)

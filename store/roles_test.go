@@ -52,6 +52,8 @@ func (e *roleEnv) loginAs(t *testing.T, group string) (*pgx.Conn, string) {
 func setupRoles(t *testing.T) *roleEnv {
 	t.Helper()
 	ctx := context.Background()
+	// The pool, the owner's connection and two login roles' at once.
+	storetest.Conns(t, 5)
 	schema, pool, s := storetest.NewStore(t, 2)
 	owner, err := pgx.Connect(ctx, storetest.DatabaseURL(t))
 	require.NoError(t, err)

@@ -93,11 +93,16 @@ func TestBenchSmoke(t *testing.T) {
 func runBenchSmoke(t *testing.T, args ...string) (benchReport, string) {
 	t.Helper()
 	url := storetest.DatabaseURL(t)
+	// All a test may reserve (the bench tests are not parallel anyway). The
+	// bench's pools could hold more (botq's and River's are 20 each, and its
+	// drain child has its own), but they are never all full at once; the
+	// README's testing section gives the suite's measured peak.
+	storetest.Conns(t, storetest.ConnsMax)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	out := filepath.Join(t.TempDir(), "bench.json")
 	var stdout, stderr bytes.Buffer
-	code := run(ctx, append([]string{"bench", "--smoke", "--database-url", url, "--out", out}, args...), nil, &stdout, &stderr)
+	code := runEnv(ctx, append([]string{"bench", "--smoke", "--database-url", url, "--out", out}, args...), envOf(), nil, &stdout, &stderr)
 	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 	data, err := os.ReadFile(out)
 	require.NoError(t, err)

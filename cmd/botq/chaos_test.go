@@ -111,7 +111,7 @@ func TestChaosRandomKills(t *testing.T) {
 	if chaosFull() {
 		n, kills, spread = 10000, 12, 60*time.Second
 	}
-	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 41, SettleDelayMax: time.Second, MaxCallLog: -1}, maxWorkers: 20})
+	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 41, SettleDelayMax: time.Second, MaxCallLog: -1}, maxWorkers: 20, procs: 3})
 	apps := []string{"app-1", "app-2"}
 	for _, a := range apps {
 		c.addApp(a, nil)
@@ -162,7 +162,7 @@ func TestChaosKillWhileParked(t *testing.T) {
 	if chaosFull() {
 		n = 2000
 	}
-	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 44, SettleDelayMax: time.Second, MaxCallLog: -1}, maxWorkers: 20})
+	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 44, SettleDelayMax: time.Second, MaxCallLog: -1}, maxWorkers: 20, procs: 2})
 	limit := 4
 	c.addApp("limited", func(p *store.AppUpsertParams) { p.ConcurrencyLimit = &limit })
 	require.NoError(t, c.sim.SetFault("*", sim.Fault{Latency: sim.Duration(50 * time.Millisecond), Jitter: sim.Duration(100 * time.Millisecond)}))
@@ -202,7 +202,7 @@ func TestChaosPostgresRestart(t *testing.T) {
 		t.Skipf("no throwaway Postgres cluster here: %v", err)
 	}
 	t.Cleanup(db.Stop)
-	c := newClusterAt(t, db.URL, clusterOpts{sim: sim.Options{Seed: 42, SettleDelayMax: time.Second}})
+	c := newClusterAt(t, db.URL, clusterOpts{sim: sim.Options{Seed: 42, SettleDelayMax: time.Second}, procs: 2})
 	c.addApp("app-1", nil)
 	c.start("p0")
 	c.start("p1")
@@ -238,7 +238,7 @@ func TestChaosFaultStorm(t *testing.T) {
 	if chaosFull() {
 		n = 6000
 	}
-	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 43, SettleDelayMax: time.Second, MaxCallLog: -1}})
+	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 43, SettleDelayMax: time.Second, MaxCallLog: -1}, procs: 2})
 	apps := []string{"app-1", "app-2", "app-3", "app-4"}
 	for _, a := range apps {
 		c.addApp(a, nil)
@@ -271,12 +271,20 @@ func TestChaosFaultStorm(t *testing.T) {
 
 // A revoked token mid-run: the app pauses (an event says why), other apps
 // keep going, and once a new token is set its work resumes with no attempt
-// spent meanwhile.
+// spent meanwhile. The victim's token was last refreshed long ago, so every
+// job that gets a 401 tries a refresh; each takes 150 ms, as a real one may,
+// and they run one after the other under the app's lock, so the last jobs
+// run out of time (job_timeout) waiting for theirs.
 func TestChaosTokenRevoked(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 44, SettleDelayMax: 500 * time.Millisecond}})
 	c.addApp("victim", nil)
 	c.addApp("bystander", nil)
+	// Without this the path taken would depend on the machine's speed: a
+	// token set less than a minute before the 401 is not refreshed.
+	_, err := c.pool.Exec(c.ctx, fmt.Sprintf(`UPDATE %s.app SET token_refreshed_at = now() - interval '1 hour' WHERE id = 'victim'`, c.schema))
+	require.NoError(t, err)
+	require.NoError(t, c.sim.SetFault("token_refresh", sim.Fault{Latency: sim.Duration(150 * time.Millisecond)}))
 	c.start("p0")
 
 	app, err := c.store.AppGet(c.ctx, c.pool, "victim")
@@ -306,7 +314,17 @@ func TestChaosTokenRevoked(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, events, 1, "one event says why")
 	require.Contains(t, c.metrics(c.procs[0]), `botq_app_paused{app="victim"} 1`, "and a metric")
-	time.Sleep(time.Second)
+	// The token is set once every victim job waits out the pause (snoozed for
+	// its paused recheck, 30 s): a job still running then, waiting for its
+	// refresh, is not woken by the resume and would look again only after
+	// its recheck.
+	require.Eventually(t, func() bool {
+		var running int
+		err := c.pool.QueryRow(c.ctx, fmt.Sprintf(`
+			SELECT count(*) FROM %[1]s.river_job j JOIN %[1]s.action a ON a.river_job_id = j.id
+			WHERE a.id = ANY($1) AND NOT (j.state = 'scheduled' AND j.scheduled_at > now() + interval '10 seconds')`, c.schema), vIDs).Scan(&running)
+		return err == nil && running == 0
+	}, 30*time.Second, 100*time.Millisecond, "the victim's jobs wait for the pause to end")
 	require.Zero(t, c.states(vIDs)["succeeded"])
 
 	// A new token, set the way an operator does.
@@ -319,7 +337,20 @@ func TestChaosTokenRevoked(t *testing.T) {
 
 	var maxAttempt int
 	require.NoError(t, c.pool.QueryRow(c.ctx, fmt.Sprintf(`SELECT max(j.attempt) FROM %[1]s.river_job j JOIN %[1]s.action a ON a.river_job_id = j.id WHERE a.id = ANY($1)`, c.schema), vIDs).Scan(&maxAttempt))
-	require.Equal(t, 1, maxAttempt, "the 401s used none of the jobs' attempts")
+	require.Equal(t, 1, maxAttempt, "the 401s used none of the jobs' attempts: %s", c.jobErrors(vIDs))
+	require.NotEmpty(t, c.sim.Calls(sim.CallFilter{AppID: "victim", Endpoint: "token_refresh"}), "a refresh was tried")
+}
+
+// jobErrors lists the errors River recorded for the jobs of actions ids,
+// for a failing test's message.
+func (c *cluster) jobErrors(ids []int64) string {
+	c.t.Helper()
+	var errs string
+	require.NoError(c.t, c.pool.QueryRow(c.ctx, fmt.Sprintf(`
+		SELECT coalesce(string_agg(DISTINCT e->>'error', '; '), '')
+		FROM %[1]s.river_job j JOIN %[1]s.action a ON a.river_job_id = j.id, unnest(j.errors) e
+		WHERE a.id = ANY($1)`, c.schema), ids).Scan(&errs))
+	return errs
 }
 
 // Nothing secret and no message text reaches the logs of a full run with
@@ -430,6 +461,7 @@ func TestChaosCombinedFaults(t *testing.T) {
 	c := newClusterAt(t, db.URL, clusterOpts{
 		sim:               sim.Options{Seed: 71, SettleDelayMax: time.Second, MaxCallLog: -1},
 		maxWorkers:        20,
+		procs:             2,
 		reconcileInterval: 2 * time.Second,
 	})
 	const app = "app-1"

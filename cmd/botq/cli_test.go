@@ -42,6 +42,8 @@ type cliBundle struct {
 
 func setupCLI(t *testing.T) *cliBundle {
 	t.Helper()
+	// The test's pool and one command's (cli.go) at a time.
+	storetest.Conns(t, 2+cliConns)
 	schema, pool, s := storetest.NewStore(t, 2)
 	simSrv := sim.New(sim.Options{Seed: 1})
 	hs := httptest.NewServer(simSrv)
@@ -369,6 +371,8 @@ func TestExportFlatMemory(t *testing.T) {
 		t.Skip("exports 100,000 records; skipped with -short")
 	}
 	t.Parallel()
+	// The test's pool and the child's export command's.
+	storetest.Conns(t, 2+cliConns)
 	schema, pool := storetest.NewSchema(t, 2)
 	ctx := context.Background()
 	const n = 100_000
@@ -390,7 +394,7 @@ func TestExportFlatMemory(t *testing.T) {
 		args, err := json.Marshal([]string{"requests", "export", "--app", "export-app", "--format", format, "--out", path})
 		require.NoError(t, err)
 		cmd := osexec.Command(os.Args[0], "-test.run=^TestExportFlatMemory$", "-test.count=1")
-		cmd.Env = append(os.Environ(), exportChildEnv+"="+string(args), "BOTQ_TEST_SCHEMA="+schema)
+		cmd.Env = childEnv(exportChildEnv+"="+string(args), "BOTQ_TEST_SCHEMA="+schema)
 		start := time.Now()
 		out, err := cmd.CombinedOutput()
 		took := time.Since(start)

@@ -221,7 +221,7 @@ func LoadConfig(path string, env func(string) (string, bool)) (Config, error) {
 		}
 	}
 	problems = append(problems, applyEnv(&cfg, env)...)
-	problems = append(problems, cfg.readSecretFiles(path != "")...)
+	problems = append(problems, cfg.readSecretFiles(path != "", env)...)
 	problems = append(problems, cfg.Validate()...)
 	if len(problems) > 0 {
 		return cfg, &ConfigError{Problems: problems}
@@ -387,8 +387,9 @@ func setScalar(f reflect.Value, s string) error {
 	return nil
 }
 
-// readSecretFiles reads secrets configured as files.
-func (c *Config) readSecretFiles(fromFile bool) []string {
+// readSecretFiles reads secrets configured as files. A password in the
+// config file is refused unless the environment (env) gives the URL.
+func (c *Config) readSecretFiles(fromFile bool, env func(string) (string, bool)) []string {
 	var problems []string
 	read := func(key, path string) string {
 		b, err := os.ReadFile(path)
@@ -400,7 +401,7 @@ func (c *Config) readSecretFiles(fromFile bool) []string {
 	}
 	if c.Database.URLFile != "" {
 		c.Database.URL = read("database.url_file", c.Database.URLFile)
-	} else if fromFile && urlHasPassword(c.Database.URL) && os.Getenv("DATABASE_URL") == "" && os.Getenv("BOTQ_DATABASE_URL") == "" {
+	} else if fromFile && urlHasPassword(c.Database.URL) && !envSet(env, "DATABASE_URL") && !envSet(env, "BOTQ_DATABASE_URL") {
 		problems = append(problems, "database.url: holds a password; secrets come from the environment (DATABASE_URL) or database.url_file, not the config file")
 	}
 	if c.Encryption.KeyFile != "" && c.Encryption.Key == "" {
@@ -410,6 +411,12 @@ func (c *Config) readSecretFiles(fromFile bool) []string {
 		c.HTTP.APIKeys = read("http.api_keys_file", c.HTTP.APIKeysFile)
 	}
 	return problems
+}
+
+// envSet reports whether env gives name a value other than "".
+func envSet(env func(string) (string, bool), name string) bool {
+	v, ok := env(name)
+	return ok && v != ""
 }
 
 func urlHasPassword(s string) bool {

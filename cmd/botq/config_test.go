@@ -150,12 +150,22 @@ func TestConfigEnvironment(t *testing.T) {
 	require.Contains(t, got, "BOTQ_DATABASE_MAX_CONNS")
 }
 
+// The refusal reads the environment it is given, not the process's: a
+// DATABASE_URL exported in the shell changes neither this test nor botq's
+// answer for the environment it was given.
 func TestConfigRefusesPasswordInFile(t *testing.T) {
 	t.Parallel()
-	_, err := LoadConfig(writeConfig(t, "database:\n  url: postgres://u:hunter2@db/x\n"), envOf())
+	path := writeConfig(t, "database:\n  url: postgres://u:hunter2@db/x\n")
+	_, err := LoadConfig(path, envOf())
 	got := strings.Join(problems(t, err), "\n")
 	require.Contains(t, got, "database.url: holds a password")
 	require.NotContains(t, got, "hunter2")
+
+	for _, name := range []string{"DATABASE_URL", "BOTQ_DATABASE_URL"} {
+		cfg, err := LoadConfig(path, envOf(name, "postgres://u:from-env@db/y"))
+		require.NoError(t, err, "the URL, password and all, comes from %s", name)
+		require.Equal(t, "postgres://u:from-env@db/y", cfg.Database.URL)
+	}
 }
 
 // Bad input at the command line gets one clear message and a non-zero exit,
@@ -163,6 +173,7 @@ func TestConfigRefusesPasswordInFile(t *testing.T) {
 func TestCLIBadInput(t *testing.T) {
 	t.Parallel()
 	url := storetest.DatabaseURL(t)
+	storetest.Conns(t, 2) // serve's pool in "schema behind"
 	behindSchema := "t_behind_" + randomHex(4)
 	tests := []struct {
 		name     string
@@ -180,7 +191,7 @@ func TestCLIBadInput(t *testing.T) {
 			want: []string{"nope.yaml"}},
 		{name: "unreachable database", args: []string{"migrate", "status"}, env: []string{"DATABASE_URL", "postgres://postgres@127.0.0.1:1/x?connect_timeout=2"},
 			wantCode: 1, want: []string{"127.0.0.1:1", "is Postgres running"}},
-		{name: "schema behind", args: []string{"serve"}, env: []string{"DATABASE_URL", url, "BOTQ_DATABASE_SCHEMA", behindSchema, "BOTQ_HTTP_LISTEN", "127.0.0.1:0"},
+		{name: "schema behind", args: []string{"serve"}, env: []string{"DATABASE_URL", url, "BOTQ_DATABASE_SCHEMA", behindSchema, "BOTQ_HTTP_LISTEN", "127.0.0.1:0", "BOTQ_DATABASE_MAX_CONNS", "2"},
 			wantCode: 1, want: []string{"behind", "botq migrate up"}},
 		{name: "bad sim flag", args: []string{"sim", "--error-rate", "2"}, wantCode: 2, want: []string{"--error-rate"}},
 	}

@@ -86,8 +86,9 @@ type cluster struct {
 	dir     string
 	apiKeys string
 
-	mu    sync.Mutex
-	procs []*proc
+	mu       sync.Mutex
+	procs    []*proc
+	maxProcs int
 }
 
 type clusterOpts struct {
@@ -98,23 +99,35 @@ type clusterOpts struct {
 	callTimeout time.Duration
 	// reconcileInterval is how often the reconciler runs (default 500ms).
 	reconcileInterval time.Duration
+	// procs is the most botq serve processes running at once (default 1):
+	// the test reserves their connections up front.
+	procs int
 	// yaml is appended to the processes' config file.
 	yaml string
 }
 
+// The connections a cluster holds on the test database (storetest.Conns).
+const (
+	clusterPoolConns = 4 // the test's own pool: enqueues and checks
+	procMaxConns     = 6 // database.max_conns of each botq serve process
+	cliConns         = 4 // one botq CLI command (or psql) at a time
+)
+
 func newCluster(t *testing.T, opts clusterOpts) *cluster {
 	t.Helper()
 	url := storetest.DatabaseURL(t)
-	schema, pool := storetest.NewSchema(t, 8)
+	storetest.Conns(t, clusterPoolConns+max(opts.procs, 1)*procMaxConns+cliConns)
+	schema, pool := storetest.NewSchema(t, clusterPoolConns)
 	return setupCluster(t, url, schema, pool, opts)
 }
 
-// newClusterAt is newCluster on another database (a throwaway cluster).
+// newClusterAt is newCluster on another database (a throwaway cluster), out
+// of the test database's connection budget.
 func newClusterAt(t *testing.T, url string, opts clusterOpts) *cluster {
 	t.Helper()
 	ctx := context.Background()
 	schema := "e2e_" + randomHex(4)
-	pool, err := store.NewPool(ctx, url, schema, store.PoolOptions{MaxConns: 8})
+	pool, err := store.NewPool(ctx, url, schema, store.PoolOptions{MaxConns: clusterPoolConns})
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
 	_, err = migrations.Up(ctx, pool, schema, nil)
@@ -146,14 +159,14 @@ func setupCluster(t *testing.T, url, schema string, pool *pgxpool.Pool, opts clu
 		opts.reconcileInterval = 500 * time.Millisecond
 	}
 	c := &cluster{
-		t: t, ctx: context.Background(), url: url, schema: schema, pool: pool, store: s, sim: simSrv, simURL: hs.URL,
+		t: t, ctx: context.Background(), url: url, schema: schema, pool: pool, store: s, sim: simSrv, simURL: hs.URL, maxProcs: max(opts.procs, 1),
 		key: base64.StdEncoding.EncodeToString(rawKey), keyring: kr, dir: t.TempDir(),
 		apiKeys: "op:operator:" + randomHex(16) + "\naud:auditor:" + randomHex(16) + "\nenq:enqueuer:" + randomHex(16),
 	}
 	c.config = filepath.Join(c.dir, "botq.yaml")
 	cfg := fmt.Sprintf(`database:
   schema: %s
-  max_conns: 10
+  max_conns: %d
 log:
   level: debug
 http:
@@ -179,7 +192,7 @@ kinds:
   form: {retry_base: 100ms, retry_max: 1s}
   tag: {retry_base: 100ms, retry_max: 1s}
   control: {retry_base: 100ms, retry_max: 1s}
-`, schema, opts.maxWorkers, 2*opts.callTimeout, 3*opts.callTimeout, opts.callTimeout, opts.reconcileInterval, opts.callTimeout+time.Second) + opts.yaml
+`, schema, procMaxConns, opts.maxWorkers, 2*opts.callTimeout, 3*opts.callTimeout, opts.callTimeout, opts.reconcileInterval, opts.callTimeout+time.Second) + opts.yaml
 	require.NoError(t, os.WriteFile(c.config, []byte(cfg), 0o600))
 	t.Cleanup(c.stopAll)
 	return c
@@ -219,8 +232,24 @@ type proc struct {
 	clientID string
 }
 
+// childEnv is the environment of a process a test starts: this process's
+// (PATH, HOME, the Go and proxy settings a build needs), less whatever would
+// configure botq or a Postgres client behind the test's back (DATABASE_URL,
+// BOTQ_*, PG*: `make run` invites exporting DATABASE_URL), plus set.
+func childEnv(set ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if k == "DATABASE_URL" || strings.HasPrefix(k, "BOTQ_") || strings.HasPrefix(k, "PG") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, set...)
+}
+
 func (c *cluster) env() []string {
-	return append(os.Environ(),
+	return childEnv(
 		"DATABASE_URL="+c.url,
 		"BOTQ_ENCRYPTION_KEY="+c.key,
 		"BOTQ_API_KEYS="+c.apiKeys,
@@ -236,6 +265,17 @@ func (c *cluster) start(name string, args ...string) *proc {
 		args = []string{"serve"}
 	}
 	bin := botqBinary(c.t)
+	c.mu.Lock()
+	alive := 0
+	for _, p := range c.procs {
+		if p.alive() {
+			alive++
+		}
+	}
+	c.mu.Unlock()
+	if alive >= c.maxProcs {
+		c.t.Fatalf("start %s: %d processes are running, and the cluster reserved connections for %d (clusterOpts.procs)", name, alive, c.maxProcs)
+	}
 	p := &proc{name: name, log: filepath.Join(c.dir, fmt.Sprintf("%s-%d.log", name, time.Now().UnixNano())), done: make(chan struct{})}
 	f, err := os.Create(p.log)
 	require.NoError(c.t, err)

@@ -50,7 +50,7 @@ func TestKillWorkerMidFlight(t *testing.T) {
 // 20 calls per second (±10%).
 func TestRateLimitAcrossProcesses(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 32}})
+	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 32}, procs: 2})
 	limit := 20.0
 	c.addApp("app-1", func(p *store.AppUpsertParams) { p.RateLimit = &limit })
 	c.start("a")
@@ -84,7 +84,7 @@ func TestRateLimitAcrossProcesses(t *testing.T) {
 // settling continues.
 func TestLeaderFailover(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 33, SettleDelayMin: time.Second, SettleDelayMax: 2 * time.Second}})
+	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 33, SettleDelayMin: time.Second, SettleDelayMax: 2 * time.Second}, procs: 2})
 	c.addApp("app-1", nil)
 	procs := []*proc{c.start("a"), c.start("b")}
 	leader := func() string {
@@ -128,7 +128,7 @@ func TestLeaderFailover(t *testing.T) {
 // limit hold for the whole fleet.
 func TestFleetLaneOrderAndConcurrency(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 34, CallLogBodies: true}, maxWorkers: 20})
+	c := newCluster(t, clusterOpts{sim: sim.Options{Seed: 34, CallLogBodies: true}, maxWorkers: 20, procs: 3})
 	c.addApp("lanes", nil)
 	limit := 4
 	c.addApp("limited", func(p *store.AppUpsertParams) { p.ConcurrencyLimit = &limit })

@@ -47,13 +47,7 @@ func TestMakeRunFromFreshClone(t *testing.T) {
 	defer cancel()
 	cmd := osexec.CommandContext(ctx, "make", "run")
 	cmd.Dir = clone
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "DATABASE_URL=") && !strings.HasPrefix(kv, "BOTQ_") {
-			env = append(env, kv)
-		}
-	}
-	cmd.Env = append(env, "BOTQ_DEV_LOCAL_PG="+noPG)
+	cmd.Env = childEnv("BOTQ_DEV_LOCAL_PG=" + noPG)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)

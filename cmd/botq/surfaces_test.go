@@ -33,6 +33,7 @@ func startAPIMain(t *testing.T, edit func(*Config)) (*Main, string) {
 // startMain is startAPIMain with the Main's logger.
 func startMain(t *testing.T, logger zerolog.Logger, edit func(*Config)) (*Main, string) {
 	t.Helper()
+	storetest.Conns(t, 2+4)
 	schema, _ := storetest.NewSchema(t, 2)
 	cfg := DefaultConfig()
 	cfg.Database.URL = storetest.DatabaseURL(t)

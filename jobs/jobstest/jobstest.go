@@ -30,7 +30,7 @@ type Options struct {
 	Sim        sim.Options
 	Apps       []string // default one app, "app-1"
 	MaxWorkers int      // default 50
-	MaxConns   int32    // default 20
+	MaxConns   int32    // default 12
 	Retry      map[string]jobs.RetryPolicy
 	// HTTPTimeout bounds one Bot v3 call (default 5s).
 	HTTPTimeout time.Duration
@@ -65,7 +65,7 @@ func Start(t testing.TB, opts Options) *Env {
 	t.Helper()
 	ctx := context.Background()
 	if opts.MaxConns == 0 {
-		opts.MaxConns = 20
+		opts.MaxConns = 12
 	}
 	if opts.MaxWorkers == 0 {
 		opts.MaxWorkers = 50

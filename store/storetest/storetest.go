@@ -1,6 +1,7 @@
 // Package storetest gives tests a real, migrated Postgres schema: one schema per
 // test package, migrated once, with one rolled-back transaction per test
-// (Tx), and fresh schemas for tests that must commit (NewSchema).
+// (Tx), and fresh schemas for tests that must commit (NewSchema). The tests
+// hold at most Budget connections to the server at once (see Conns).
 //
 // The database comes from TEST_DATABASE_URL. Without it a test skips, unless
 // CI is set: then it fails, so a CI run without a database can never pass
@@ -57,6 +58,9 @@ func DatabaseURL(tb testing.TB) string {
 			tb.Fatal("TEST_DATABASE_URL is not set, and CI is: tests that need Postgres must not be skipped in CI")
 		}
 		tb.Skip("TEST_DATABASE_URL not set; skipping a test that needs Postgres")
+	}
+	if err := lockServer(url); err != nil {
+		tb.Fatalf("storetest: %v", err)
 	}
 	reachOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -176,7 +180,7 @@ func Schema(tb testing.TB) (string, *pgxpool.Pool) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		var pool *pgxpool.Pool
-		pkgSchema, pool, pkgErr = migrate(ctx, url, 16)
+		pkgSchema, pool, pkgErr = migrate(ctx, url, pkgPoolConns)
 		if pkgErr == nil {
 			pkgPool = pool
 			dropStale(ctx, pool)
@@ -214,10 +218,13 @@ func Tx(tb testing.TB) pgx.Tx {
 }
 
 // NewSchema migrates a fresh schema for one test that must commit (a running
-// River client, several connections) and drops it when the test ends.
+// River client, several connections) and drops it when the test ends. Its
+// pool of maxConns comes out of the test's reservation (Conns), or is
+// reserved now when the test has none.
 func NewSchema(tb testing.TB, maxConns int32) (string, *pgxpool.Pool) {
 	tb.Helper()
 	url := DatabaseURL(tb)
+	use(tb, int(maxConns))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	schema, pool, err := migrate(ctx, url, maxConns)

@@ -57,8 +57,9 @@ var (
 	poolErr  error
 )
 
-// testPool is a small pool on the package's schema: the tests run in
-// parallel with every other package's, under one max_connections.
+// testPool is a small pool on the package's schema. The package's tests
+// open no other connection, so with the package pool it stays within the
+// tests' connection budget (storetest.Budget) without reserving.
 func testPool(t *testing.T) (string, *pgxpool.Pool) {
 	t.Helper()
 	schema, _ := storetest.Schema(t)
