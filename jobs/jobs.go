@@ -31,7 +31,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/rs/zerolog"
 
-	"github.com/botq/botq/jobs/appclient"
+	"github.com/botq/botq/botapi/appclient"
 	"github.com/botq/botq/store"
 )
 

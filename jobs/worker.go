@@ -15,7 +15,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/botq/botq/botapi"
-	"github.com/botq/botq/jobs/appclient"
+	"github.com/botq/botq/botapi/appclient"
 	"github.com/botq/botq/store"
 )
 

@@ -39,7 +39,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/botq/botq/botapi"
-	"github.com/botq/botq/jobs/appclient"
+	"github.com/botq/botq/botapi/appclient"
 	"github.com/botq/botq/store"
 )
 

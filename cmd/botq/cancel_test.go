@@ -10,8 +10,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/botq/botq/api"
 	"github.com/botq/botq/botapi/sim"
-	"github.com/botq/botq/cmd/botq/api"
 	"github.com/botq/botq/jobs"
 	"github.com/botq/botq/store"
 )

@@ -18,6 +18,7 @@ import (
 	"github.com/botq/botq/botapi"
 	"github.com/botq/botq/botapi/sim"
 	"github.com/botq/botq/jobs"
+	"github.com/botq/botq/server"
 	"github.com/botq/botq/store"
 )
 
@@ -194,7 +195,7 @@ func TestChaosKillWhileParked(t *testing.T) {
 // the restart disturbs nothing else.
 func TestChaosPostgresRestart(t *testing.T) {
 	t.Parallel()
-	db, err := throwawayCluster(context.Background(), t.TempDir(), os.Stderr)
+	db, err := server.ThrowawayCluster(context.Background(), t.TempDir(), os.Stderr)
 	if err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("start a throwaway Postgres cluster: %v", err)
@@ -214,7 +215,7 @@ func TestChaosPostgresRestart(t *testing.T) {
 	ids := c.enqueue(actions[:n/2])
 	time.Sleep(500 * time.Millisecond)
 	c.pool.Reset()
-	require.NoError(t, db.restart())
+	require.NoError(t, db.Restart())
 	t.Logf("Postgres restarted (%v)", c.states(ids))
 	// Enqueue the rest after the restart, through the same pool.
 	require.Eventually(t, func() bool { return c.pool.Ping(c.ctx) == nil }, 30*time.Second, 100*time.Millisecond)
@@ -450,7 +451,7 @@ func TestChaosCombinedFaults(t *testing.T) {
 	if chaosFull() {
 		n, convs, minKills = 3000, 300, 10
 	}
-	db, err := throwawayCluster(context.Background(), t.TempDir(), os.Stderr)
+	db, err := server.ThrowawayCluster(context.Background(), t.TempDir(), os.Stderr)
 	if err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("start a throwaway Postgres cluster: %v", err)
@@ -514,7 +515,7 @@ func TestChaosCombinedFaults(t *testing.T) {
 		time.Sleep(time.Duration(200+rng.IntN(600)) * time.Millisecond)
 		if !restarted && kills == minKills/2 {
 			c.pool.Reset()
-			require.NoError(t, db.restart())
+			require.NoError(t, db.Restart())
 			restarted = true
 			t.Logf("Postgres restarted after kill %d", kills)
 		}

@@ -18,9 +18,10 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/botq/botq/cmd/botq/api"
+	"github.com/botq/botq/api"
+	"github.com/botq/botq/botapi/appclient"
 	"github.com/botq/botq/jobs"
-	"github.com/botq/botq/jobs/appclient"
+	"github.com/botq/botq/server"
 	"github.com/botq/botq/store"
 )
 
@@ -32,7 +33,7 @@ import (
 
 // cliDB is an open connection to botq's schema for one command.
 type cliDB struct {
-	cfg   Config
+	cfg   server.Config
 	pool  *pgxpool.Pool
 	store *store.Store
 }
@@ -73,7 +74,7 @@ func (d *cliDB) keyring() (*store.Keyring, error) {
 func (d *cliDB) registry(env *cliEnv) *appclient.Registry {
 	kr, _ := d.keyring()
 	return appclient.New(appclient.Config{
-		Pool: d.pool, Store: d.store, Keyring: kr, External: externalTokens(d.cfg, env.lookupEnv),
+		Pool: d.pool, Store: d.store, Keyring: kr, External: server.ExternalTokens(d.cfg, env.lookupEnv),
 		HTTPTimeout: d.cfg.Khoros.HTTPTimeout,
 	})
 }

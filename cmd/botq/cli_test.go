@@ -22,8 +22,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/botq/botq/api"
 	"github.com/botq/botq/botapi/sim"
-	"github.com/botq/botq/cmd/botq/api"
 	"github.com/botq/botq/store"
 	"github.com/botq/botq/store/storetest"
 )

@@ -3,12 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
-	"github.com/botq/botq/cmd/botq/api"
+	"github.com/botq/botq/api"
 	"github.com/botq/botq/reconciler"
 	"github.com/botq/botq/store"
 )
@@ -305,7 +306,7 @@ func newEventsCmd(env *cliEnv) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f := store.EventFilter{AppID: app, Kind: kind, Actor: by}
-			if kind != "" && !contains(api.EventKinds, kind) {
+			if kind != "" && !slices.Contains(api.EventKinds, kind) {
 				return usagef("--kind: %q is not an event kind (one of %v)", kind, api.EventKinds)
 			}
 			if cmd.Flags().Changed("action") {

@@ -10,7 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/botq/botq/cmd/botq/api"
+	"github.com/botq/botq/api"
+	"github.com/botq/botq/server"
 	"github.com/botq/botq/store"
 )
 
@@ -82,7 +83,7 @@ func appViews(ctx context.Context, env *cliEnv, db *cliDB, appID string) ([]api.
 	if err != nil {
 		return nil, err
 	}
-	ext := externalTokens(db.cfg, env.lookupEnv)
+	ext := server.ExternalTokens(db.cfg, env.lookupEnv)
 	now := time.Now()
 	apps := make([]api.App, len(sts))
 	for i, st := range sts {
@@ -215,13 +216,13 @@ botq serve at start, so change those in the file instead. Set the app's token wi
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p.ID = args[0]
-			cfg := AppConfig{ID: p.ID, Region: p.Region, BaseURL: p.BaseURL, CompanyKey: p.CompanyKey, RateLimit: rate,
+			cfg := server.AppConfig{ID: p.ID, Region: p.Region, BaseURL: p.BaseURL, CompanyKey: p.CompanyKey, RateLimit: rate,
 				RateBurst: p.RateBurst, Concurrency: conc, LaneOnFailure: p.LaneOnFailure}
-			check := Config{Apps: []AppConfig{cfg}}
-			for _, problem := range check.validateApps() {
+			check := server.Config{Apps: []server.AppConfig{cfg}}
+			for _, problem := range check.ValidateApps() {
 				return usagef("%s", strings.Replace(strings.Replace(problem, "apps[0].", "--", 1), "_", "-", 1))
 			}
-			p.Region = appRegion(cfg)
+			p.Region = server.AppRegion(cfg)
 			if rate > 0 {
 				p.RateLimit = &rate
 			}

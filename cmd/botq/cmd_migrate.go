@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/botq/botq/migrations"
+	"github.com/botq/botq/server"
 	"github.com/botq/botq/store"
 )
 
@@ -25,7 +26,7 @@ func newMigrateCmd(env *cliEnv) *cobra.Command {
 		Short: "Undo the last migration, or every migration after --to",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withMigrator(cmd.Context(), env, func(ctx context.Context, cfg Config, pool *pgxpool.Pool) error {
+			return withMigrator(cmd.Context(), env, func(ctx context.Context, cfg server.Config, pool *pgxpool.Pool) error {
 				p, err := migrations.Open(ctx, pool, cfg.Database.Schema, nil)
 				if err != nil {
 					return err
@@ -61,7 +62,7 @@ func newMigrateCmd(env *cliEnv) *cobra.Command {
 			Short: "Apply every pending migration (running it again is a no-op)",
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				return withMigrator(cmd.Context(), env, func(ctx context.Context, cfg Config, pool *pgxpool.Pool) error {
+				return withMigrator(cmd.Context(), env, func(ctx context.Context, cfg server.Config, pool *pgxpool.Pool) error {
 					res, err := migrations.Up(ctx, pool, cfg.Database.Schema, nil)
 					if err != nil {
 						return err
@@ -69,7 +70,7 @@ func newMigrateCmd(env *cliEnv) *cobra.Command {
 					for _, r := range res {
 						fmt.Fprintf(env.stdout, "applied version %d (%s) in %s\n", r.Source.Version, baseName(r.Source.Path), r.Duration.Round(1e6))
 					}
-					if err := setupRoles(ctx, env.stdout, pool, cfg.Database.Schema); err != nil {
+					if err := server.SetupRoles(ctx, env.stdout, pool, cfg.Database.Schema); err != nil {
 						return err
 					}
 					fmt.Fprintf(env.stdout, "schema %s is up to date\n", cfg.Database.Schema)
@@ -83,7 +84,7 @@ func newMigrateCmd(env *cliEnv) *cobra.Command {
 			Short: "List migrations and whether each is applied",
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				return withMigrator(cmd.Context(), env, func(ctx context.Context, cfg Config, pool *pgxpool.Pool) error {
+				return withMigrator(cmd.Context(), env, func(ctx context.Context, cfg server.Config, pool *pgxpool.Pool) error {
 					schema := cfg.Database.Schema
 					if err := migrations.ValidateSchema(schema); err != nil {
 						return err
@@ -128,7 +129,7 @@ func newMigrateCmd(env *cliEnv) *cobra.Command {
 }
 
 // withMigrator loads the configuration and connects for a migration command.
-func withMigrator(ctx context.Context, env *cliEnv, fn func(context.Context, Config, *pgxpool.Pool) error) error {
+func withMigrator(ctx context.Context, env *cliEnv, fn func(context.Context, server.Config, *pgxpool.Pool) error) error {
 	cfg, err := env.config()
 	if err != nil {
 		return err

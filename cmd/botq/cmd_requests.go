@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/botq/botq/cmd/botq/api"
+	"github.com/botq/botq/api"
 	"github.com/botq/botq/jobs"
 	"github.com/botq/botq/store"
 )

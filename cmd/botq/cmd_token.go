@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/botq/botq/botapi"
+	"github.com/botq/botq/server"
 	"github.com/botq/botq/store"
 )
 
@@ -32,7 +33,7 @@ func newTokenCmd(env *cliEnv) *cobra.Command {
 // storeToken seals and stores a token, records the event, and resumes an
 // app that was paused for its token.
 func storeToken(cmd *cobra.Command, env *cliEnv, db *cliDB, out *outputOpts, appID, token, actor, reason string) error {
-	if _, ok := externalTokens(db.cfg, env.lookupEnv)[appID]; ok {
+	if _, ok := server.ExternalTokens(db.cfg, env.lookupEnv)[appID]; ok {
 		return fmt.Errorf("app %s takes its token from the config (token_env or token_file), so a stored token would never be used", appID)
 	}
 	kr, err := db.keyring()
@@ -288,7 +289,7 @@ func newTokenStatusCmd(env *cliEnv) *cobra.Command {
 				apps = []*store.App{a}
 			}
 			kr, _ := db.keyring()
-			ext := externalTokens(db.cfg, env.lookupEnv)
+			ext := server.ExternalTokens(db.cfg, env.lookupEnv)
 			var res []TokenStatus
 			for _, a := range apps {
 				st := TokenStatus{AppID: a.ID, Source: "none", Version: a.TokenVersion, ExpiresAt: a.TokenExpiresAt,

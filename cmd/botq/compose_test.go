@@ -2,12 +2,13 @@ package main
 
 import (
 	"os"
-	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
+
+	"github.com/botq/botq/server"
 )
 
 // There is no Docker engine (nor compose) on our machines, so the compose
@@ -43,8 +44,10 @@ func TestDockerComposeFile(t *testing.T) {
 	require.Contains(t, f.Services, "postgres")
 	require.Contains(t, f.Services, "botq")
 
-	known := map[string]bool{"DATABASE_URL": true}
-	walkScalars(reflect.ValueOf(&Config{}).Elem(), nil, func(path []string, _ reflect.Value) { known[envName(path)] = true })
+	known := map[string]bool{}
+	for _, name := range server.EnvNames() {
+		known[name] = true
+	}
 	for name, s := range f.Services {
 		require.NotEmpty(t, s.Image, "service %s has an image", name)
 		for dep, d := range s.DependsOn {
@@ -76,6 +79,6 @@ func TestDockerComposeFile(t *testing.T) {
 	for k, v := range f.Services["botq"].Environment {
 		env = append(env, k, v)
 	}
-	_, err = LoadConfig("", envOf(env...))
+	_, err = server.LoadConfig("", envOf(env...))
 	require.NoError(t, err, "the environment is a valid botq configuration")
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/botq/botq/botapi"
+	"github.com/botq/botq/server"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -101,12 +102,12 @@ type cliEnv struct {
 }
 
 // config loads the configuration from --config (or BOTQ_CONFIG).
-func (e *cliEnv) config() (Config, error) {
+func (e *cliEnv) config() (server.Config, error) {
 	path := e.configPath
 	if path == "" {
 		path, _ = e.lookupEnv("BOTQ_CONFIG")
 	}
-	return LoadConfig(path, e.lookupEnv)
+	return server.LoadConfig(path, e.lookupEnv)
 }
 
 func newRootCmd(env *cliEnv) *cobra.Command {

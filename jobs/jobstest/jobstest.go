@@ -18,9 +18,9 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/rs/zerolog"
 
+	"github.com/botq/botq/botapi/appclient"
 	"github.com/botq/botq/botapi/sim"
 	"github.com/botq/botq/jobs"
-	"github.com/botq/botq/jobs/appclient"
 	"github.com/botq/botq/store"
 	"github.com/botq/botq/store/storetest"
 )

@@ -1,0 +1,166 @@
+package server
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func envOf(kv ...string) func(string) (string, bool) {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "botq.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(body), 0o600))
+	return p
+}
+
+func problems(t *testing.T, err error) []string {
+	t.Helper()
+	var ce *ConfigError
+	require.ErrorAs(t, err, &ce)
+	return ce.Problems
+}
+
+// config.example.yaml documents every key, each with its default.
+func TestConfigExampleIsTheDefaults(t *testing.T) {
+	t.Parallel()
+	cfg, err := LoadConfig("../config.example.yaml", envOf())
+	require.NoError(t, err)
+	want := DefaultConfig()
+	want.Kinds = map[string]KindConfig{}
+	want.Apps = []AppConfig{}
+	require.Equal(t, want, cfg)
+
+	example, err := os.ReadFile("../config.example.yaml")
+	require.NoError(t, err)
+	var missing []string
+	var walk func(t reflect.Type, prefix string)
+	walk = func(typ reflect.Type, prefix string) {
+		for i := 0; i < typ.NumField(); i++ {
+			tag := strings.Split(typ.Field(i).Tag.Get("yaml"), ",")[0]
+			if tag == "" || tag == "-" {
+				continue
+			}
+			if !bytes.Contains(example, []byte(tag+":")) {
+				missing = append(missing, prefix+tag)
+			}
+			ft := typ.Field(i).Type
+			switch ft.Kind() {
+			case reflect.Struct:
+				walk(ft, prefix+tag+".")
+			case reflect.Map, reflect.Slice:
+				if ft.Elem().Kind() == reflect.Struct {
+					walk(ft.Elem(), prefix+tag+"[].")
+				}
+			}
+		}
+	}
+	walk(reflect.TypeOf(Config{}), "")
+	require.Empty(t, missing, "keys not documented in config.example.yaml")
+}
+
+func TestConfigBadFileNamesKeyAndLine(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		give string
+		want []string
+	}{
+		{name: "wrong type", give: "river:\n  fetch_cooldown: fast\n", want: []string{"line 2", "river.fetch_cooldown", "fast"}},
+		{name: "unknown key", give: "http:\n  listen: 127.0.0.1:1\n  lisen: x\n", want: []string{"line 3", "http.lisen", "not found"}},
+		{name: "not a number", give: "database:\n  max_conns: many\n", want: []string{"line 2", "database.max_conns"}},
+		{name: "list item", give: "apps:\n  - id: a\n    rate_limit: fast\n", want: []string{"line 3", "apps[0].rate_limit"}},
+		{name: "broken YAML", give: "http: [\n", want: []string{"botq.yaml", "line"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := LoadConfig(writeConfig(t, tt.give), envOf())
+			msg := strings.Join(problems(t, err), "\n")
+			for _, w := range tt.want {
+				require.Contains(t, msg, w)
+			}
+		})
+	}
+}
+
+func TestConfigValidationListsEveryProblem(t *testing.T) {
+	t.Parallel()
+	_, err := LoadConfig(writeConfig(t, `
+database:
+  url: ""
+  schema: Bad-Schema
+log:
+  level: loud
+river:
+  job_timeout: 10s
+  rescue_stuck_after: 5s
+reconciler:
+  max_window: 800h
+  ambiguous_grace: 5s
+kinds:
+  shout: {max_attempts: 3}
+apps:
+  - id: a
+    base_url: http://khoros.example.com
+  - id: a
+`), envOf())
+	got := strings.Join(problems(t, err), "\n")
+	for _, want := range []string{
+		"database.url: is required", "database.schema", "log.level", "river.rescue_stuck_after",
+		"reconciler.max_window", "reconciler.ambiguous_grace: must be at least khoros.http_timeout", "kinds.shout: is not an action kind", "apps[0].base_url", "clear text", `apps[1].id: "a" is listed twice`,
+	} {
+		require.Contains(t, got, want)
+	}
+}
+
+func TestConfigEnvironment(t *testing.T) {
+	t.Parallel()
+	cfg, err := LoadConfig("", envOf("DATABASE_URL", "postgres://u:secret@db:5432/x", "BOTQ_HTTP_LISTEN", "0.0.0.0:9000",
+		"BOTQ_RIVER_JOB_TIMEOUT", "30s", "BOTQ_ROLES_API", "false", "BOTQ_ENCRYPTION_KEY", "f4ZhAwJ7AGmSHXy8pQ5JYvq3NCnAu3MKoYlYthS7WTs="))
+	require.NoError(t, err)
+	require.Equal(t, "0.0.0.0:9000", cfg.HTTP.Listen)
+	require.Equal(t, "30s", cfg.River.JobTimeout.String())
+	require.False(t, cfg.Roles.API)
+
+	out, err := cfg.Dump()
+	require.NoError(t, err)
+	require.NotContains(t, string(out), "secret")
+	require.NotContains(t, string(out), "f4ZhAwJ7AGmSHXy8pQ5JYvq3NCnAu3MKoYlYthS7WTs=")
+	require.Contains(t, string(out), "u:xxxxx@db")
+
+	_, err = LoadConfig("", envOf("BOTQ_RIVER_JOB_TIMEOUT", "soon", "BOTQ_DATABASE_MAX_CONNS", "lots"))
+	got := strings.Join(problems(t, err), "\n")
+	require.Contains(t, got, "BOTQ_RIVER_JOB_TIMEOUT")
+	require.Contains(t, got, "BOTQ_DATABASE_MAX_CONNS")
+}
+
+// The refusal reads the environment it is given, not the process's: a
+// DATABASE_URL exported in the shell changes neither this test nor botq's
+// answer for the environment it was given.
+func TestConfigRefusesPasswordInFile(t *testing.T) {
+	t.Parallel()
+	path := writeConfig(t, "database:\n  url: postgres://u:hunter2@db/x\n")
+	_, err := LoadConfig(path, envOf())
+	got := strings.Join(problems(t, err), "\n")
+	require.Contains(t, got, "database.url: holds a password")
+	require.NotContains(t, got, "hunter2")
+
+	for _, name := range []string{"DATABASE_URL", "BOTQ_DATABASE_URL"} {
+		cfg, err := LoadConfig(path, envOf(name, "postgres://u:from-env@db/y"))
+		require.NoError(t, err, "the URL, password and all, comes from %s", name)
+		require.Equal(t, "postgres://u:from-env@db/y", cfg.Database.URL)
+	}
+}

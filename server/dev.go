@@ -1,0 +1,359 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/botq/botq/botapi/sim"
+	"github.com/botq/botq/jobs"
+	"github.com/botq/botq/migrations"
+	"github.com/botq/botq/store"
+)
+
+// devApp is the demo app `botq dev` creates on the simulator.
+const devApp = "demo-bot"
+
+// DevOptions are what `botq dev` runs with.
+type DevOptions struct {
+	// Config is the configuration as loaded (file and environment); Dev
+	// fills in the database, the keys and the addresses it finds.
+	Config Config
+	// LookupEnv reads the environment (os.LookupEnv).
+	LookupEnv func(string) (string, bool)
+	// Dir holds the throwaway cluster and the dev encryption key.
+	Dir string
+	// SimListen is the simulator's address (a free port if it is taken).
+	SimListen      string
+	Stdout, Stderr io.Writer
+}
+
+// RunDev runs botq's main job on embedded defaults: Postgres (found or
+// started), the Bot v3 simulator with a demo app, botq serve and sample
+// actions, until ctx ends.
+func RunDev(ctx context.Context, o DevOptions) error {
+	cfg, env, dir, simListen := o.Config, o.LookupEnv, o.Dir, o.SimListen
+	var err error
+	out := o.Stdout
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("--dir %s: %w", dir, err)
+	}
+	db, err := findDevDatabase(ctx, env, dir, out)
+	if err != nil {
+		return err
+	}
+	defer db.Stop()
+	cfg.Database.URL = db.URL
+	cfg.Database.AutoMigrate = true
+	if _, set := env("BOTQ_LOG_FORMAT"); !set {
+		cfg.Log.Format = "console"
+	}
+	if cfg.Encryption.Key == "" {
+		if cfg.Encryption.Key, err = devKey(filepath.Join(dir, "dev.key")); err != nil {
+			return err
+		}
+	}
+	apiKey := ""
+	if cfg.HTTP.APIKeys == "" {
+		apiKey = "dev-" + randomHex(16)
+		cfg.HTTP.APIKeys = "dev:operator:" + apiKey
+	}
+	if cfg.HTTP.Listen, err = freeOr(cfg.HTTP.Listen); err != nil {
+		return err
+	}
+	if simListen, err = freeOr(simListen); err != nil {
+		return err
+	}
+	if problems := cfg.Validate(); len(problems) > 0 {
+		return &ConfigError{Problems: problems}
+	}
+
+	// The simulator, with the demo app and its token.
+	simSrv := sim.New(sim.Options{Seed: time.Now().UnixNano(), CallLogBodies: true, MaxRecords: 200000})
+	simLn, err := net.Listen("tcp", simListen)
+	if err != nil {
+		return fmt.Errorf("simulator --sim-listen %s: %w", simListen, err)
+	}
+	// Apps call the simulator over loopback (botq refuses plain http to any
+	// other host), even when it listens on every interface for a container.
+	_, simPort, _ := net.SplitHostPort(simLn.Addr().String())
+	simURL := "http://127.0.0.1:" + simPort
+	simCtx, stopSim := context.WithCancel(context.WithoutCancel(ctx))
+	simDone := make(chan error, 1)
+	go func() { simDone <- sim.Serve(simCtx, simLn, simSrv) }()
+	defer func() {
+		stopSim()
+		<-simDone
+	}()
+
+	pool, err := store.NewPool(ctx, db.URL, cfg.Database.Schema, store.PoolOptions{MaxConns: 4, AppName: "botq-dev"})
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if _, err := migrations.Up(ctx, pool, cfg.Database.Schema, nil); err != nil {
+		return err
+	}
+	if err := setupDevApp(ctx, pool, cfg, simSrv, simURL); err != nil {
+		return err
+	}
+
+	m := NewMain(cfg, NewLogger(cfg.Log, o.Stderr))
+	m.LookupEnv = env
+	runErr := make(chan error, 1)
+	go func() { runErr <- m.Run(ctx) }()
+	if err := m.WaitReady(ctx, runErr); err != nil {
+		return err
+	}
+	apiURL := "http://" + *m.Addr.Load()
+
+	ids, err := enqueueSamples(ctx, pool, cfg, apiURL, apiKey)
+	if err != nil {
+		fmt.Fprintf(o.Stderr, "botq dev: enqueue samples: %v\n", err)
+	}
+	printDevBanner(out, cfg, db, apiURL, simURL, apiKey, ids)
+	go reportSamples(ctx, pool, cfg.Database.Schema, ids, out)
+
+	err = <-runErr
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	fmt.Fprintln(out, "botq dev: stopped")
+	return err
+}
+
+// devKey returns the token encryption key kept in path, creating it once.
+func devKey(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	s := base64.StdEncoding.EncodeToString(key)
+	if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write dev encryption key: %w", err)
+	}
+	return s, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// freeOr returns addr if it can be listened on, else the same host on a
+// free port.
+func freeOr(addr string) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		_ = ln.Close()
+		return addr, nil
+	}
+	host, _, splitErr := net.SplitHostPort(addr)
+	if splitErr != nil {
+		return "", fmt.Errorf("%q is not host:port", addr)
+	}
+	ln, err = net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func setupDevApp(ctx context.Context, pool *pgxpool.Pool, cfg Config, s *sim.Server, simURL string) error {
+	st, err := store.New(cfg.Database.Schema)
+	if err != nil {
+		return err
+	}
+	key, err := store.ParseKey(cfg.Encryption.Key)
+	if err != nil {
+		return fmt.Errorf("encryption key: %w", err)
+	}
+	kr, err := store.NewKeyring(key)
+	if err != nil {
+		return err
+	}
+	tok, err := s.MintToken(devApp, sim.MintOptions{CompanyKey: "demo"})
+	if err != nil {
+		return err
+	}
+	if _, err := st.AppUpsert(ctx, pool, store.AppUpsertParams{ID: devApp, Region: "CUSTOM", BaseURL: simURL, CompanyKey: "demo"}); err != nil {
+		return err
+	}
+	exp := tok.ExpiresAt()
+	if _, err := st.AppSetToken(ctx, pool, devApp, kr.Seal(devApp, tok.Token), kr.ID(), &exp); err != nil {
+		return err
+	}
+	_, err = st.AppResume(ctx, pool, devApp)
+	return err
+}
+
+// WaitReady waits until m serves, or its Run (whose result runErr receives)
+// ends first; the error is put back on runErr for the caller.
+func (m *Main) WaitReady(ctx context.Context, runErr chan error) error {
+	for {
+		if m.ready.Load() {
+			return nil
+		}
+		select {
+		case err := <-runErr:
+			if err == nil {
+				err = errors.New("botq stopped while starting")
+			}
+			runErr <- err
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func samplePayload(author, field string, value any) json.RawMessage {
+	b, _ := json.Marshal(map[string]any{
+		"coordinate": map[string]any{"companyKey": "demo", "networkKey": "facebook", "externalId": "demo-page", "scope": "PRIVATE"},
+		"author":     map[string]any{"id": author, "fullName": "Demo Customer"},
+		field:        value,
+	})
+	return b
+}
+
+// enqueueSamples enqueues one action through each enqueue path.
+func enqueueSamples(ctx context.Context, pool *pgxpool.Pool, cfg Config, apiURL, apiKey string) ([]int64, error) {
+	schema := cfg.Database.Schema
+	run := randomHex(4)
+	var ids []int64
+	// SQL, as a bot in any language would, in its own transaction.
+	var id int64
+	err := pool.QueryRow(ctx, fmt.Sprintf(`INSERT INTO %s.action (app_id, kind, payload, idempotency_key) VALUES ($1, 'respond', $2, $3) RETURNING id`, schema),
+		devApp, samplePayload("customer-1", "text", "Hello from botq (enqueued by SQL)"), "dev-sql-"+run).Scan(&id)
+	if err != nil {
+		return ids, fmt.Errorf("SQL: %w", err)
+	}
+	ids = append(ids, id)
+	// Go, with the jobs package.
+	enq, err := jobs.NewEnqueuer(schema)
+	if err != nil {
+		return ids, err
+	}
+	id, _, err = enq.Enqueue(ctx, pool, jobs.Action{AppID: devApp, Kind: jobs.KindTag, IdempotencyKey: "dev-go-" + run,
+		Payload: samplePayload("customer-1", "tagIds", []int{101, 102}), CreatedBy: "botq dev"})
+	if err != nil {
+		return ids, fmt.Errorf("Go: %w", err)
+	}
+	ids = append(ids, id)
+	// HTTP.
+	if apiKey == "" {
+		return ids, nil
+	}
+	body, _ := json.Marshal(map[string]any{"app_id": devApp, "kind": "note", "payload": samplePayload("customer-1", "note", "Enqueued over HTTP by botq dev")})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, apiURL+"/v1/actions", bytes.NewReader(body))
+	if err != nil {
+		return ids, err
+	}
+	req.Header.Set("Authorization", "Bearer "+apiKey)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", "dev-http-"+run)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return ids, fmt.Errorf("HTTP: %w", err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	if res.StatusCode/100 != 2 {
+		return ids, fmt.Errorf("HTTP: POST /v1/actions: %s: %s", res.Status, strings.TrimSpace(string(raw)))
+	}
+	var got struct {
+		Action struct {
+			ID int64 `json:"id"`
+		} `json:"action"`
+	}
+	if err := json.Unmarshal(raw, &got); err != nil || got.Action.ID == 0 {
+		return ids, fmt.Errorf("HTTP: POST /v1/actions answered %s", strings.TrimSpace(string(raw)))
+	}
+	return append(ids, got.Action.ID), nil
+}
+
+func printDevBanner(w io.Writer, cfg Config, db *DevDatabase, apiURL, simURL, apiKey string, ids []int64) {
+	schema := cfg.Database.Schema
+	fmt.Fprintf(w, `
+botq is running (Ctrl-C stops everything it started)
+
+  Postgres       %s  (%s)
+  HTTP API       %s/v1
+  River UI       %s/riverui/
+  Metrics        %s/metrics
+  Health         %s/healthz
+  Bot v3 sim     %s  (admin: %s/_sim/calls)
+`, redactURL(db.URL), db.Source, apiURL, apiURL, apiURL, apiURL, simURL, simURL)
+	if apiKey != "" {
+		fmt.Fprintf(w, "  API key        %s  (operator; a new one each run)\n", apiKey)
+	}
+	how := "one by SQL, one by Go, one over HTTP"
+	if apiKey == "" {
+		how = "one by SQL, one by Go; none over HTTP, since BOTQ_API_KEYS gives the keys and botq dev has none of its own"
+	}
+	fmt.Fprintf(w, "\nSample actions %v (%s) are on their way to the simulator.\n", ids, how)
+	fmt.Fprintf(w, `
+Enqueue one more with psql:
+  psql "%s" -c "INSERT INTO %s.action (app_id, kind, payload) VALUES ('%s', 'respond', '{\"coordinate\":{\"companyKey\":\"demo\",\"networkKey\":\"facebook\",\"externalId\":\"demo-page\",\"scope\":\"PRIVATE\"},\"author\":{\"id\":\"customer-1\"},\"text\":\"Hi again\"}')"
+
+See the request history:
+  DATABASE_URL="%s" ./bin/botq requests list --app %s
+  psql "%s" -c "SELECT action_id, kind, state, request_id, request_state FROM %s.action_history ORDER BY action_id DESC LIMIT 10"
+`, redactURL(db.URL), schema, devApp, redactURL(db.URL), devApp, redactURL(db.URL), schema)
+	if apiKey != "" {
+		fmt.Fprintf(w, "  curl -s -H 'Authorization: Bearer %s' %s/v1/actions?app=%s\n", apiKey, apiURL, devApp)
+	}
+	fmt.Fprintln(w)
+}
+
+// reportSamples prints once the sample actions have settled.
+func reportSamples(ctx context.Context, pool *pgxpool.Pool, schema string, ids []int64, w io.Writer) {
+	if len(ids) == 0 {
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(250 * time.Millisecond):
+		}
+		rows, err := pool.Query(ctx, fmt.Sprintf(`SELECT id, kind, state, coalesce(request_id, '') FROM %s.action WHERE id = ANY($1) ORDER BY id`, schema), ids)
+		if err != nil {
+			return
+		}
+		var lines []string
+		done := true
+		for rows.Next() {
+			var id int64
+			var kind, state, rid string
+			if rows.Scan(&id, &kind, &state, &rid) != nil {
+				break
+			}
+			done = done && store.ActionState(state).Final()
+			lines = append(lines, fmt.Sprintf("  action %d %-8s %-9s request %s", id, kind, state, rid))
+		}
+		rows.Close()
+		if done && len(lines) == len(ids) {
+			fmt.Fprintf(w, "Sample actions settled:\n%s\n\n", strings.Join(lines, "\n"))
+			return
+		}
+	}
+}
