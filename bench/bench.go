@@ -74,35 +74,32 @@ func (o *Options) ApplySmoke() {
 	o.ReconcilerInterval = time.Second
 }
 
+// Validate fills in the warm-up when it is not set and returns every
+// problem with the options, naming their flags.
 func (o *Options) Validate() error {
 	if o.Warmup == 0 {
 		o.Warmup = max(o.Duration/5, time.Second)
 	}
 	var problems []string
-	if o.DatabaseURL == "" {
-		problems = append(problems, "--database-url (or DATABASE_URL) is required")
-	}
-	if o.Duration <= 0 || o.Warmup <= 0 || o.Warmup >= o.Duration {
-		problems = append(problems, fmt.Sprintf("--warmup (%s) must be positive and shorter than --duration (%s)", o.Warmup, o.Duration))
-	}
-	if o.Drain < 1 {
-		problems = append(problems, "--drain must be at least 1")
-	}
-	if o.MaxWorkers < 2 || o.MaxWorkers > 10000 {
-		problems = append(problems, "--max-workers must be from 2 to 10000")
-	}
-	if o.FetchCooldown <= 0 || o.FetchPollInterval <= 0 {
-		problems = append(problems, "--fetch-cooldown and --fetch-poll-interval must be positive")
-	}
-	if o.MaxConns < 4 {
-		problems = append(problems, "--max-conns must be at least 4")
-	}
-	if o.SQLClients < 1 || o.BatchSize < 1 || o.LightRate <= 0 || o.ReconcilerRequests < 1 ||
-		o.ReconcilerInterval <= 0 || o.SlowLatency <= 0 {
-		problems = append(problems, "--sql-clients, --batch-size, --light-rate, --reconciler-requests, --reconciler-interval and --slow-latency must be positive")
-	}
-	if o.Rounds < 1 || o.Rounds > 9 {
-		problems = append(problems, "--rounds must be from 1 to 9")
+	for _, c := range []struct {
+		bad     bool
+		problem string
+	}{
+		{o.DatabaseURL == "", "--database-url (or DATABASE_URL) is required"},
+		{o.Duration <= 0 || o.Warmup <= 0 || o.Warmup >= o.Duration,
+			fmt.Sprintf("--warmup (%s) must be positive and shorter than --duration (%s)", o.Warmup, o.Duration)},
+		{o.Drain < 1, "--drain must be at least 1"},
+		{o.MaxWorkers < 2 || o.MaxWorkers > 10000, "--max-workers must be from 2 to 10000"},
+		{o.FetchCooldown <= 0 || o.FetchPollInterval <= 0, "--fetch-cooldown and --fetch-poll-interval must be positive"},
+		{o.MaxConns < 4, "--max-conns must be at least 4"},
+		{o.SQLClients < 1 || o.BatchSize < 1 || o.LightRate <= 0 || o.ReconcilerRequests < 1 ||
+			o.ReconcilerInterval <= 0 || o.SlowLatency <= 0,
+			"--sql-clients, --batch-size, --light-rate, --reconciler-requests, --reconciler-interval and --slow-latency must be positive"},
+		{o.Rounds < 1 || o.Rounds > 9, "--rounds must be from 1 to 9"},
+	} {
+		if c.bad {
+			problems = append(problems, c.problem)
+		}
 	}
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "; "))

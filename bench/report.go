@@ -134,41 +134,52 @@ func (b *bench) finish() {
 		f.Ratio, f.RoundRatios = nil, nil
 		switch {
 		case multi:
-			for i, v := range f.Rounds {
-				var bv *float64
-				switch {
-				case baseIsFigure && i < len(base.Rounds):
-					bv = base.Rounds[i]
-				case !baseIsFigure:
-					// A fixed baseline (MaxWorkers/latency): the same in
-					// every round.
-					bv = f.BaselineValue
-				}
-				var r *float64
-				if v != nil && bv != nil && *bv != 0 {
-					r = fptr(*v / *bv)
-				}
-				f.RoundRatios = append(f.RoundRatios, r)
-			}
-			if f.Ratio = median(f.RoundRatios); f.Ratio == nil {
-				f.RoundRatios = nil
-			}
+			f.roundRatios(base, baseIsFigure)
 		case f.Value != nil && f.BaselineValue != nil && *f.BaselineValue != 0:
 			f.Ratio = fptr(*f.Value / *f.BaselineValue)
 		}
-		for i := range f.Targets {
-			t := &f.Targets[i]
-			v := f.Value
-			if t.On == "ratio" {
-				v = f.Ratio
-			}
-			t.Pass = nil
-			if v == nil {
-				continue
-			}
-			pass := (t.Min == nil || *v >= *t.Min) && (t.Max == nil || *v <= *t.Max)
-			t.Pass = &pass
+		f.checkTargets()
+	}
+}
+
+// roundRatios sets the figure's ratio of each round, against base's value
+// of the same round (or the fixed baseline), and their median.
+func (f *benchFigure) roundRatios(base *benchFigure, baseIsFigure bool) {
+	for i, v := range f.Rounds {
+		var bv *float64
+		switch {
+		case baseIsFigure && i < len(base.Rounds):
+			bv = base.Rounds[i]
+		case !baseIsFigure:
+			// A fixed baseline (MaxWorkers/latency): the same in every
+			// round.
+			bv = f.BaselineValue
 		}
+		var r *float64
+		if v != nil && bv != nil && *bv != 0 {
+			r = fptr(*v / *bv)
+		}
+		f.RoundRatios = append(f.RoundRatios, r)
+	}
+	if f.Ratio = median(f.RoundRatios); f.Ratio == nil {
+		f.RoundRatios = nil
+	}
+}
+
+// checkTargets decides whether the figure meets each of its targets.
+func (f *benchFigure) checkTargets() {
+	for i := range f.Targets {
+		t := &f.Targets[i]
+		v := f.Value
+		if t.On == "ratio" {
+			v = f.Ratio
+		}
+		t.Pass = nil
+		if v == nil {
+			continue
+		}
+		pass := (t.Min == nil || *v >= *t.Min) && (t.Max == nil || *v <= *t.Max)
+		t.Pass = &pass
 	}
 }
 

@@ -1011,6 +1011,41 @@ func (b *bench) slowRiver(ctx context.Context, sc *benchScenario, n int) (float6
 	return res.rate, nil
 }
 
+// interleaved is the apps' backlogs of responds, interleaved so that each
+// app always has some at the head of the queue.
+func (b *bench) interleaved(apps []benchAppSpec, backlogs []int) []jobs.Action {
+	total := 0
+	for _, n := range backlogs {
+		total += n
+	}
+	actions := make([]jobs.Action, 0, total)
+	first := b.nextSeq(total)
+	left := slices.Clone(backlogs)
+	for k := int64(0); len(actions) < total; {
+		for i, a := range apps {
+			if left[i] > 0 {
+				left[i]--
+				actions = append(actions, jobs.Action{AppID: a.id, Kind: jobs.KindRespond, Payload: payload(first + k)})
+				k++
+			}
+		}
+	}
+	return actions
+}
+
+// attemptsPerApp counts the attempts made so far, by app.
+func (b *bench) attemptsPerApp(ctx context.Context) (map[string]int64, error) {
+	rows, err := b.botqPool.Query(ctx, `SELECT a.app_id, count(*) FROM attempt t JOIN action a ON a.id = t.action_id GROUP BY 1`)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	var id string
+	var c int64
+	_, err = pgx.ForEachRow(rows, []any{&id, &c}, func() error { out[id] = c; return nil })
+	return out, err
+}
+
 // slowRun drains per-app backlogs with the simulator slowed down and
 // returns the total and per-app rates over the measured window.
 func (b *bench) slowRun(ctx context.Context, sc *benchScenario, name string, apps []benchAppSpec, backlogs []int) (float64, map[string]float64, error) {
@@ -1026,24 +1061,8 @@ func (b *bench) slowRun(ctx context.Context, sc *benchScenario, name string, app
 			return 0, nil, err
 		}
 	}
-	// Interleave the apps' actions, so each always has some at the head of
-	// the queue.
-	var actions []jobs.Action
-	total := 0
-	for _, n := range backlogs {
-		total += n
-	}
-	first := b.nextSeq(total)
-	left := slices.Clone(backlogs)
-	for k := int64(0); len(actions) < total; {
-		for i, a := range apps {
-			if left[i] > 0 {
-				left[i]--
-				actions = append(actions, jobs.Action{AppID: a.id, Kind: jobs.KindRespond, Payload: payload(first + k)})
-				k++
-			}
-		}
-	}
+	actions := b.interleaved(apps, backlogs)
+	total := len(actions)
 	for chunk := range slices.Chunk(actions, 1000) {
 		if _, err := b.enq.EnqueueMany(ctx, b.botqPool, chunk); err != nil {
 			return 0, nil, fmt.Errorf("enqueue backlog: %w", err)
@@ -1053,24 +1072,6 @@ func (b *bench) slowRun(ctx context.Context, sc *benchScenario, name string, app
 	if err != nil {
 		return 0, nil, err
 	}
-	perApp := func(ctx context.Context) (map[string]int64, error) {
-		rows, err := b.botqPool.Query(ctx, `SELECT a.app_id, count(*) FROM attempt t JOIN action a ON a.id = t.action_id GROUP BY 1`)
-		if err != nil {
-			return nil, err
-		}
-		out := map[string]int64{}
-		for rows.Next() {
-			var id string
-			var c int64
-			if err := rows.Scan(&id, &c); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			out[id] = c
-		}
-		rows.Close()
-		return out, rows.Err()
-	}
 	var w0, w1 map[string]int64
 	sub := &benchScenario{Name: sc.Name + "-" + name, Details: map[string]any{}}
 	res, err := b.measureSteady(ctx, sub, steady{
@@ -1078,7 +1079,7 @@ func (b *bench) slowRun(ctx context.Context, sc *benchScenario, name string, app
 		completed: b.attemptsDone,
 		produce:   func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() },
 		atWindow: func(ctx context.Context, start bool) error {
-			m, err := perApp(ctx)
+			m, err := b.attemptsPerApp(ctx)
 			if start {
 				w0 = m
 			} else {

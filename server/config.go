@@ -444,40 +444,62 @@ var (
 	logLevels = []string{"trace", "debug", "info", "warn", "error"}
 )
 
+// problems collects what is wrong with a configuration, each naming its
+// key.
+type problems []string
+
+func (p *problems) bad(key, format string, args ...any) {
+	*p = append(*p, key+": "+fmt.Sprintf(format, args...))
+}
+
+func (p *problems) positive(key string, d time.Duration) {
+	if d <= 0 {
+		p.bad(key, "must be a positive duration, not %s", d)
+	}
+}
+
 // Validate returns every problem with the configuration, each naming its key.
 func (c *Config) Validate() []string {
-	var p []string
-	bad := func(key, format string, args ...any) { p = append(p, key+": "+fmt.Sprintf(format, args...)) }
-	positive := func(key string, d time.Duration) {
-		if d <= 0 {
-			bad(key, "must be a positive duration, not %s", d)
-		}
-	}
+	var p problems
+	c.validateProcess(&p)
+	c.validateRiver(&p)
+	c.validateKhoros(&p)
+	c.validateReconciler(&p)
+	c.validateSecrets(&p)
+	c.validateKinds(&p)
+	return append(p, c.ValidateApps()...)
+}
 
+// validateProcess checks the database, log, http and roles sections.
+func (c *Config) validateProcess(p *problems) {
 	if c.Database.URL == "" {
-		bad("database.url", "is required (set DATABASE_URL)")
+		p.bad("database.url", "is required (set DATABASE_URL)")
 	} else if _, err := url.Parse(c.Database.URL); err != nil && !strings.Contains(c.Database.URL, "=") {
-		bad("database.url", "is not a postgres:// URL or key=value connection string")
+		p.bad("database.url", "is not a postgres:// URL or key=value connection string")
 	}
 	if err := migrations.ValidateSchema(c.Database.Schema); err != nil {
-		bad("database.schema", "%v", err)
+		p.bad("database.schema", "%v", err)
 	}
 	if c.Database.MaxConns < 2 {
-		bad("database.max_conns", "must be at least 2, not %d", c.Database.MaxConns)
+		p.bad("database.max_conns", "must be at least 2, not %d", c.Database.MaxConns)
 	}
 	if !contains(logLevels, c.Log.Level) {
-		bad("log.level", "must be one of %s, not %q", strings.Join(logLevels, ", "), c.Log.Level)
+		p.bad("log.level", "must be one of %s, not %q", strings.Join(logLevels, ", "), c.Log.Level)
 	}
 	if c.Log.Format != "json" && c.Log.Format != "console" {
-		bad("log.format", "must be json or console, not %q", c.Log.Format)
+		p.bad("log.format", "must be json or console, not %q", c.Log.Format)
 	}
 	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
-		bad("http.listen", "must be host:port, not %q", c.HTTP.Listen)
+		p.bad("http.listen", "must be host:port, not %q", c.HTTP.Listen)
 	}
-	positive("http.shutdown_timeout", c.HTTP.ShutdownTimeout)
+	p.positive("http.shutdown_timeout", c.HTTP.ShutdownTimeout)
 	if !c.Roles.API && !c.Roles.Workers && !c.Roles.Reconciler {
-		bad("roles", "at least one of api, workers, reconciler must be on")
+		p.bad("roles", "at least one of api, workers, reconciler must be on")
 	}
+}
+
+// validateRiver checks the river section.
+func (c *Config) validateRiver(p *problems) {
 	queueNames := make([]string, 0, len(c.River.Queues))
 	for name := range c.River.Queues {
 		queueNames = append(queueNames, name)
@@ -486,63 +508,79 @@ func (c *Config) Validate() []string {
 	for _, name := range queueNames {
 		q := c.River.Queues[name]
 		if !queueRe.MatchString(name) {
-			bad("river.queues."+name, "queue names are lower-case letters and digits, optionally joined by _ - or |")
+			p.bad("river.queues."+name, "queue names are lower-case letters and digits, optionally joined by _ - or |")
 		}
 		if q.MaxWorkers < 1 || q.MaxWorkers > 10000 {
-			bad("river.queues."+name+".max_workers", "must be from 1 to 10000, not %d", q.MaxWorkers)
+			p.bad("river.queues."+name+".max_workers", "must be from 1 to 10000, not %d", q.MaxWorkers)
 		}
 	}
 	if _, ok := c.River.Queues["botq_maintenance"]; !ok {
-		bad("river.queues", "must include botq_maintenance (the reconciler's queue)")
+		p.bad("river.queues", "must include botq_maintenance (the reconciler's queue)")
 	}
-	positive("river.fetch_cooldown", c.River.FetchCooldown)
-	positive("river.fetch_poll_interval", c.River.FetchPollInterval)
-	positive("river.job_timeout", c.River.JobTimeout)
+	p.positive("river.fetch_cooldown", c.River.FetchCooldown)
+	p.positive("river.fetch_poll_interval", c.River.FetchPollInterval)
+	p.positive("river.job_timeout", c.River.JobTimeout)
 	if c.River.RescueStuckAfter <= c.River.JobTimeout {
-		bad("river.rescue_stuck_after", "must be longer than river.job_timeout (%s)", c.River.JobTimeout)
+		p.bad("river.rescue_stuck_after", "must be longer than river.job_timeout (%s)", c.River.JobTimeout)
 	}
-	positive("river.completed_retention", c.River.CompletedRetention)
-	positive("khoros.http_timeout", c.Khoros.HTTPTimeout)
+	p.positive("river.completed_retention", c.River.CompletedRetention)
+}
+
+// validateKhoros checks the khoros section.
+func (c *Config) validateKhoros(p *problems) {
+	p.positive("khoros.http_timeout", c.Khoros.HTTPTimeout)
 	if c.Khoros.HTTPTimeout >= c.River.JobTimeout {
-		bad("khoros.http_timeout", "must be shorter than river.job_timeout (%s), so a call ends before its job does", c.River.JobTimeout)
+		p.bad("khoros.http_timeout", "must be shorter than river.job_timeout (%s), so a call ends before its job does", c.River.JobTimeout)
 	}
 	if c.Khoros.CareBaseURL != "" {
 		if err := checkBaseURL(c.Khoros.CareBaseURL); err != nil {
-			bad("khoros.care_base_url", "%v", err)
+			p.bad("khoros.care_base_url", "%v", err)
 		}
 	}
-	positive("reconciler.interval", c.Reconciler.Interval)
-	if c.Reconciler.SingleGetMax < 0 {
-		bad("reconciler.single_get_max", "must not be negative")
+}
+
+// validateReconciler checks the reconciler and retention sections.
+func (c *Config) validateReconciler(p *problems) {
+	r := c.Reconciler
+	p.positive("reconciler.interval", r.Interval)
+	if r.SingleGetMax < 0 {
+		p.bad("reconciler.single_get_max", "must not be negative")
 	}
-	if c.Reconciler.MaxWindow <= 0 || c.Reconciler.MaxWindow > 31*24*time.Hour {
-		bad("reconciler.max_window", "must be positive and at most 744h (Bot v3 keeps 31 days), not %s", c.Reconciler.MaxWindow)
+	if r.MaxWindow <= 0 || r.MaxWindow > 31*24*time.Hour {
+		p.bad("reconciler.max_window", "must be positive and at most 744h (Bot v3 keeps 31 days), not %s", r.MaxWindow)
 	}
-	positive("reconciler.ambiguous_grace", c.Reconciler.AmbiguousGrace)
-	if c.Reconciler.MaxReleases < 1 || c.Reconciler.MaxReleases > 100 {
-		bad("reconciler.max_releases", "must be between 1 and 100")
+	p.positive("reconciler.ambiguous_grace", r.AmbiguousGrace)
+	if r.MaxReleases < 1 || r.MaxReleases > 100 {
+		p.bad("reconciler.max_releases", "must be between 1 and 100")
 	}
-	if c.Reconciler.AmbiguousGrace > 0 && c.Reconciler.AmbiguousGrace < c.Khoros.HTTPTimeout {
-		bad("reconciler.ambiguous_grace", "must be at least khoros.http_timeout (%s): the record of a send without an answer can appear until its call times out, and one released sooner could reach the customer twice", c.Khoros.HTTPTimeout)
+	if r.AmbiguousGrace > 0 && r.AmbiguousGrace < c.Khoros.HTTPTimeout {
+		p.bad("reconciler.ambiguous_grace", "must be at least khoros.http_timeout (%s): the record of a send without an answer can appear until its call times out, and one released sooner could reach the customer twice", c.Khoros.HTTPTimeout)
 	}
-	positive("reconciler.health_interval", c.Reconciler.HealthInterval)
-	positive("reconciler.token_refresh_before", c.Reconciler.TokenRefreshBefore)
-	positive("retention.period", c.Retention.Period)
-	positive("retention.interval", c.Retention.Interval)
+	p.positive("reconciler.health_interval", r.HealthInterval)
+	p.positive("reconciler.token_refresh_before", r.TokenRefreshBefore)
+	p.positive("retention.period", c.Retention.Period)
+	p.positive("retention.interval", c.Retention.Interval)
 	if c.Retention.BatchSize < 1 {
-		bad("retention.batch_size", "must be at least 1")
+		p.bad("retention.batch_size", "must be at least 1")
 	}
+}
+
+// validateSecrets checks the encryption key and the API keys.
+func (c *Config) validateSecrets(p *problems) {
 	if c.Encryption.Key != "" {
 		if _, err := ParseEncryptionKey(c.Encryption.Key); err != nil {
-			bad("encryption.key", "%v", err)
+			p.bad("encryption.key", "%v", err)
 		}
 	}
 	if c.HTTP.APIKeys != "" {
 		if _, err := ParseAPIKeys(c.HTTP.APIKeys); err != nil {
-			bad("http.api_keys", "%v", err)
+			p.bad("http.api_keys", "%v", err)
 		}
 	}
+}
 
+// validateKinds checks the kinds section.
+func (c *Config) validateKinds(p *problems) {
 	kinds := make([]string, 0, len(c.Kinds))
 	for k := range c.Kinds {
 		kinds = append(kinds, k)
@@ -552,73 +590,74 @@ func (c *Config) Validate() []string {
 		kc := c.Kinds[kind]
 		key := "kinds." + kind
 		if !contains(actionKinds, kind) {
-			bad(key, "is not an action kind (one of %s)", strings.Join(actionKinds, ", "))
+			p.bad(key, "is not an action kind (one of %s)", strings.Join(actionKinds, ", "))
 			continue
 		}
 		if kc.MaxAttempts < 0 || kc.MaxAttempts > 32767 {
-			bad(key+".max_attempts", "must be from 1 to 32767")
+			p.bad(key+".max_attempts", "must be from 1 to 32767")
 		}
 		if kc.Queue != "" {
 			if _, ok := c.River.Queues[kc.Queue]; !ok {
-				bad(key+".queue", "names queue %q, which is not in river.queues", kc.Queue)
+				p.bad(key+".queue", "names queue %q, which is not in river.queues", kc.Queue)
 			}
 		}
 		if kc.Priority < 0 || kc.Priority > 4 {
-			bad(key+".priority", "must be from 1 to 4")
+			p.bad(key+".priority", "must be from 1 to 4")
 		}
 		if kc.RetryBase < 0 || kc.RetryMax < 0 || (kc.RetryMax > 0 && kc.RetryBase > kc.RetryMax) {
-			bad(key+".retry_base", "must be positive and not above retry_max")
+			p.bad(key+".retry_base", "must be positive and not above retry_max")
 		}
 	}
-
-	p = append(p, c.ValidateApps()...)
-	return p
 }
 
 // ValidateApps checks the apps section; `botq app set` checks its flags
 // with it too.
 func (c *Config) ValidateApps() []string {
-	var p []string
-	bad := func(key, format string, args ...any) { p = append(p, key+": "+fmt.Sprintf(format, args...)) }
+	var p problems
 	seen := map[string]bool{}
 	for i, a := range c.Apps {
 		key := fmt.Sprintf("apps[%d]", i)
 		if !appIDRe.MatchString(a.ID) {
-			bad(key+".id", "must be a Bot v3 appId (letters, digits, . _ : @ -), not %q", a.ID)
+			p.bad(key+".id", "must be a Bot v3 appId (letters, digits, . _ : @ -), not %q", a.ID)
 		} else if seen[a.ID] {
-			bad(key+".id", "%q is listed twice", a.ID)
+			p.bad(key+".id", "%q is listed twice", a.ID)
 		}
 		seen[a.ID] = true
-		region := strings.ToUpper(a.Region)
-		switch {
-		case a.BaseURL != "" && region != "" && region != "CUSTOM":
-			bad(key+".base_url", "is for region CUSTOM; region %s has its own gateway", a.Region)
-		case a.BaseURL != "":
-			if err := checkBaseURL(a.BaseURL); err != nil {
-				bad(key+".base_url", "%v", err)
-			}
-		case region == "CUSTOM":
-			bad(key+".base_url", "is required for region CUSTOM")
-		case region != "" && region != "US" && region != "EMEA" && region != "APAC":
-			bad(key+".region", "must be US, EMEA, APAC or CUSTOM, not %q", a.Region)
-		}
-		if a.RateLimit < 0 {
-			bad(key+".rate_limit", "must not be negative")
-		}
-		if a.RateBurst < 0 {
-			bad(key+".rate_burst", "must not be negative")
-		}
-		if a.Concurrency < 0 {
-			bad(key+".concurrency", "must not be negative")
-		}
-		if a.LaneOnFailure != "" && a.LaneOnFailure != "continue" && a.LaneOnFailure != "block" {
-			bad(key+".lane_on_failure", "must be continue or block, not %q", a.LaneOnFailure)
-		}
-		if a.TokenFile != "" && a.TokenEnv != "" {
-			bad(key, "set token_file or token_env, not both")
-		}
+		a.validate(&p, key)
 	}
 	return p
+}
+
+// validate checks one app of the apps section, named key.
+func (a AppConfig) validate(p *problems, key string) {
+	region := strings.ToUpper(a.Region)
+	switch {
+	case a.BaseURL != "" && region != "" && region != "CUSTOM":
+		p.bad(key+".base_url", "is for region CUSTOM; region %s has its own gateway", a.Region)
+	case a.BaseURL != "":
+		if err := checkBaseURL(a.BaseURL); err != nil {
+			p.bad(key+".base_url", "%v", err)
+		}
+	case region == "CUSTOM":
+		p.bad(key+".base_url", "is required for region CUSTOM")
+	case region != "" && region != "US" && region != "EMEA" && region != "APAC":
+		p.bad(key+".region", "must be US, EMEA, APAC or CUSTOM, not %q", a.Region)
+	}
+	if a.RateLimit < 0 {
+		p.bad(key+".rate_limit", "must not be negative")
+	}
+	if a.RateBurst < 0 {
+		p.bad(key+".rate_burst", "must not be negative")
+	}
+	if a.Concurrency < 0 {
+		p.bad(key+".concurrency", "must not be negative")
+	}
+	if a.LaneOnFailure != "" && a.LaneOnFailure != "continue" && a.LaneOnFailure != "block" {
+		p.bad(key+".lane_on_failure", "must be continue or block, not %q", a.LaneOnFailure)
+	}
+	if a.TokenFile != "" && a.TokenEnv != "" {
+		p.bad(key, "set token_file or token_env, not both")
+	}
 }
 
 // checkBaseURL refuses a Khoros base URL that would send tokens in clear

@@ -26,7 +26,7 @@ func writeConfig(t *testing.T, body string) string {
 	return p
 }
 
-func problems(t *testing.T, err error) []string {
+func problemsOf(t *testing.T, err error) []string {
 	t.Helper()
 	var ce *ConfigError
 	require.ErrorAs(t, err, &ce)
@@ -88,7 +88,7 @@ func TestConfigBadFileNamesKeyAndLine(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			_, err := LoadConfig(writeConfig(t, tt.give), envOf())
-			msg := strings.Join(problems(t, err), "\n")
+			msg := strings.Join(problemsOf(t, err), "\n")
 			for _, w := range tt.want {
 				require.Contains(t, msg, w)
 			}
@@ -117,7 +117,7 @@ apps:
     base_url: http://khoros.example.com
   - id: a
 `), envOf())
-	got := strings.Join(problems(t, err), "\n")
+	got := strings.Join(problemsOf(t, err), "\n")
 	for _, want := range []string{
 		"database.url: is required", "database.schema", "log.level", "river.rescue_stuck_after",
 		"reconciler.max_window", "reconciler.ambiguous_grace: must be at least khoros.http_timeout", "kinds.shout: is not an action kind", "apps[0].base_url", "clear text", `apps[1].id: "a" is listed twice`,
@@ -142,7 +142,7 @@ func TestConfigEnvironment(t *testing.T) {
 	require.Contains(t, string(out), "u:xxxxx@db")
 
 	_, err = LoadConfig("", envOf("BOTQ_RIVER_JOB_TIMEOUT", "soon", "BOTQ_DATABASE_MAX_CONNS", "lots"))
-	got := strings.Join(problems(t, err), "\n")
+	got := strings.Join(problemsOf(t, err), "\n")
 	require.Contains(t, got, "BOTQ_RIVER_JOB_TIMEOUT")
 	require.Contains(t, got, "BOTQ_DATABASE_MAX_CONNS")
 }
@@ -154,7 +154,7 @@ func TestConfigRefusesPasswordInFile(t *testing.T) {
 	t.Parallel()
 	path := writeConfig(t, "database:\n  url: postgres://u:hunter2@db/x\n")
 	_, err := LoadConfig(path, envOf())
-	got := strings.Join(problems(t, err), "\n")
+	got := strings.Join(problemsOf(t, err), "\n")
 	require.Contains(t, got, "database.url: holds a password")
 	require.NotContains(t, got, "hunter2")
 

@@ -123,6 +123,59 @@ func (m *Main) Run(ctx context.Context) error {
 }
 
 // open connects, checks the schema and builds every component.
+// keyringOf opens the token encryption key, if one is configured.
+func keyringOf(c EncryptionConfig) (*store.Keyring, error) {
+	if c.Key == "" {
+		return nil, nil
+	}
+	key, err := store.ParseKey(c.Key)
+	if err != nil {
+		return nil, fmt.Errorf("encryption.key: %w", err)
+	}
+	return store.NewKeyring(key)
+}
+
+// retryPolicies are the kinds' retry settings of the configuration.
+func retryPolicies(kinds map[string]KindConfig) map[string]jobs.RetryPolicy {
+	retry := map[string]jobs.RetryPolicy{}
+	for kind, kc := range kinds {
+		if kc.RetryBase > 0 || kc.RetryMax > 0 {
+			p := jobs.DefaultRetryPolicy
+			if kc.RetryBase > 0 {
+				p.Base = kc.RetryBase
+			}
+			if kc.RetryMax > 0 {
+				p.Max = kc.RetryMax
+			}
+			retry[kind] = p
+		}
+	}
+	return retry
+}
+
+// openWorkers builds the executor of actions, registers its workers and
+// adds the action queues.
+func (m *Main) openWorkers(workers *river.Workers, queues map[string]river.QueueConfig) error {
+	cfg := m.Config
+	var err error
+	m.Executor, err = jobs.NewExecutor(jobs.Config{
+		Pool: m.Pool, Store: m.Store, Apps: m.Apps, Logger: m.Logger, Retry: retryPolicies(cfg.Kinds),
+		SlotLease: cfg.River.JobTimeout + 30*time.Second, Observer: m.Metrics,
+	})
+	if err != nil {
+		return err
+	}
+	if err := m.Executor.Register(workers); err != nil {
+		return err
+	}
+	for name, q := range cfg.River.Queues {
+		if name != maintenanceQueue {
+			queues[name] = river.QueueConfig{MaxWorkers: q.MaxWorkers}
+		}
+	}
+	return nil
+}
+
 func (m *Main) open(ctx context.Context) error {
 	cfg := m.Config
 	pool, err := store.NewPool(ctx, cfg.Database.URL, cfg.Database.Schema, store.PoolOptions{MaxConns: cfg.Database.MaxConns, AppName: "botq"})
@@ -142,14 +195,8 @@ func (m *Main) open(ctx context.Context) error {
 		return err
 	}
 	m.Metrics = NewMetrics(pool, m.Store, m.Logger)
-	if cfg.Encryption.Key != "" {
-		key, err := store.ParseKey(cfg.Encryption.Key)
-		if err != nil {
-			return fmt.Errorf("encryption.key: %w", err)
-		}
-		if m.Keyring, err = store.NewKeyring(key); err != nil {
-			return err
-		}
+	if m.Keyring, err = keyringOf(cfg.Encryption); err != nil {
+		return err
 	}
 	if err := m.syncConfig(ctx); err != nil {
 		return err
@@ -165,33 +212,8 @@ func (m *Main) open(ctx context.Context) error {
 	workers := river.NewWorkers()
 	queues := map[string]river.QueueConfig{}
 	if cfg.Roles.Workers {
-		retry := map[string]jobs.RetryPolicy{}
-		for kind, kc := range cfg.Kinds {
-			if kc.RetryBase > 0 || kc.RetryMax > 0 {
-				p := jobs.DefaultRetryPolicy
-				if kc.RetryBase > 0 {
-					p.Base = kc.RetryBase
-				}
-				if kc.RetryMax > 0 {
-					p.Max = kc.RetryMax
-				}
-				retry[kind] = p
-			}
-		}
-		m.Executor, err = jobs.NewExecutor(jobs.Config{
-			Pool: pool, Store: m.Store, Apps: m.Apps, Logger: m.Logger, Retry: retry,
-			SlotLease: cfg.River.JobTimeout + 30*time.Second, Observer: m.Metrics,
-		})
-		if err != nil {
+		if err := m.openWorkers(workers, queues); err != nil {
 			return err
-		}
-		if err := m.Executor.Register(workers); err != nil {
-			return err
-		}
-		for name, q := range cfg.River.Queues {
-			if name != maintenanceQueue {
-				queues[name] = river.QueueConfig{MaxWorkers: q.MaxWorkers}
-			}
 		}
 	}
 	if cfg.Roles.Reconciler {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strings"
@@ -21,17 +22,21 @@ var replayFlags = map[string]string{
 	"unfinished":                     "(none: cancel them or let them finish)",
 }
 
+// replayRun is one `botq replay`: its flags, then what it replays.
+type replayRun struct {
+	env       *cliEnv
+	out       outputOpts
+	filter    actionFilterFlags
+	opts      store.ReplayOptions
+	actor     string
+	dryRun    bool
+	batchSize int
+	sample    int
+	bar       bool
+}
+
 func newReplayCmd(env *cliEnv) *cobra.Command {
-	var (
-		out       outputOpts
-		filter    actionFilterFlags
-		opts      store.ReplayOptions
-		actor     string
-		dryRun    bool
-		batchSize int
-		sample    int
-		bar       bool
-	)
+	r := &replayRun{env: env}
 	cmd := &cobra.Command{
 		Use:   "replay [action-id...]",
 		Short: "Replay actions: one or more by id, or every action matching a filter",
@@ -49,132 +54,157 @@ says how many and why. It runs in batches, each its own transaction, with a prog
 		Example: `  botq replay 1234 --reason "Khoros 500s"
   botq replay --app my-app --state failed --since 24h --dry-run --reason "outage 31 Jan"
   botq replay --app my-app --state failed --since 24h --reason "outage 31 Jan"`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if strings.TrimSpace(opts.Reason) == "" {
-				return usagef("--reason is required: say why these actions are replayed")
-			}
-			if batchSize < 1 || batchSize > 10000 {
-				return usagef("--batch-size must be from 1 to 10000, not %d", batchSize)
-			}
-			f, err := filter.filter(time.Now())
-			if err != nil {
-				return err
-			}
-			switch {
-			case len(args) > 0 && !filter.empty():
-				return usagef("give action ids or filter flags (--app, --kind, --state, --lane, --from, --to), not both")
-			case len(args) == 0 && filter.empty():
-				return usagef("say what to replay: action ids, or filter flags (--app, --kind, --state, --lane, --from, --to)")
-			}
-			for _, a := range args {
-				id, err := parseID("action id", a)
-				if err != nil {
-					return err
-				}
-				f.IDs = append(f.IDs, id)
-			}
-			opts.Actor = actorOr(env, actor)
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			ctx := cmd.Context()
-
-			if len(f.IDs) == 1 && !dryRun {
-				r, err := db.store.ActionReplay(ctx, db.pool, f.IDs[0], opts)
-				if refused, ok := store.IsReplayRefused(err); ok {
-					return refusalError(refused)
-				}
-				if err != nil {
-					return err
-				}
-				if out.json() {
-					return writeJSONOut(env.stdout, map[string]any{"original_id": r.OriginalID, "action_id": r.ActionID, "event_id": r.EventID})
-				}
-				fmt.Fprintf(env.stdout, "replayed action %d as action %d\n", r.OriginalID, r.ActionID)
-				return nil
-			}
-
-			if dryRun {
-				plan, err := db.store.ActionReplayPlan(ctx, db.pool, f, opts, sample)
-				if err != nil {
-					return err
-				}
-				res := api.BulkReplayResponse{DryRun: true, Matched: plan.Matched, Eligible: plan.Eligible, Skipped: plan.Skipped, Sample: []api.Action{}}
-				for _, a := range plan.Sample {
-					res.Sample = append(res.Sample, api.NewAction(a))
-				}
-				if out.json() {
-					return writeJSONOut(env.stdout, res)
-				}
-				fmt.Fprintf(env.stdout, "dry run: %d actions match, %d would be replayed\n", plan.Matched, plan.Eligible)
-				printSkipped(env, plan.Skipped)
-				if len(res.Sample) > 0 {
-					fmt.Fprintf(env.stdout, "\nthe first %d:\n", len(res.Sample))
-					tw := newTable(env.stdout, "ID", "APP", "KIND", "STATE", "CREATED", "LAST ERROR")
-					for _, a := range res.Sample {
-						row(tw, a.ID, a.AppID, a.Kind, a.State, a.CreatedAt, a.LastError)
-					}
-					return tw.Flush()
-				}
-				return nil
-			}
-
-			var p *progress
-			res, err := db.store.ActionReplayBulk(ctx, db.pool, store.ReplayBulkParams{
-				Filter: f, Options: opts, BatchSize: batchSize,
-				Progress: func(done, total int64) {
-					if p == nil {
-						p = newProgress(env, bar, total, "replaying")
-					}
-					p.set(done)
-				},
-			})
-			if p != nil {
-				p.done()
-			}
-			if err != nil {
-				if res != nil && res.Replayed > 0 {
-					return fmt.Errorf("%w (the %d replays made before it are committed)", err, res.Replayed)
-				}
-				return err
-			}
-			skipped := res.Plan.Skipped
-			if res.Skipped > 0 {
-				skipped["changed_meanwhile"] = res.Skipped
-			}
-			if out.json() {
-				if err := writeJSONOut(env.stdout, api.BulkReplayResponse{Matched: res.Plan.Matched, Eligible: res.Plan.Eligible,
-					Skipped: skipped, Replayed: res.Replayed, FirstActionIDs: res.FirstIDs}); err != nil {
-					return err
-				}
-			} else {
-				fmt.Fprintf(env.stdout, "replayed %d of %d matching actions\n", res.Replayed, res.Plan.Matched)
-				printSkipped(env, skipped)
-				if len(res.FirstIDs) > 0 {
-					fmt.Fprintf(env.stdout, "new actions: %d ... (botq actions list --state queued --app ...)\n", res.FirstIDs[0])
-				}
-			}
-			if len(args) > 0 && len(skipped) > 0 {
-				return fmt.Errorf("%d of the actions named were not replayed (see above)", res.Plan.Matched-res.Replayed)
-			}
-			return nil
-		},
+		RunE: r.run,
 	}
-	filter.add(cmd)
-	cmd.Flags().StringVar(&opts.Reason, "reason", "", "why (required; recorded in each replay's event)")
-	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "show what would be replayed; change nothing")
-	cmd.Flags().BoolVar(&opts.AllowSucceeded, "allow-succeeded", false, "also replay actions that succeeded (sends them again)")
-	cmd.Flags().BoolVar(&opts.AllowReplayOfReplay, "allow-replay-of-replay", false, "also replay actions that are themselves replays")
-	cmd.Flags().BoolVar(&opts.AllowReplayed, "allow-replayed", false, "also replay actions that were replayed already")
-	cmd.Flags().BoolVar(&opts.AllowPossiblySent, "possibly-sent", false, "also replay actions cancelled possibly sent (their message may have reached the customer: it may arrive twice)")
-	cmd.Flags().IntVar(&batchSize, "batch-size", 500, "actions replayed per transaction")
-	cmd.Flags().IntVar(&sample, "sample", 20, "with --dry-run, how many of the actions to list")
-	cmd.Flags().BoolVar(&bar, "progress", false, "show a progress bar even when stderr is not a terminal")
-	addActorFlag(cmd, &actor)
-	addOutputFlag(cmd, &out)
+	r.filter.add(cmd)
+	f := cmd.Flags()
+	f.StringVar(&r.opts.Reason, "reason", "", "why (required; recorded in each replay's event)")
+	f.BoolVar(&r.dryRun, "dry-run", false, "show what would be replayed; change nothing")
+	f.BoolVar(&r.opts.AllowSucceeded, "allow-succeeded", false, "also replay actions that succeeded (sends them again)")
+	f.BoolVar(&r.opts.AllowReplayOfReplay, "allow-replay-of-replay", false, "also replay actions that are themselves replays")
+	f.BoolVar(&r.opts.AllowReplayed, "allow-replayed", false, "also replay actions that were replayed already")
+	f.BoolVar(&r.opts.AllowPossiblySent, "possibly-sent", false, "also replay actions cancelled possibly sent (their message may have reached the customer: it may arrive twice)")
+	f.IntVar(&r.batchSize, "batch-size", 500, "actions replayed per transaction")
+	f.IntVar(&r.sample, "sample", 20, "with --dry-run, how many of the actions to list")
+	f.BoolVar(&r.bar, "progress", false, "show a progress bar even when stderr is not a terminal")
+	addActorFlag(cmd, &r.actor)
+	addOutputFlag(cmd, &r.out)
 	return cmd
+}
+
+func (r *replayRun) run(cmd *cobra.Command, args []string) error {
+	f, err := r.target(args)
+	if err != nil {
+		return err
+	}
+	r.opts.Actor = actorOr(r.env, r.actor)
+	db, err := r.env.openDB(cmd.Context())
+	if err != nil {
+		return err
+	}
+	defer db.close()
+	switch {
+	case len(f.IDs) == 1 && !r.dryRun:
+		return r.one(cmd.Context(), db, f.IDs[0])
+	case r.dryRun:
+		return r.plan(cmd.Context(), db, f)
+	}
+	return r.bulk(cmd.Context(), db, f, len(args) > 0)
+}
+
+// target checks the flags and returns what to replay: the actions named,
+// or those matching the filter.
+func (r *replayRun) target(args []string) (store.ActionFilter, error) {
+	if strings.TrimSpace(r.opts.Reason) == "" {
+		return store.ActionFilter{}, usagef("--reason is required: say why these actions are replayed")
+	}
+	if r.batchSize < 1 || r.batchSize > 10000 {
+		return store.ActionFilter{}, usagef("--batch-size must be from 1 to 10000, not %d", r.batchSize)
+	}
+	f, err := r.filter.filter(time.Now())
+	if err != nil {
+		return f, err
+	}
+	switch {
+	case len(args) > 0 && !r.filter.empty():
+		return f, usagef("give action ids or filter flags (--app, --kind, --state, --lane, --from, --to), not both")
+	case len(args) == 0 && r.filter.empty():
+		return f, usagef("say what to replay: action ids, or filter flags (--app, --kind, --state, --lane, --from, --to)")
+	}
+	for _, a := range args {
+		id, err := parseID("action id", a)
+		if err != nil {
+			return f, err
+		}
+		f.IDs = append(f.IDs, id)
+	}
+	return f, nil
+}
+
+// one replays one action.
+func (r *replayRun) one(ctx context.Context, db *cliDB, id int64) error {
+	res, err := db.store.ActionReplay(ctx, db.pool, id, r.opts)
+	if refused, ok := store.IsReplayRefused(err); ok {
+		return refusalError(refused)
+	}
+	if err != nil {
+		return err
+	}
+	if r.out.json() {
+		return writeJSONOut(r.env.stdout, map[string]any{"original_id": res.OriginalID, "action_id": res.ActionID, "event_id": res.EventID})
+	}
+	fmt.Fprintf(r.env.stdout, "replayed action %d as action %d\n", res.OriginalID, res.ActionID)
+	return nil
+}
+
+// plan shows what a replay of f would do (--dry-run).
+func (r *replayRun) plan(ctx context.Context, db *cliDB, f store.ActionFilter) error {
+	plan, err := db.store.ActionReplayPlan(ctx, db.pool, f, r.opts, r.sample)
+	if err != nil {
+		return err
+	}
+	res := api.BulkReplayResponse{DryRun: true, Matched: plan.Matched, Eligible: plan.Eligible, Skipped: plan.Skipped, Sample: []api.Action{}}
+	for _, a := range plan.Sample {
+		res.Sample = append(res.Sample, api.NewAction(a))
+	}
+	if r.out.json() {
+		return writeJSONOut(r.env.stdout, res)
+	}
+	fmt.Fprintf(r.env.stdout, "dry run: %d actions match, %d would be replayed\n", plan.Matched, plan.Eligible)
+	printSkipped(r.env, plan.Skipped)
+	if len(res.Sample) == 0 {
+		return nil
+	}
+	fmt.Fprintf(r.env.stdout, "\nthe first %d:\n", len(res.Sample))
+	tw := newTable(r.env.stdout, "ID", "APP", "KIND", "STATE", "CREATED", "LAST ERROR")
+	for _, a := range res.Sample {
+		row(tw, a.ID, a.AppID, a.Kind, a.State, a.CreatedAt, a.LastError)
+	}
+	return tw.Flush()
+}
+
+// bulk replays the actions of f in batches; named says they were named by
+// id, so one left out is an error.
+func (r *replayRun) bulk(ctx context.Context, db *cliDB, f store.ActionFilter, named bool) error {
+	var p *progress
+	res, err := db.store.ActionReplayBulk(ctx, db.pool, store.ReplayBulkParams{
+		Filter: f, Options: r.opts, BatchSize: r.batchSize,
+		Progress: func(done, total int64) {
+			if p == nil {
+				p = newProgress(r.env, r.bar, total, "replaying")
+			}
+			p.set(done)
+		},
+	})
+	if p != nil {
+		p.done()
+	}
+	if err != nil {
+		if res != nil && res.Replayed > 0 {
+			return fmt.Errorf("%w (the %d replays made before it are committed)", err, res.Replayed)
+		}
+		return err
+	}
+	skipped := res.Plan.Skipped
+	if res.Skipped > 0 {
+		skipped["changed_meanwhile"] = res.Skipped
+	}
+	if r.out.json() {
+		if err := writeJSONOut(r.env.stdout, api.BulkReplayResponse{Matched: res.Plan.Matched, Eligible: res.Plan.Eligible,
+			Skipped: skipped, Replayed: res.Replayed, FirstActionIDs: res.FirstIDs}); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(r.env.stdout, "replayed %d of %d matching actions\n", res.Replayed, res.Plan.Matched)
+		printSkipped(r.env, skipped)
+		if len(res.FirstIDs) > 0 {
+			fmt.Fprintf(r.env.stdout, "new actions: %d ... (botq actions list --state queued --app ...)\n", res.FirstIDs[0])
+		}
+	}
+	if named && len(skipped) > 0 {
+		return fmt.Errorf("%d of the actions named were not replayed (see above)", res.Plan.Matched-res.Replayed)
+	}
+	return nil
 }
 
 func refusalError(r *store.ReplayRefusedError) error {
