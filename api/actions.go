@@ -53,6 +53,9 @@ func (s *Server) enqueue(w http.ResponseWriter, r *http.Request, p Principal) er
 	res, err := s.cfg.Store.ActionInsert(r.Context(), s.cfg.DB, store.ActionInsertParams{
 		AppID: req.AppID, Kind: req.Kind, Payload: req.Payload, IdempotencyKey: req.IdempotencyKey,
 		Lane: req.Lane, CreatedBy: p.Actor(),
+		// An operator's key may act for every app; any other key only for
+		// the apps it was granted (botq grant add api:<name> <app>).
+		CheckGrant: p.Role != RoleOperator,
 	})
 	if err != nil {
 		return err

@@ -274,6 +274,10 @@ func (s *Server) writeErr(w http.ResponseWriter, r *http.Request, err error) {
 		WriteError(w, http.StatusNotFound, "not_found", err.Error(), "")
 	case errors.Is(err, store.ErrInFlight):
 		WriteError(w, http.StatusConflict, "in_flight", err.Error(), "")
+	case errors.Is(err, store.ErrForbidden):
+		WriteError(w, http.StatusForbidden, "forbidden", strings.TrimPrefix(err.Error(), "forbidden: "), "app_id")
+	case errors.Is(err, store.ErrKeyReused):
+		WriteError(w, http.StatusConflict, "idempotency_key_reused", strings.TrimPrefix(err.Error(), "conflict: idempotency key reused: "), "idempotency_key")
 	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrIllegalTransition):
 		WriteError(w, http.StatusConflict, "conflict", err.Error(), "")
 	case r.Context().Err() != nil:

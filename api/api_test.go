@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -93,7 +94,16 @@ func setupWith(t *testing.T, mod func(*api.Config)) *testBundle {
 	require.NoError(t, err)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
-	return &testBundle{ctx: ctx, s: s, pool: pool, url: hs.URL, appID: storetest.App(ctx, t, s, pool, nil)}
+	b := &testBundle{ctx: ctx, s: s, pool: pool, url: hs.URL, appID: storetest.App(ctx, t, s, pool, nil)}
+	// The enqueuer keys act for the test's app (a key acts for no app until
+	// granted one); the operator's needs no grant.
+	for _, p := range principals {
+		if p.Role == api.RoleEnqueuer {
+			_, err := s.GrantAdd(ctx, pool, p.Actor(), b.appID, store.ScopeConversation, "test", "")
+			require.NoError(t, err)
+		}
+	}
+	return b
 }
 
 // call sends a request with key ("" for none) and body (nil for none) and
@@ -292,7 +302,7 @@ func TestEnqueueIdempotentAndOwnActions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var e apiError
-		resp := b.call(t, "POST", "/v1/actions", keyEnqueuer, tt.give, &e)
+		resp := b.call(t, "POST", "/v1/actions", keyOperator, tt.give, &e)
 		require.Equal(t, http.StatusBadRequest, resp.StatusCode, "%v: %+v", tt.give, e)
 		require.Equal(t, tt.wantCode, e.Error.Code, "%v", tt.give)
 		require.Equal(t, tt.wantField, e.Error.Field, "%v", tt.give)
@@ -379,6 +389,7 @@ func TestPauseResume(t *testing.T) {
 
 	var evs api.EventList
 	require.Equal(t, http.StatusOK, b.call(t, "GET", "/v1/events?app="+b.appID, keyAuditor, nil, &evs).StatusCode)
+	evs.Events = slices.DeleteFunc(evs.Events, func(e api.Event) bool { return e.Kind == "grant" })
 	require.Len(t, evs.Events, 2)
 	require.Equal(t, "resume", evs.Events[0].Kind)
 	require.Equal(t, "pause", evs.Events[1].Kind)
@@ -417,7 +428,8 @@ func TestEnqueueRefusesHostileBodies(t *testing.T) {
 		{"an array, not an action", `[` + action(`"text":"hi"`) + `]`, http.StatusBadRequest, ""},
 		{"two objects", action(`"text":"hi"`) + action(`"text":"hi"`), http.StatusBadRequest, ""},
 		{"a number for the kind", `{"app_id":"` + b.appID + `","kind":7,"payload":{}}`, http.StatusBadRequest, "kind"},
-		{"SQL in the app id", `{"app_id":"x'; DROP TABLE action; --","kind":"respond","payload":{` + conv + `,"text":"hi"}}`, http.StatusBadRequest, "app_id"},
+		// Not granted to the key: refused without saying whether it exists.
+		{"SQL in the app id", `{"app_id":"x'; DROP TABLE action; --","kind":"respond","payload":{` + conv + `,"text":"hi"}}`, http.StatusForbidden, "app_id"},
 		{"control characters in the lane", `{"app_id":"` + b.appID + `","kind":"respond","lane":"a\nb","payload":{` + conv + `,"text":"hi"}}`, http.StatusBadRequest, "lane"},
 		{"a key of 10,000 characters", `{"app_id":"` + b.appID + `","kind":"respond","idempotency_key":"` + strings.Repeat("k", 10000) + `","payload":{` + conv + `,"text":"hi"}}`, http.StatusBadRequest, "idempotency_key"},
 	}
@@ -439,4 +451,45 @@ func TestEnqueueRefusesHostileBodies(t *testing.T) {
 		}
 	}
 	require.Equal(t, before, count(), "nothing was stored")
+}
+
+// Two API keys of different owners: each enqueues only for the apps it was
+// granted, only the kinds of its grant, and cannot use the other's
+// idempotency key to see or take the other's action (409, nothing shown).
+func TestTrustKeysActOnlyForTheirApps(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	other := storetest.App(b.ctx, t, b.s, b.pool, nil)
+	_, err := b.s.GrantAdd(b.ctx, b.pool, "api:bot2", other, store.ScopeConversation, "test", "")
+	require.NoError(t, err)
+	count := func() (n int) {
+		require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM action WHERE app_id = ANY($1)`, []string{b.appID, other}).Scan(&n))
+		return n
+	}
+	before := count()
+	var e apiError
+	resp := b.call(t, "POST", "/v1/actions", keyEnqueuer, api.EnqueueRequest{AppID: other, Kind: "respond", Payload: storetest.RespondPayload("x", "hi")}, &e)
+	require.Equal(t, http.StatusForbidden, resp.StatusCode, "%+v", e)
+	require.Equal(t, "forbidden", e.Error.Code)
+	require.Contains(t, e.Error.Message, other)
+	require.Equal(t, "app_id", e.Error.Field)
+	reg := json.RawMessage(`{"platform":"EXTERNAL","companyKey":"acme","networkKey":"facebook","externalId":"page-1","appId":"x","name":"n","callbackUrl":"https://evil.example/cb","credentials":{"type":"BASIC_AUTH","identity":"i","secret":"s"}}`)
+	for _, kind := range []string{"registration_update", "token_revoke"} {
+		resp = b.call(t, "POST", "/v1/actions", keyEnqueuer2, api.EnqueueRequest{AppID: other, Kind: kind, Payload: reg}, &e)
+		require.Equal(t, http.StatusForbidden, resp.StatusCode, "%s: %+v", kind, e)
+	}
+	require.Equal(t, before, count(), "nothing was stored")
+
+	// bot's key, then bot2 with bot's idempotency key in the app both hold.
+	mine := b.enqueue(t, keyEnqueuer, "order-7")
+	var raw json.RawMessage
+	resp = b.call(t, "POST", "/v1/actions", keyEnqueuer2, api.EnqueueRequest{
+		AppID: b.appID, Kind: "note", Payload: json.RawMessage(`{"coordinate":{"companyKey":"acme","networkKey":"facebook","externalId":"page-1"},"author":{"id":"z"},"note":"mine now"}`),
+		IdempotencyKey: "order-7"}, &raw)
+	require.Equal(t, http.StatusConflict, resp.StatusCode, string(raw))
+	require.Contains(t, string(raw), `"idempotency_key_reused"`)
+	require.NotContains(t, string(raw), fmt.Sprintf(`"id":%d`, mine.ID), "the other action is not shown")
+	require.NotContains(t, string(raw), "hello", "nor its text")
+	require.NotContains(t, string(raw), "api:bot\"", "nor its principal")
+	require.Equal(t, before+1, count(), "and bot2's action was not stored")
 }

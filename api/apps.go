@@ -116,7 +116,7 @@ var EventKinds = []string{
 	"token_set", "token_refresh", "token_revoke", "token_unauthorized",
 	"registration", "mode_change", "health_change",
 	"lane_blocked", "lane_unblocked", "ambiguous_resolved", "ambiguous_released",
-	"app_upsert", "retention", "riverui",
+	"app_upsert", "retention", "riverui", "grant", "grant_revoke",
 }
 
 // EventList answers GET /v1/events.

@@ -43,6 +43,9 @@ type Options struct {
 	MaxBusy            float64
 	Keep               bool
 	Rounds             int
+	// Role is the role botq acts as (database.role): botq_runtime when the
+	// bench's user may make it, else the user itself. The bench sets it.
+	Role string
 }
 
 func DefaultOptions() Options {

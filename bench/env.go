@@ -101,8 +101,20 @@ func newBench(ctx context.Context, o Options, log io.Writer) (*bench, error) {
 	if b.botqPool, err = store.NewPool(ctx, o.DatabaseURL, b.botqSchema, store.PoolOptions{MaxConns: int32(max(o.SQLClients, 4)) + 2, AppName: "botq-bench"}); err != nil {
 		return nil, err
 	}
+	// botq runs as botq_runtime, as deployed, when the bench's user may
+	// make the role; the HTTP scenario's key acts for every app.
+	_, missing, err := store.RolesEnsure(ctx, b.botqPool)
+	if err != nil {
+		return nil, err
+	}
+	if len(missing) == 0 {
+		b.o.Role = store.DBRoleRuntime
+	}
 	if _, err = migrations.Up(ctx, b.botqPool, b.botqSchema, nil); err != nil {
 		return nil, err
+	}
+	if _, err = b.botqPool.Exec(ctx, `INSERT INTO principal_grant (principal, app_id, granted_by) VALUES ('api:bench', '*', 'bench')`); err != nil {
+		return nil, fmt.Errorf("grant the bench's API key: %w", err)
 	}
 	if b.riverPool, err = store.NewPool(ctx, o.DatabaseURL, b.riverSchema, store.PoolOptions{MaxConns: o.MaxConns, AppName: "botq-bench-river"}); err != nil {
 		return nil, err
@@ -480,6 +492,7 @@ type benchAppSpec struct {
 func benchBotqConfig(o Options, schema, simURL string, roles server.RolesConfig, apps []benchAppSpec) server.Config {
 	cfg := server.DefaultConfig()
 	cfg.Database.URL = o.DatabaseURL
+	cfg.Database.Role = o.Role
 	cfg.Database.Schema = schema
 	cfg.Database.MaxConns = o.MaxConns
 	cfg.Log.Level = "warn"

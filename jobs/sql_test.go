@@ -243,7 +243,7 @@ func TestKeylessInsertsAreNotLookedUp(t *testing.T) {
 	require.NoError(t, err)
 	lookups := func() (n int64) {
 		require.NoError(t, tx.QueryRow(ctx, `SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions
-			WHERE schemaname = $1 AND funcname = 'action_by_key'`, s.Schema()).Scan(&n))
+			WHERE schemaname = $1 AND funcname = 'action_key_holder'`, s.Schema()).Scan(&n))
 		return n
 	}
 	payload := `{` + conv + `,"text":"hi"}`

@@ -165,8 +165,17 @@ func Open(ctx context.Context, pool *pgxpool.Pool, schema string, logger *slog.L
 	if err := ValidateSchema(schema); err != nil {
 		return nil, err
 	}
-	if _, err := pool.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+schema); err != nil {
-		return nil, fmt.Errorf("create schema %s: %w", schema, err)
+	// Only when missing: CREATE SCHEMA IF NOT EXISTS needs the right to
+	// create schemas even when it exists, which botq's runtime role (which
+	// only reads the version) has not.
+	var exists bool
+	if err := pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", schema).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("look up schema %s: %w", schema, err)
+	}
+	if !exists {
+		if _, err := pool.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+			return nil, fmt.Errorf("create schema %s: %w", schema, err)
+		}
 	}
 	if err := checkNotPreBaseline(ctx, pool, schema); err != nil {
 		return nil, err

@@ -138,7 +138,7 @@ func TestRowTriggersKeepCachedPlans(t *testing.T) {
 	}
 	require.NoError(t, rows.Err())
 
-	for _, fn := range []string{"action_before_insert", "action_before_update", "action_update_refused"} {
+	for _, fn := range []string{"action_before_insert", "action_before_update", "action_update_refused", "action_caller_columns"} {
 		require.Contains(t, config, fn, "a row trigger on action")
 		require.Contains(t, config[fn], "plan_cache_mode=auto", fn)
 		delete(config, fn)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/botq/botq/migrations"
 	"github.com/botq/botq/reconciler"
+	"github.com/botq/botq/store"
 )
 
 // Config is botq's whole configuration. It is resolved in this order:
@@ -50,8 +51,13 @@ type DatabaseConfig struct {
 	URLFile  string `yaml:"url_file"`
 	Schema   string `yaml:"schema"`
 	MaxConns int32  `yaml:"max_conns"`
-	// AutoMigrate makes `botq serve` migrate the schema at start.
+	// AutoMigrate makes `botq serve` migrate the schema at start (as the
+	// login user, not Role).
 	AutoMigrate bool `yaml:"auto_migrate"`
+	// Role is the role botq acts as once connected (as SET ROLE), so that
+	// the schema's owner, which migrates, is not the role botq runs as:
+	// botq_runtime may not rewrite audit history. "" runs as the login user.
+	Role string `yaml:"role"`
 }
 
 // LogConfig shapes logs.
@@ -167,6 +173,7 @@ func DefaultConfig() Config {
 			URL:      "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
 			Schema:   migrations.DefaultSchema,
 			MaxConns: 20,
+			Role:     store.DBRoleRuntime,
 		},
 		Log:   LogConfig{Level: "info", Format: "json"},
 		HTTP:  HTTPConfig{Listen: "127.0.0.1:8080", ShutdownTimeout: 10 * time.Second},

@@ -108,6 +108,9 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	if _, err := migrations.Up(ctx, pool, cfg.Database.Schema, nil); err != nil {
 		return err
 	}
+	if cfg.Database.Role, err = devRole(ctx, pool, cfg, out); err != nil {
+		return err
+	}
 	if err := setupDevApp(ctx, pool, cfg, simSrv, simURL); err != nil {
 		return err
 	}
@@ -202,6 +205,30 @@ func setupDevApp(ctx context.Context, pool *pgxpool.Pool, cfg Config, s *sim.Ser
 	}
 	_, err = st.AppResume(ctx, pool, devApp)
 	return err
+}
+
+// devRole makes botq's roles and returns the role botq runs as: the
+// configured one (botq_runtime) when the login user may act as it, else the
+// login user, with a note saying why.
+func devRole(ctx context.Context, pool *pgxpool.Pool, cfg Config, out io.Writer) (string, error) {
+	role := cfg.Database.Role
+	if role == "" {
+		return "", nil
+	}
+	var b strings.Builder
+	if err := SetupRoles(ctx, &b, pool, cfg.Database.Schema); err != nil {
+		return "", err
+	}
+	var member bool
+	err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1) AND pg_has_role(current_user, $1, 'MEMBER')`, role).Scan(&member)
+	if err != nil {
+		return "", err
+	}
+	if !member {
+		fmt.Fprintf(out, "botq dev: runs as the login user: it cannot act as %s (%s)\n", role, strings.TrimSpace(b.String()))
+		return "", nil
+	}
+	return role, nil
 }
 
 // WaitReady waits until m serves, or its Run (whose result runErr receives)

@@ -57,7 +57,7 @@ func TestMaintenanceRetentionFailureIsLoggedAndCounted(t *testing.T) {
 	require.NoError(t, m.Store.RequestUpsert(ctx, m.Pool, &store.RequestUpsertParams{RequestID: "stuck", AppID: "app-r", State: store.RequestSuccess}))
 	_, err = m.Store.EventInsert(ctx, m.Pool, store.EventInsertParams{AppID: "app-r", Kind: "pause", Actor: "x"})
 	require.NoError(t, err)
-	require.NoError(t, pgx.BeginFunc(ctx, m.Pool, func(tx pgx.Tx) error {
+	require.NoError(t, pgx.BeginFunc(ctx, ownerPool(m), func(tx pgx.Tx) error {
 		for _, sql := range []string{
 			`SET LOCAL session_replication_role = replica`,
 			fmt.Sprintf(`UPDATE %s.request SET first_seen_at = first_seen_at - interval '2 years'`, schema),

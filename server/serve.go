@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -123,6 +124,27 @@ func (m *Main) Run(ctx context.Context) error {
 }
 
 // open connects, checks the schema and builds every component.
+// migrate brings the schema up to date as the login user (the schema's
+// owner), and creates and grants botq's roles, before botq connects as its
+// role.
+func (m *Main) migrate(ctx context.Context) error {
+	cfg := m.Config.Database
+	pool, err := store.NewPool(ctx, cfg.URL, cfg.Schema, store.PoolOptions{MaxConns: 2, AppName: "botq-migrate"})
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if _, err := migrations.Up(ctx, pool, cfg.Schema, SlogFor(m.Logger)); err != nil {
+		return err
+	}
+	var b strings.Builder
+	err = SetupRoles(ctx, &b, pool, cfg.Schema)
+	if out := strings.TrimSpace(b.String()); out != "" {
+		m.Logger.Info().Msg("botq: " + out)
+	}
+	return err
+}
+
 // keyringOf opens the token encryption key, if one is configured.
 func keyringOf(c EncryptionConfig) (*store.Keyring, error) {
 	if c.Key == "" {
@@ -178,16 +200,18 @@ func (m *Main) openWorkers(workers *river.Workers, queues map[string]river.Queue
 
 func (m *Main) open(ctx context.Context) error {
 	cfg := m.Config
-	pool, err := store.NewPool(ctx, cfg.Database.URL, cfg.Database.Schema, store.PoolOptions{MaxConns: cfg.Database.MaxConns, AppName: "botq"})
+	if cfg.Database.AutoMigrate {
+		if err := m.migrate(ctx); err != nil {
+			return err
+		}
+	}
+	pool, err := store.NewPool(ctx, cfg.Database.URL, cfg.Database.Schema, store.PoolOptions{
+		MaxConns: cfg.Database.MaxConns, AppName: "botq", Role: cfg.Database.Role,
+	})
 	if err != nil {
 		return err
 	}
 	m.Pool = pool
-	if cfg.Database.AutoMigrate {
-		if _, err := migrations.Up(ctx, pool, cfg.Database.Schema, SlogFor(m.Logger)); err != nil {
-			return err
-		}
-	}
 	if err := checkSchema(ctx, pool, cfg.Database.Schema); err != nil {
 		return err
 	}

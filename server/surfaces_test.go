@@ -6,9 +6,11 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
@@ -30,11 +32,21 @@ func startAPIMain(t *testing.T, edit func(*Config)) (*Main, string) {
 	return startMain(t, zerolog.Nop(), edit)
 }
 
+// owners holds each test Main's schema owner's pool: the Main acts as
+// botq_runtime, which may not change what a test sets up by hand.
+var owners sync.Map
+
+// ownerPool is the pool of m's schema's owner.
+func ownerPool(m *Main) *pgxpool.Pool {
+	p, _ := owners.Load(m)
+	return p.(*pgxpool.Pool)
+}
+
 // startMain is startAPIMain with the Main's logger.
 func startMain(t *testing.T, logger zerolog.Logger, edit func(*Config)) (*Main, string) {
 	t.Helper()
 	storetest.Conns(t, 2+4)
-	schema, _ := storetest.NewSchema(t, 2)
+	schema, owner := storetest.NewSchema(t, 2)
 	cfg := DefaultConfig()
 	cfg.Database.URL = storetest.DatabaseURL(t)
 	cfg.Database.Schema = schema
@@ -46,6 +58,7 @@ func startMain(t *testing.T, logger zerolog.Logger, edit func(*Config)) (*Main, 
 		edit(&cfg)
 	}
 	m := NewMain(cfg, logger)
+	owners.Store(m, owner)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()

@@ -2,12 +2,10 @@ package store
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -102,6 +100,10 @@ type ActionInsertParams struct {
 	Lane      string
 	ReplayOf  *int64
 	CreatedBy string // "" records the database role
+	// CheckGrant checks CreatedBy's grant for the app and kind when a
+	// trusted caller (botq's service) names it: an API key that is not an
+	// operator's. Untrusted callers (bots' roles) are always checked.
+	CheckGrant bool
 }
 
 // ActionInsertResult is the outcome of one insert: the action, and whether it
@@ -156,24 +158,7 @@ func hasEscapedNUL(b []byte) bool {
 	}
 }
 
-const actionInsertSQL = `
-INSERT INTO botq.action (app_id, kind, payload, idempotency_key, lane, replay_of, created_by)
-SELECT a, k, p::jsonb, coalesce(nullif(key, ''), chr(1)), nullif(l, ''), r, coalesce(nullif(c, ''), current_user)
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[])
-     WITH ORDINALITY AS t(a, k, p, key, l, r, c, ord)
-ORDER BY ord
-ON CONFLICT (app_id, idempotency_key) DO NOTHING
-RETURNING ` + actionColumns
-
-const actionGetByKeysSQL = `
-SELECT ` + actionColumns + `
-FROM botq.action
-WHERE (app_id, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))`
-
-// ActionInsert enqueues one action, creating its River job in the same
-// statement (the database trigger does), and returns the existing action
-// instead when the app already used the idempotency key. Bad input is a
-// *ValidationError naming the field.
+// ActionInsert enqueues one action (ActionInsertMany).
 func (s *Store) ActionInsert(ctx context.Context, db DBTX, p ActionInsertParams) (*ActionInsertResult, error) {
 	res, err := s.ActionInsertMany(ctx, db, []ActionInsertParams{p})
 	if err != nil {
@@ -182,107 +167,39 @@ func (s *Store) ActionInsert(ctx context.Context, db DBTX, p ActionInsertParams)
 	return &res[0], nil
 }
 
-// ActionInsertMany enqueues many actions in one statement; results are in
-// the order of ps. A key repeated inside ps enqueues once.
+// ActionInsertMany enqueues actions through ActionEnqueue, the one enqueue
+// path, and returns them whole, in the order of ps: the service's callers
+// (HTTP, CLI, replays) answer with the actions. A request made already
+// returns its action with Existed set.
 func (s *Store) ActionInsertMany(ctx context.Context, db DBTX, ps []ActionInsertParams) ([]ActionInsertResult, error) {
-	if len(ps) == 0 {
-		return nil, nil
+	enq, err := s.ActionEnqueue(ctx, db, ps)
+	if err != nil {
+		return nil, err
 	}
-	var (
-		apps     = make([]string, len(ps))
-		kinds    = make([]string, len(ps))
-		payloads = make([]string, len(ps))
-		keys     = make([]string, len(ps))
-		lanes    = make([]string, len(ps))
-		replays  = make([]*int64, len(ps))
-		creators = make([]string, len(ps))
-	)
-	for i := range ps {
-		if err := ps[i].check(); err != nil {
-			if len(ps) > 1 {
-				return nil, fmt.Errorf("action %d: %w", i, err)
-			}
-			return nil, err
-		}
-		apps[i], kinds[i], payloads[i], keys[i] = ps[i].AppID, ps[i].Kind, string(ps[i].Payload), ps[i].IdempotencyKey
-		lanes[i], replays[i], creators[i] = ps[i].Lane, ps[i].ReplayOf, ps[i].CreatedBy
+	ids := make([]int64, len(enq))
+	for i, e := range enq {
+		ids[i] = e.ID
 	}
-	rows, err := db.Query(ctx, s.q(actionInsertSQL), apps, kinds, payloads, keys, lanes, replays, creators)
+	rows, err := db.Query(ctx, s.q(`SELECT `+actionColumns+` FROM botq.action WHERE id = ANY($1)`), ids)
 	if err != nil {
 		return nil, mapError(err)
 	}
-	inserted, err := collectActions(rows)
+	found, err := collectActions(rows)
 	if err != nil {
 		return nil, mapError(err)
 	}
-	type appKey struct{ app, key string }
-	given := make(map[appKey]bool, len(ps))
-	for _, p := range ps {
-		if p.IdempotencyKey != "" {
-			given[appKey{p.AppID, p.IdempotencyKey}] = true
+	byID := make(map[int64]*Action, len(found))
+	for _, a := range found {
+		byID[a.ID] = a
+	}
+	out := make([]ActionInsertResult, len(enq))
+	for i, e := range enq {
+		if out[i].Action = byID[e.ID]; out[i].Action == nil {
+			return nil, fmt.Errorf("enqueue: action %d was made but cannot be read: %w", e.ID, ErrNotFound)
 		}
+		out[i].Existed = e.Existed
 	}
-	// An action without a key is inserted with the column's default, chr(1),
-	// for which the insert trigger makes a fresh key without a lookup, so it
-	// was inserted. Ids are taken in the statement's order, so the keyless
-	// actions, in order, are the inserted rows whose key nobody gave, by id.
-	byKey := make(map[appKey]*Action, len(ps))
-	var fresh []*Action
-	for _, a := range inserted {
-		k := appKey{a.AppID, a.IdempotencyKey}
-		if given[k] {
-			byKey[k] = a
-		} else {
-			fresh = append(fresh, a)
-		}
-	}
-	slices.SortFunc(fresh, func(a, b *Action) int { return cmp.Compare(a.ID, b.ID) })
-	results := make([]ActionInsertResult, len(ps))
-	var missApps, missKeys []string
-	seen := make(map[appKey]bool, len(ps))
-	for i, p := range ps {
-		if p.IdempotencyKey == "" {
-			if len(fresh) == 0 {
-				return nil, fmt.Errorf("enqueue: an action without a key was not inserted")
-			}
-			results[i], fresh = ActionInsertResult{Action: fresh[0]}, fresh[1:]
-			continue
-		}
-		k := appKey{p.AppID, p.IdempotencyKey}
-		if a, ok := byKey[k]; ok && !seen[k] {
-			results[i] = ActionInsertResult{Action: a}
-			seen[k] = true
-			continue
-		}
-		missApps, missKeys = append(missApps, p.AppID), append(missKeys, p.IdempotencyKey)
-	}
-	if len(missKeys) == 0 {
-		return results, nil
-	}
-	rows, err = db.Query(ctx, s.q(actionGetByKeysSQL), missApps, missKeys)
-	if err != nil {
-		return nil, mapError(err)
-	}
-	existing, err := collectActions(rows)
-	if err != nil {
-		return nil, mapError(err)
-	}
-	for _, a := range existing {
-		byKey[appKey{a.AppID, a.IdempotencyKey}] = a
-	}
-	for i, p := range ps {
-		if results[i].Action != nil {
-			continue
-		}
-		a, ok := byKey[appKey{p.AppID, p.IdempotencyKey}]
-		if !ok {
-			// The conflicting row belongs to a transaction this one cannot see
-			// (REPEATABLE READ or SERIALIZABLE started before it committed).
-			return nil, fmt.Errorf("%w: idempotency key %q of app %q is taken by an action this transaction cannot see", ErrConflict, p.IdempotencyKey, p.AppID)
-		}
-		results[i] = ActionInsertResult{Action: a, Existed: true}
-	}
-	return results, nil
+	return out, nil
 }
 
 func collectActions(rows pgx.Rows) ([]*Action, error) {
@@ -365,11 +282,13 @@ type Enqueued struct {
 	Existed bool
 }
 
-// ActionEnqueue enqueues actions through botq.enqueue_many, which a role
-// allowed only to insert actions (botq_enqueuer) may run: it needs no right
-// to read other bots' actions. Results are in the order of ps; the database
-// role becomes created_by unless the caller may update actions (the
-// service role) and names one. ReplayOf is not accepted here.
+// ActionEnqueue enqueues actions through botq.enqueue_many, the one enqueue
+// path of every caller: SQL (enqueue, enqueue_many), Go (jobs.Enqueue) and
+// botq's service (HTTP, CLI, replays, through ActionInsertMany). The
+// database checks each action, its principal's grant and its idempotency
+// key; results are in the order of ps. The database role becomes
+// created_by unless the caller may update actions (the service role) and
+// names another principal; only such a caller may set ReplayOf.
 func (s *Store) ActionEnqueue(ctx context.Context, db DBTX, ps []ActionInsertParams) ([]Enqueued, error) {
 	if len(ps) == 0 {
 		return nil, nil
@@ -380,6 +299,8 @@ func (s *Store) ActionEnqueue(ctx context.Context, db DBTX, ps []ActionInsertPar
 	keys := make([]string, len(ps))
 	lanes := make([]string, len(ps))
 	creators := make([]string, len(ps))
+	replays := make([]*int64, len(ps))
+	check := false
 	for i := range ps {
 		if err := ps[i].check(); err != nil {
 			if len(ps) > 1 {
@@ -387,14 +308,13 @@ func (s *Store) ActionEnqueue(ctx context.Context, db DBTX, ps []ActionInsertPar
 			}
 			return nil, err
 		}
-		if ps[i].ReplayOf != nil {
-			return nil, fmt.Errorf("action %d: a replay is made with ActionReplay", i)
-		}
 		apps[i], kinds[i], payloads[i], keys[i] = ps[i].AppID, ps[i].Kind, string(ps[i].Payload), ps[i].IdempotencyKey
-		lanes[i], creators[i] = ps[i].Lane, ps[i].CreatedBy
+		lanes[i], creators[i], replays[i] = ps[i].Lane, ps[i].CreatedBy, ps[i].ReplayOf
+		check = check || ps[i].CheckGrant
 	}
-	rows, err := db.Query(ctx, s.q(`SELECT action_id, existed FROM botq.enqueue_many($1, $2, $3::text[]::jsonb[], $4, $5, $6)`),
-		apps, kinds, payloads, keys, lanes, creators)
+	rows, err := db.Query(ctx, s.q(`SELECT action_id, existed FROM botq.enqueue_many($1, $2, $3::text[]::jsonb[], $4, $5, $6,
+		p_replay_of => $7, p_check_grants => $8)`),
+		apps, kinds, payloads, keys, lanes, creators, replays, check)
 	if err != nil {
 		return nil, mapError(err)
 	}

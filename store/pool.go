@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -18,6 +19,9 @@ type PoolOptions struct {
 	MinConns int32
 	// AppName is reported to Postgres as application_name.
 	AppName string
+	// Role, when set, is the role every connection acts as (the startup
+	// parameter role, as SET ROLE): the login user must be a member.
+	Role string
 }
 
 // NewPool connects to url with every connection's search_path set to schema,
@@ -38,6 +42,9 @@ func NewPool(ctx context.Context, url, schema string, opts PoolOptions) (*pgxpoo
 	cfg.ConnConfig.RuntimeParams["search_path"] = schema + ", pg_temp"
 	if opts.AppName != "" {
 		cfg.ConnConfig.RuntimeParams["application_name"] = opts.AppName
+	}
+	if opts.Role != "" {
+		cfg.ConnConfig.RuntimeParams["role"] = opts.Role
 	}
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
@@ -72,6 +79,8 @@ func ExplainConnectError(err error) error {
 		return fmt.Errorf("%s: create the database (createdb) or fix DATABASE_URL", pgErr.Message)
 	case errors.As(err, &pgErr) && (pgErr.Code == "28P01" || pgErr.Code == "28000"):
 		return fmt.Errorf("%s: check the user and password in DATABASE_URL", pgErr.Message)
+	case errors.As(err, &pgErr) && (pgErr.Code == "22023" || pgErr.Code == "42501") && strings.Contains(pgErr.Message, "role"):
+		return fmt.Errorf("%s: botq runs as database.role; `botq migrate up` creates botq_runtime and grants it (or a DBA does: GRANT botq_runtime TO <user>), or set database.role to \"\" to run as the login user", pgErr.Message)
 	}
 	var opErr *net.OpError
 	if errors.As(err, &opErr) {

@@ -31,48 +31,11 @@ type RetentionFailure struct {
 	Error string `json:"error"`
 }
 
-// Each purge statement deletes at most one batch, so with a pool every batch
-// commits on its own and no lock is held for long.
-const (
-	retentionEventsSQL = `
-WITH doomed AS (
-	SELECT id FROM botq.event WHERE at < $1 ORDER BY at LIMIT $2
-)
-DELETE FROM botq.event e USING doomed WHERE e.id = doomed.id`
-
-	retentionRequestsSQL = `
-WITH doomed AS (
-	SELECT request_id FROM botq.request
-	WHERE first_seen_at < $1 AND state <> 'PENDING'
-	ORDER BY first_seen_at
-	LIMIT $2
-	FOR UPDATE SKIP LOCKED
-)
-DELETE FROM botq.request r USING doomed WHERE r.request_id = doomed.request_id`
-
-	// A lane's head and the failed action that blocks a lane are kept: the
-	// lane row points at them. finished_at >= created_at, so the created_at
-	// bound only lets the state index find the candidates.
-	retentionActionsSQL = `
-WITH doomed AS (
-	SELECT a.id FROM botq.action a
-	WHERE a.state IN ('succeeded', 'failed', 'cancelled')
-	  AND a.created_at < $1 AND a.finished_at < $1
-	  AND NOT EXISTS (SELECT 1 FROM botq.lane l
-	                  WHERE l.app_id = a.app_id AND l.lane = a.lane
-	                    AND (l.head_action_id = a.id OR l.blocked_by = a.id))
-	ORDER BY a.created_at
-	LIMIT $2
-	FOR UPDATE SKIP LOCKED
-), attempts AS (
-	DELETE FROM botq.attempt t USING doomed WHERE t.action_id = doomed.id
-	RETURNING 1
-), actions AS (
-	DELETE FROM botq.action a USING doomed WHERE a.id = doomed.id
-	RETURNING 1
-)
-SELECT (SELECT count(*) FROM actions), (SELECT count(*) FROM attempts)`
-)
+// Each purge statement deletes at most one batch (retention_purge_part,
+// which runs as the schema's owner: the runtime role may not delete audit
+// rows itself), so with a pool every batch commits on its own and no lock
+// is held for long.
+const retentionPartSQL = `SELECT deleted, attempts FROM botq.retention_purge_part($1, $2, $3)`
 
 // retentionEventTimeout bounds the write of a purge's event once the run's
 // context has ended (a run cut off by its deadline is recorded too).
@@ -121,27 +84,20 @@ func (s *Store) RetentionPurge(ctx context.Context, db DBTX, olderThan time.Time
 			}
 		}
 	}
-	deleteBatch := func(sql string, count *int64) func(DBTX) (bool, error) {
+	part := func(name string, count *int64) func(DBTX) (bool, error) {
 		return func(db DBTX) (bool, error) {
-			tag, err := db.Exec(ctx, s.q(sql), olderThan, batch)
-			if err != nil {
+			var deleted, attempts int64
+			if err := db.QueryRow(ctx, s.q(retentionPartSQL), name, olderThan, batch).Scan(&deleted, &attempts); err != nil {
 				return false, err
 			}
-			*count += tag.RowsAffected()
-			return tag.RowsAffected() < int64(batch), nil
+			*count += deleted
+			res.Attempts += attempts
+			return deleted < int64(batch), nil
 		}
 	}
-	purge("events", deleteBatch(retentionEventsSQL, &res.Events))
-	purge("requests", deleteBatch(retentionRequestsSQL, &res.Requests))
-	purge("actions", func(db DBTX) (bool, error) {
-		var actions, attempts int64
-		if err := db.QueryRow(ctx, s.q(retentionActionsSQL), olderThan, batch).Scan(&actions, &attempts); err != nil {
-			return false, err
-		}
-		res.Actions += actions
-		res.Attempts += attempts
-		return actions < int64(batch), nil
-	})
+	purge("events", part("events", &res.Events))
+	purge("requests", part("requests", &res.Requests))
+	purge("actions", part("actions", &res.Actions))
 
 	after := map[string]any{
 		"cutoff": olderThan.UTC(), "actions": res.Actions, "attempts": res.Attempts,

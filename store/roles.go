@@ -20,10 +20,15 @@ const (
 	// DBRoleAuditor may read the views action_history, attempt_history,
 	// request_history and event_log.
 	DBRoleAuditor = "botq_auditor"
+	// DBRoleRuntime is what botq serve runs as (database.role): everything
+	// running botq needs, owning nothing, unable to rewrite audit history
+	// (no UPDATE or DELETE of attempts and events, no DELETE of actions and
+	// request records but through retention).
+	DBRoleRuntime = "botq_runtime"
 )
 
 // DBRoles lists botq's Postgres roles.
-var DBRoles = []string{DBRoleEnqueuer, DBRoleAuditor}
+var DBRoles = []string{DBRoleEnqueuer, DBRoleAuditor, DBRoleRuntime}
 
 // RolesCreateSQL is the SQL that creates roles, for a DBA to run when botq
 // may not.

@@ -187,7 +187,11 @@ func TestRoles(t *testing.T) {
 
 func testRolesEnqueuer(t *testing.T, e *roleEnv) {
 	bot, botName := e.loginAs(t, store.DBRoleEnqueuer)
-	other, _ := e.loginAs(t, store.DBRoleEnqueuer)
+	other, otherName := e.loginAs(t, store.DBRoleEnqueuer)
+	for _, name := range []string{botName, otherName} {
+		_, err := e.s.GrantAdd(e.ctx, e.owner, name, e.appID, store.ScopeConversation, "test", "")
+		require.NoError(t, err)
+	}
 
 	insert := func(conn *pgx.Conn, key string) (int64, error) {
 		var id int64
@@ -237,9 +241,14 @@ func testRolesEnqueuer(t *testing.T, e *roleEnv) {
 
 	// The Go API and the enqueue functions need no more: ids and "existed"
 	// come back, created_by is the bot, and nobody can pose as another.
+	note := []byte(`{"coordinate":{"companyKey":"acme","networkKey":"f","externalId":"p"},"author":{"id":"a"},"note":"n"}`)
+	_, err = e.s.ActionEnqueue(e.ctx, bot, []store.ActionInsertParams{
+		{AppID: e.appID, Kind: "note", Payload: note, IdempotencyKey: "go-0", CreatedBy: "someone-else"},
+	})
+	require.ErrorIs(t, err, store.ErrForbidden, "a bot may not enqueue in another's name")
 	res, err := e.s.ActionEnqueue(e.ctx, bot, []store.ActionInsertParams{
-		{AppID: e.appID, Kind: "note", Payload: []byte(`{"coordinate":{"companyKey":"acme","networkKey":"f","externalId":"p"},"author":{"id":"a"},"note":"n"}`), IdempotencyKey: "go-1"},
-		{AppID: e.appID, Kind: "respond", Payload: storetest.RespondPayload("author-bot-1", "hi"), IdempotencyKey: "bot-1", CreatedBy: "someone-else"},
+		{AppID: e.appID, Kind: "note", Payload: note, IdempotencyKey: "go-1"},
+		{AppID: e.appID, Kind: "respond", Payload: storetest.RespondPayload("author-bot-1", "hi"), IdempotencyKey: "bot-1"},
 	})
 	require.NoError(t, err, "an enqueuer enqueues through the Go API")
 	require.False(t, res[0].Existed)

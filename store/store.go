@@ -52,8 +52,16 @@ var (
 	// the state machine.
 	ErrIllegalTransition = errors.New("illegal state transition")
 	// ErrImmutable is returned when an update tries to change what was
-	// enqueued (payload, kind, app, key, lane).
+	// enqueued (payload, kind, app, key, lane), or a request record's
+	// history.
 	ErrImmutable = errors.New("immutable")
+	// ErrForbidden is returned when the principal may not do what it asked:
+	// enqueue for an app or kind it holds no grant for (SQLSTATE 42501).
+	ErrForbidden = errors.New("forbidden")
+	// ErrKeyReused is returned when an idempotency key is already used by
+	// another request (another principal, or another kind, payload or lane;
+	// SQLSTATE BQ003). It matches ErrConflict.
+	ErrKeyReused = fmt.Errorf("%w: idempotency key reused", ErrConflict)
 )
 
 // ValidationError is an enqueue refused by the database's checks: Field names
@@ -128,8 +136,12 @@ func mapError(err error) error {
 	switch {
 	case pgErr.Code == "BQ001":
 		return fmt.Errorf("%w: %s", ErrIllegalTransition, strings.TrimPrefix(pgErr.Message, "botq: "))
-	case pgErr.Code == "BQ002":
+	case pgErr.Code == "BQ002", pgErr.Code == "BQ004":
 		return fmt.Errorf("%w: %s", ErrImmutable, strings.TrimPrefix(pgErr.Message, "botq: "))
+	case pgErr.Code == "BQ003":
+		return fmt.Errorf("%w: %s", ErrKeyReused, strings.TrimPrefix(pgErr.Message, "botq: "))
+	case pgErr.Code == "42501":
+		return fmt.Errorf("%w: %s", ErrForbidden, strings.TrimPrefix(pgErr.Message, "botq: "))
 	case strings.HasPrefix(pgErr.Message, "botq: "):
 		return &ValidationError{Field: pgErr.ColumnName, Message: pgErr.Message, Hint: pgErr.Hint, Code: pgErr.Code}
 	case pgErr.Code == "23505":

@@ -86,11 +86,21 @@ func TestActionInsertIdempotent(t *testing.T) {
 	require.NoError(t, b.tx.QueryRow(b.ctx, fmt.Sprintf(`SELECT count(*) FROM %s.action WHERE app_id = $1`, b.s.Schema()), b.appID).Scan(&n))
 	require.Equal(t, 1, n)
 
-	// A plain SQL insert with the same key is skipped too, and reports 0 rows.
-	tag, err := b.tx.Exec(b.ctx, fmt.Sprintf(`INSERT INTO %s.action (app_id, kind, payload, idempotency_key) VALUES ($1, 'respond', $2, 'same-key')`, b.s.Schema()),
-		b.appID, storetest.RespondPayload("x", "again"))
+	// A plain SQL insert of the same request is skipped too, and reports 0
+	// rows; the same key with another payload is refused (BQ003).
+	insert := fmt.Sprintf(`INSERT INTO %s.action (app_id, kind, payload, idempotency_key) VALUES ($1, 'respond', $2, 'same-key')`, b.s.Schema())
+	tag, err := b.tx.Exec(b.ctx, insert, b.appID, first.Action.Payload)
 	require.NoError(t, err)
 	require.Zero(t, tag.RowsAffected())
+	_, err = b.tx.Exec(b.ctx, "SAVEPOINT s")
+	require.NoError(t, err)
+	_, err = b.tx.Exec(b.ctx, insert, b.appID, storetest.RespondPayload("x", "again"))
+	var pgErr *pgconn.PgError
+	require.ErrorAs(t, err, &pgErr)
+	require.Equal(t, "BQ003", pgErr.Code)
+	require.NotContains(t, pgErr.Message, fmt.Sprint(first.Action.ID), "the other action is not shown")
+	_, err = b.tx.Exec(b.ctx, "ROLLBACK TO SAVEPOINT s")
+	require.NoError(t, err)
 }
 
 func TestActionInsertManyDuplicatesInBatch(t *testing.T) {
@@ -99,13 +109,18 @@ func TestActionInsertManyDuplicatesInBatch(t *testing.T) {
 	p := func(key, author string) store.ActionInsertParams {
 		return store.ActionInsertParams{AppID: b.appID, Kind: "respond", Payload: storetest.RespondPayload(author, "hi"), IdempotencyKey: key}
 	}
-	res, err := b.s.ActionInsertMany(b.ctx, b.tx, []store.ActionInsertParams{p("a", "1"), p("b", "2"), p("a", "3")})
+	res, err := b.s.ActionInsertMany(b.ctx, b.tx, []store.ActionInsertParams{p("a", "1"), p("b", "2"), p("a", "1")})
 	require.NoError(t, err)
 	require.Len(t, res, 3)
 	require.False(t, res[0].Existed)
 	require.False(t, res[1].Existed)
 	require.True(t, res[2].Existed)
 	require.Equal(t, res[0].Action.ID, res[2].Action.ID)
+
+	// A key repeated with another payload is another request: refused, and
+	// nothing of the batch is stored.
+	_, err = b.s.ActionInsertMany(b.ctx, b.tx, []store.ActionInsertParams{p("c", "1"), p("c", "3")})
+	require.ErrorIs(t, err, store.ErrKeyReused)
 }
 
 // enqueue_many (ActionEnqueue) answers, in input order, the new actions,
@@ -151,7 +166,7 @@ func TestActionEnqueueKnownAndRepeatedKeys(t *testing.T) {
 
 			// Actions without a key (a, b, c) between keyed ones: each is new,
 			// and each result is its own action.
-			res, err := enqueue(b, []store.ActionInsertParams{p("", "a"), p("k2", "1"), p("k1", "2"), p("", "b"), p("k2", "3"), p("k3", "4"), p("", "c")})
+			res, err := enqueue(b, []store.ActionInsertParams{p("", "a"), p("k2", "1"), p("k1", "0"), p("", "b"), p("k2", "1"), p("k3", "4"), p("", "c")})
 			require.NoError(t, err)
 			require.Len(t, res, 7)
 			existed := make([]bool, len(res))

@@ -43,7 +43,7 @@ func (e *cliEnv) openDB(ctx context.Context) (*cliDB, error) {
 	if err != nil {
 		return nil, err
 	}
-	pool, err := store.NewPool(ctx, cfg.Database.URL, cfg.Database.Schema, store.PoolOptions{MaxConns: 4, AppName: "botq-cli"})
+	pool, err := store.NewPool(ctx, cfg.Database.URL, cfg.Database.Schema, store.PoolOptions{MaxConns: 4, AppName: "botq-cli", Role: cfg.Database.Role})
 	if err != nil {
 		return nil, err
 	}

@@ -502,3 +502,31 @@ func TestCLIMigrateStatusWritesNothing(t *testing.T) {
 	require.NotContains(t, out, "pending", "a migrated schema: %s", out)
 	require.Contains(t, out, "applied")
 }
+
+// botq grant: an operator grants a principal an app, lists and revokes it,
+// each recorded with the actor; a key without the grant is refused, and the
+// operator at the CLI enqueues for any app.
+func TestCLIGrants(t *testing.T) {
+	t.Parallel()
+	b := setupCLI(t)
+	b.app(t, "shop-bot")
+	require.Contains(t, b.ok(t, "", "grant", "add", "api:acme", "shop-bot", "--reason", "acme's bot"), "granted api:acme app shop-bot (conversation kinds)")
+	require.Contains(t, b.ok(t, "", "grant", "add", "bot_b", "shop-bot", "--all-kinds"), "(all kinds)")
+	list := b.ok(t, "", "grant", "list")
+	require.Contains(t, list, "api:acme")
+	require.Contains(t, list, "cli:tester")
+	require.Contains(t, b.ok(t, "", "grant", "list", "bot_b", "-o", "json"), `"scope": "all"`)
+	require.Contains(t, b.ok(t, "", "grant", "remove", "bot_b", "shop-bot"), "revoked bot_b app shop-bot")
+	r := b.botq(t, "", "grant", "remove", "bot_b", "shop-bot")
+	require.Equal(t, 1, r.code, "nothing left to revoke")
+	r = b.botq(t, "", "grant", "add", "api:acme", "no-such-app")
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stderr, "no-such-app")
+	events := b.ok(t, "", "events", "--app", "shop-bot", "-o", "json")
+	require.Contains(t, events, `"kind": "grant_revoke"`)
+	require.Contains(t, events, `"actor": "cli:tester"`)
+
+	// The operator at the CLI needs no grant.
+	out := b.ok(t, `{"app_id":"shop-bot","kind":"respond","payload":`+string(storetest.RespondPayload("a", "hi"))+`}`, "enqueue")
+	require.Contains(t, out, "shop-bot")
+}

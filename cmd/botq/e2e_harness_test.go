@@ -130,6 +130,9 @@ func newClusterAt(t *testing.T, url string, opts clusterOpts) *cluster {
 	pool, err := store.NewPool(ctx, url, schema, store.PoolOptions{MaxConns: clusterPoolConns})
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
+	// Its botq processes act as botq_runtime, as storetest's schemas do.
+	_, _, err = store.RolesEnsure(ctx, pool)
+	require.NoError(t, err)
 	_, err = migrations.Up(ctx, pool, schema, nil)
 	require.NoError(t, err)
 	return setupCluster(t, url, schema, pool, opts)

@@ -133,6 +133,7 @@ func newRootCmd(env *cliEnv) *cobra.Command {
 		newReplayCmd(env),
 		newEventsCmd(env),
 		newAppCmd(env),
+		newGrantCmd(env),
 		newTokenCmd(env),
 		newRegistrationCmd(env),
 		newModeCmd(env),

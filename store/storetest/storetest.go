@@ -165,6 +165,12 @@ func migrate(ctx context.Context, url string, maxConns int32) (string, *pgxpool.
 	createdMu.Lock()
 	created = append(created, schema)
 	createdMu.Unlock()
+	// botq's roles exist before the migration, which grants them their
+	// rights in the schema: botq serve acts as botq_runtime.
+	if _, _, err := store.RolesEnsure(ctx, pool); err != nil {
+		pool.Close()
+		return "", nil, err
+	}
 	if _, err := migrations.Up(ctx, pool, schema, nil); err != nil {
 		pool.Close()
 		return "", nil, err
