@@ -105,6 +105,11 @@ type RiverConfig struct {
 	// CompletedRetention is how long River keeps finished jobs; botq's own
 	// tables keep the audit record.
 	CompletedRetention time.Duration `yaml:"completed_retention"`
+	// PollOnly runs River without LISTEN: it acts on no NOTIFY, which any
+	// role that can connect may send (pause a queue, cancel a running job,
+	// make the leader resign), and finds work by polling every
+	// FetchPollInterval instead.
+	PollOnly bool `yaml:"poll_only"`
 }
 
 // KhorosConfig applies to every Bot v3 call.

@@ -180,7 +180,8 @@ http:
 	require.Contains(t, got, "http.trusted_origins[1]")
 	require.NotContains(t, got, "http.trusted_origins[0]")
 
-	cfg, err := LoadConfig("", envOf("BOTQ_HTTP_READ_TIMEOUT", "1m"))
+	cfg, err := LoadConfig("", envOf("BOTQ_HTTP_READ_TIMEOUT", "1m", "BOTQ_RIVER_POLL_ONLY", "true"))
 	require.NoError(t, err)
 	require.Equal(t, time.Minute, cfg.HTTP.ReadTimeout)
+	require.True(t, cfg.River.PollOnly)
 }

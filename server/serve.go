@@ -253,6 +253,10 @@ func (m *Main) open(ctx context.Context) error {
 		// actions, but a process without the reconciler role must not take
 		// the maintenance queue's jobs.
 		FetchOnlyKnownKinds: true,
+		// Without LISTEN, River acts on no NOTIFY (which any role that can
+		// connect may send) and reads pauses, job cancels and leadership
+		// from its tables by polling.
+		PollOnly: cfg.River.PollOnly,
 	})
 	if err != nil {
 		return fmt.Errorf("new River client: %w", err)
