@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -67,6 +68,9 @@ type Config struct {
 	// (ErrConflict when the send reached Khoros). nil asks nothing, and an
 	// unknown action is then cancelled possibly sent.
 	CheckSend func(ctx context.Context, actionID int64) (*store.SendCheck, error)
+	// TrustedOrigins are browser origins whose writes are accepted although
+	// they are not the server's own (see CrossOriginGuard).
+	TrustedOrigins []string
 	// ReplayBatchSize bounds the actions a bulk replay commits per
 	// transaction (default 500).
 	ReplayBatchSize int
@@ -76,8 +80,9 @@ type Config struct {
 
 // Server serves the API. It is safe for concurrent use.
 type Server struct {
-	cfg Config
-	mux *http.ServeMux
+	cfg   Config
+	mux   *http.ServeMux
+	guard *CrossOriginGuard
 }
 
 // Route is one endpoint: its method, its path pattern (net/http syntax)
@@ -134,7 +139,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ExternalToken == nil {
 		cfg.ExternalToken = func(string) bool { return false }
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	guard, err := NewCrossOriginGuard(cfg.TrustedOrigins)
+	if err != nil {
+		return nil, fmt.Errorf("new API server: trusted origins: %w", err)
+	}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), guard: guard}
 	for _, rt := range Routes() {
 		h := rt.handle(s)
 		s.mux.Handle(rt.Method+" "+rt.Pattern, Authorize(cfg.Auth, rt.Roles, func(w http.ResponseWriter, r *http.Request, p Principal) {
@@ -151,8 +160,15 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// ServeHTTP serves the API; mount it at /v1/.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP serves the API; mount it at /v1/. A browser's write from
+// another site's page is refused before anything else (CrossOriginGuard).
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if e := s.guard.Check(r); e != nil {
+		WriteError(w, e.Status, e.Code, e.Message, e.Field)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
 
 // Authorize admits requests with an API key of one of roles: no or an
 // unknown key is 401, another role 403, both as JSON errors. The key comes
@@ -297,6 +313,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
+// IsReadTimeout reports whether err is the end of a request body that did
+// not arrive within the server's read timeout.
+func IsReadTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
 // maxBody bounds request bodies; a payload may be 256 KiB.
 const maxBody = 1 << 20
 
@@ -310,6 +333,10 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, optional bool) er
 	var syntax *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	var tooBig *http.MaxBytesError
+	if IsReadTimeout(err) {
+		return &Error{Status: http.StatusRequestTimeout, Code: "request_timeout",
+			Message: "the request body did not arrive in time (http.read_timeout)"}
+	}
 	switch {
 	case err == nil:
 		if dec.More() {

@@ -19,17 +19,20 @@ var ScenarioNames = []string{"r0", "r1", "sql", "batch", "http", "r2", "drain", 
 
 // Options are the flags of `botq bench`.
 type Options struct {
-	DatabaseURL        string
-	Duration           time.Duration
-	Warmup             time.Duration
-	Drain              int
-	DrainMillion       bool
-	Scenarios          []string
-	Smoke              bool
-	Out                string
-	MaxWorkers         int
-	FetchCooldown      time.Duration
-	FetchPollInterval  time.Duration
+	DatabaseURL       string
+	Duration          time.Duration
+	Warmup            time.Duration
+	Drain             int
+	DrainMillion      bool
+	Scenarios         []string
+	Smoke             bool
+	Out               string
+	MaxWorkers        int
+	FetchCooldown     time.Duration
+	FetchPollInterval time.Duration
+	// PollOnly runs botq's River client without LISTEN (river.poll_only);
+	// the River baselines keep theirs.
+	PollOnly           bool
 	MaxConns           int32
 	SQLClients         int
 	BatchSize          int

@@ -80,7 +80,7 @@ func TestBenchSmoke(t *testing.T) {
 	}
 	river, ok := rep.Settings["river"].(map[string]any)
 	require.True(t, ok, "settings.river")
-	for _, k := range []string{"max_workers", "fetch_cooldown", "fetch_poll_interval"} {
+	for _, k := range []string{"max_workers", "fetch_cooldown", "fetch_poll_interval", "botq_poll_only"} {
 		require.NotNil(t, river[k], "settings.river.%s", k)
 	}
 	require.NotNil(t, rep.Settings["go_gc_percent"], "settings.go_gc_percent: the collector target botq and the baselines ran with")

@@ -501,6 +501,7 @@ func benchBotqConfig(o Options, schema, simURL string, roles server.RolesConfig,
 	cfg.River.Queues = map[string]server.QueueConfig{benchQueue: {MaxWorkers: o.MaxWorkers}, reconciler.Queue: {MaxWorkers: 4}}
 	cfg.River.FetchCooldown = o.FetchCooldown
 	cfg.River.FetchPollInterval = o.FetchPollInterval
+	cfg.River.PollOnly = o.PollOnly
 	cfg.Reconciler.Interval = o.ReconcilerInterval
 	for i, a := range apps {
 		cfg.Apps = append(cfg.Apps, server.AppConfig{

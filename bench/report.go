@@ -295,6 +295,7 @@ func (b *bench) report() *benchReport {
 				"max_workers":         o.MaxWorkers,
 				"fetch_cooldown":      o.FetchCooldown.String(),
 				"fetch_poll_interval": o.FetchPollInterval.String(),
+				"botq_poll_only":      o.PollOnly,
 				"job_timeout":         server.DefaultConfig().River.JobTimeout.String(),
 				"queue":               benchQueue,
 			},
@@ -392,9 +393,13 @@ func fmtRatio(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
 func (r *benchReport) writeTable(w io.Writer) {
 	fmt.Fprintf(w, "\nbotq bench %s (%s, River %s, Postgres %s; %d cores, %s, load %s → %s)\n",
 		r.Botq, r.Go, r.River, r.Postgres.Version, r.Machine.Cores, r.Machine.CPUModel, r.Machine.LoadBefore, r.Machine.LoadAfter)
-	fmt.Fprintf(w, "River: MaxWorkers %v, FetchCooldown %v, FetchPollInterval %v; Go GC target %v%% (botq and River alike)\n\n",
-		r.Settings["river"].(map[string]any)["max_workers"], r.Settings["river"].(map[string]any)["fetch_cooldown"],
-		r.Settings["river"].(map[string]any)["fetch_poll_interval"], r.Settings["go_gc_percent"])
+	rs := r.Settings["river"].(map[string]any)
+	pollOnly := ""
+	if po, _ := rs["botq_poll_only"].(bool); po {
+		pollOnly = "; botq's River client poll-only (no LISTEN), the baselines' not"
+	}
+	fmt.Fprintf(w, "River: MaxWorkers %v, FetchCooldown %v, FetchPollInterval %v; Go GC target %v%% (botq and River alike)%s\n\n",
+		rs["max_workers"], rs["fetch_cooldown"], rs["fetch_poll_interval"], r.Settings["go_gc_percent"], pollOnly)
 	if n, _ := r.Settings["rounds"].(int); n > 1 {
 		fmt.Fprintf(w, "%d rounds: each value, baseline and ratio is the median of the rounds'; a ratio is the median of each round's ratio, not value / baseline; (min–max) over the rounds\n\n", n)
 	}

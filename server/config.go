@@ -16,6 +16,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/botq/botq/api"
 	"github.com/botq/botq/migrations"
 	"github.com/botq/botq/reconciler"
 	"github.com/botq/botq/store"
@@ -72,6 +73,17 @@ type HTTPConfig struct {
 	MetricsPublic   bool          `yaml:"metrics_public"`
 	APIKeysFile     string        `yaml:"api_keys_file"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// ReadHeaderTimeout bounds the reading of a request's headers, and
+	// ReadTimeout of the whole request, body included: a client that sends
+	// part of a body and stalls is cut off. Neither bounds the response, which
+	// may stream for long (the export of request records).
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	ReadTimeout       time.Duration `yaml:"read_timeout"`
+	// TrustedOrigins are browser origins ("https://host[:port]") whose
+	// unsafe requests are accepted although they are not the server's own:
+	// a page of another origin, or the public origin of a proxy that changes
+	// the Host header, for browsers that send no Sec-Fetch-Site (plain HTTP).
+	TrustedOrigins []string `yaml:"trusted_origins"`
 	// APIKeys come from BOTQ_API_KEYS or APIKeysFile: lines of
 	// "name:role:key" (role enqueuer, auditor or operator).
 	APIKeys string `yaml:"-"`
@@ -99,6 +111,11 @@ type RiverConfig struct {
 	// CompletedRetention is how long River keeps finished jobs; botq's own
 	// tables keep the audit record.
 	CompletedRetention time.Duration `yaml:"completed_retention"`
+	// PollOnly runs River without LISTEN: it acts on no NOTIFY, which any
+	// role that can connect may send (pause a queue, cancel a running job,
+	// make the leader resign), and finds work by polling every
+	// FetchPollInterval instead.
+	PollOnly bool `yaml:"poll_only"`
 }
 
 // KhorosConfig applies to every Bot v3 call.
@@ -175,8 +192,11 @@ func DefaultConfig() Config {
 			MaxConns: 20,
 			Role:     store.DBRoleRuntime,
 		},
-		Log:   LogConfig{Level: "info", Format: "json"},
-		HTTP:  HTTPConfig{Listen: "127.0.0.1:8080", ShutdownTimeout: 10 * time.Second},
+		Log: LogConfig{Level: "info", Format: "json"},
+		HTTP: HTTPConfig{
+			Listen: "127.0.0.1:8080", ShutdownTimeout: 10 * time.Second,
+			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		},
 		Roles: RolesConfig{API: true, Workers: true, Reconciler: true},
 		River: RiverConfig{
 			Queues:             map[string]QueueConfig{"botq": {MaxWorkers: 100}, "botq_maintenance": {MaxWorkers: 4}},
@@ -500,8 +520,24 @@ func (c *Config) validateProcess(p *problems) {
 		p.bad("http.listen", "must be host:port, not %q", c.HTTP.Listen)
 	}
 	p.positive("http.shutdown_timeout", c.HTTP.ShutdownTimeout)
+	c.validateHTTPReads(p)
 	if !c.Roles.API && !c.Roles.Workers && !c.Roles.Reconciler {
 		p.bad("roles", "at least one of api, workers, reconciler must be on")
+	}
+}
+
+// validateHTTPReads checks the request read timeouts and the trusted
+// origins.
+func (c *Config) validateHTTPReads(p *problems) {
+	p.positive("http.read_header_timeout", c.HTTP.ReadHeaderTimeout)
+	p.positive("http.read_timeout", c.HTTP.ReadTimeout)
+	if c.HTTP.ReadTimeout > 0 && c.HTTP.ReadTimeout < c.HTTP.ReadHeaderTimeout {
+		p.bad("http.read_timeout", "must be at least http.read_header_timeout (%s): it bounds the headers and the body together", c.HTTP.ReadHeaderTimeout)
+	}
+	for i, o := range c.HTTP.TrustedOrigins {
+		if err := api.CheckOrigin(o); err != nil {
+			p.bad(fmt.Sprintf("http.trusted_origins[%d]", i), "%v", err)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -41,6 +42,7 @@ func TestConfigExampleIsTheDefaults(t *testing.T) {
 	want := DefaultConfig()
 	want.Kinds = map[string]KindConfig{}
 	want.Apps = []AppConfig{}
+	want.HTTP.TrustedOrigins = []string{}
 	require.Equal(t, want, cfg)
 
 	example, err := os.ReadFile("../config.example.yaml")
@@ -163,4 +165,23 @@ func TestConfigRefusesPasswordInFile(t *testing.T) {
 		require.NoError(t, err, "the URL, password and all, comes from %s", name)
 		require.Equal(t, "postgres://u:from-env@db/y", cfg.Database.URL)
 	}
+}
+
+func TestConfigHTTPReadsAndOrigins(t *testing.T) {
+	t.Parallel()
+	_, err := LoadConfig(writeConfig(t, `
+http:
+  read_header_timeout: 10s
+  read_timeout: 5s
+  trusted_origins: ["https://ok.example.com", "https://bad.example.com/path"]
+`), envOf())
+	got := strings.Join(problemsOf(t, err), "\n")
+	require.Contains(t, got, "http.read_timeout: must be at least http.read_header_timeout")
+	require.Contains(t, got, "http.trusted_origins[1]")
+	require.NotContains(t, got, "http.trusted_origins[0]")
+
+	cfg, err := LoadConfig("", envOf("BOTQ_HTTP_READ_TIMEOUT", "1m", "BOTQ_RIVER_POLL_ONLY", "true"))
+	require.NoError(t, err)
+	require.Equal(t, time.Minute, cfg.HTTP.ReadTimeout)
+	require.True(t, cfg.River.PollOnly)
 }

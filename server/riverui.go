@@ -90,6 +90,10 @@ func writeRiverUIError(w http.ResponseWriter, e riverUIError) {
 // actions, River's for the rest, and a riverui event for what changed.
 func (m *Main) auditRiverUI(w http.ResponseWriter, r *http.Request, p api.Principal, ui http.Handler) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	if api.IsReadTimeout(err) {
+		writeRiverUIError(w, riverUIError{http.StatusRequestTimeout, "The request body did not arrive in time (http.read_timeout)."})
+		return
+	}
 	if err != nil {
 		http.Error(w, "read request body", http.StatusBadRequest)
 		return

@@ -49,6 +49,8 @@ type Main struct {
 	// uiRiver is River UI's River client (River when this process works
 	// jobs), for the job writes botq answers itself.
 	uiRiver *river.Client[pgx.Tx]
+	// uiGuard refuses River UI writes from other sites' pages.
+	uiGuard *api.CrossOriginGuard
 	auth    api.Authenticator
 
 	// Addr is the HTTP server's address once listening.
@@ -79,7 +81,16 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.openSurfaces(ctx); err != nil {
 		return err
 	}
-	m.HTTP = &http.Server{Handler: m.handler(), ReadHeaderTimeout: 10 * time.Second}
+	// ReadTimeout bounds a request's headers and body only: net/http lifts
+	// the read deadline once the body has been read, so a long answer (an
+	// export streaming for minutes) is not cut, and WriteTimeout stays off
+	// for the same reason. Idle keep-alive connections end after ReadTimeout
+	// too (IdleTimeout's default).
+	m.HTTP = &http.Server{
+		Handler:           m.handler(),
+		ReadHeaderTimeout: m.Config.HTTP.ReadHeaderTimeout,
+		ReadTimeout:       m.Config.HTTP.ReadTimeout,
+	}
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- m.HTTP.Serve(ln) }()
 
@@ -266,6 +277,10 @@ func (m *Main) open(ctx context.Context) error {
 		// actions, but a process without the reconciler role must not take
 		// the maintenance queue's jobs.
 		FetchOnlyKnownKinds: true,
+		// Without LISTEN, River acts on no NOTIFY (which any role that can
+		// connect may send) and reads pauses, job cancels and leadership
+		// from its tables by polling.
+		PollOnly: cfg.River.PollOnly,
 	})
 	if err != nil {
 		return fmt.Errorf("new River client: %w", err)

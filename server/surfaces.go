@@ -53,9 +53,13 @@ func (m *Main) openSurfaces(ctx context.Context) error {
 	m.API, err = api.New(api.Config{
 		DB: m.Pool, Store: m.Store, Auth: m.auth, Kinds: jobs.Kinds(), Logger: m.Logger,
 		ExternalToken: m.Apps.External, CheckSend: m.Reconciler.CheckSend,
+		TrustedOrigins: m.Config.HTTP.TrustedOrigins,
 	})
 	if err != nil {
 		return err
+	}
+	if m.uiGuard, err = api.NewCrossOriginGuard(m.Config.HTTP.TrustedOrigins); err != nil {
+		return fmt.Errorf("http.trusted_origins: %w", err)
 	}
 	// River UI needs a River client; a process that works no jobs has
 	// none, and an insert-only client (no queues) serves.
@@ -115,6 +119,13 @@ func (m *Main) mountSurfaces(mux *http.ServeMux) {
 			m.auditRiverUI(w, r, p, ui)
 		})
 		mux.Handle("/riverui/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// A browser's write from another site's page, with the
+			// operator's Basic credentials the browser cached, is refused
+			// before anything else, in River UI's error shape.
+			if e := m.uiGuard.Check(r); e != nil {
+				writeRiverUIError(w, riverUIError{e.Status, e.Message})
+				return
+			}
 			if r.Method == http.MethodGet || r.Method == http.MethodHead {
 				look.ServeHTTP(w, r)
 				return

@@ -45,7 +45,14 @@ func ownerPool(m *Main) *pgxpool.Pool {
 // startMain is startAPIMain with the Main's logger.
 func startMain(t *testing.T, logger zerolog.Logger, edit func(*Config)) (*Main, string) {
 	t.Helper()
-	storetest.Conns(t, 2+4)
+	return startMainConns(t, logger, 0, edit)
+}
+
+// startMainConns is startMain for a test that opens extra connections of
+// its own besides the Main's (River's LISTEN connection counts as one).
+func startMainConns(t *testing.T, logger zerolog.Logger, extra int, edit func(*Config)) (*Main, string) {
+	t.Helper()
+	storetest.Conns(t, 2+4+extra)
 	schema, owner := storetest.NewSchema(t, 2)
 	cfg := DefaultConfig()
 	cfg.Database.URL = storetest.DatabaseURL(t)

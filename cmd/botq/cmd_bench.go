@@ -76,6 +76,7 @@ after the other, and reports each figure's median (and each ratio's, paired by r
 	f.IntVar(&o.MaxWorkers, "max-workers", o.MaxWorkers, "River MaxWorkers of the work queue, in every scenario")
 	f.DurationVar(&o.FetchCooldown, "fetch-cooldown", o.FetchCooldown, "River FetchCooldown, in every scenario")
 	f.DurationVar(&o.FetchPollInterval, "fetch-poll-interval", o.FetchPollInterval, "River FetchPollInterval, in every scenario")
+	f.BoolVar(&o.PollOnly, "poll-only", false, "run botq with river.poll_only (no LISTEN; the River baselines keep theirs)")
 	f.Int32Var(&o.MaxConns, "max-conns", o.MaxConns, "database pool size of botq and of the River baselines")
 	f.IntVar(&o.SQLClients, "sql-clients", o.SQLClients, "concurrent enqueuing clients (SQL, HTTP, batches)")
 	f.IntVar(&o.BatchSize, "batch-size", o.BatchSize, "actions per EnqueueMany batch in the batch scenario")
