@@ -98,7 +98,7 @@ func testForgedRiverNotifications(t *testing.T, pollOnly bool) {
 		c.Khoros.HTTPTimeout = 10 * time.Second
 		c.Apps = []AppConfig{{ID: "pn-app", BaseURL: hs.URL, CompanyKey: "acme", TokenFile: tokenFile}}
 	})
-	stranger := connectAsNewRole(t, m.Pool)
+	stranger := connectAsNewRole(t, ownerPool(m))
 	control := m.Config.Database.Schema + ".river_control"
 	notify := func(payload string) {
 		t.Helper()
