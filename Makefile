@@ -7,6 +7,7 @@ BIN            := bin/botq
 VERSION        ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS        := -X main.version=$(VERSION) -X github.com/botq/botq/botapi.Version=$(VERSION)
 STATICCHECK    := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+GOCYCLO        := github.com/fzipp/gocyclo/cmd/gocyclo@v0.6.0
 export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 # Fuzz targets run briefly by `make test`; `make fuzz FUZZTIME=5m` runs them longer. The default
 # is a count of inputs, not a duration: a duration races Go's fuzzing coordinator on a busy machine
@@ -30,9 +31,10 @@ migrate: build ## Migrate the schema of DATABASE_URL (botq migrate up)
 	./$(BIN) migrate up
 
 .PHONY: lint
-lint: ## go vet, staticcheck and gofmt
+lint: ## go vet, staticcheck, gofmt, and no function above cyclomatic complexity 20
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+	$(GO) run $(GOCYCLO) -over 20 -ignore '_test\.go$$' .
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
 
 .PHONY: test

@@ -271,7 +271,7 @@ func enqueueSamples(ctx context.Context, pool *pgxpool.Pool, cfg Config, apiURL,
 	err := pool.QueryRow(ctx, fmt.Sprintf(`INSERT INTO %s.action (app_id, kind, payload, idempotency_key) VALUES ($1, 'respond', $2, $3) RETURNING id`, schema),
 		devApp, samplePayload("customer-1", "text", "Hello from botq (enqueued by SQL)"), "dev-sql-"+run).Scan(&id)
 	if err != nil {
-		return ids, fmt.Errorf("SQL: %w", err)
+		return ids, fmt.Errorf("enqueue by SQL: %w", err)
 	}
 	ids = append(ids, id)
 	// Go, with the jobs package.
@@ -282,7 +282,7 @@ func enqueueSamples(ctx context.Context, pool *pgxpool.Pool, cfg Config, apiURL,
 	id, _, err = enq.Enqueue(ctx, pool, jobs.Action{AppID: devApp, Kind: jobs.KindTag, IdempotencyKey: "dev-go-" + run,
 		Payload: samplePayload("customer-1", "tagIds", []int{101, 102}), CreatedBy: "botq dev"})
 	if err != nil {
-		return ids, fmt.Errorf("Go: %w", err)
+		return ids, fmt.Errorf("enqueue by Go: %w", err)
 	}
 	ids = append(ids, id)
 	// HTTP.
@@ -299,12 +299,12 @@ func enqueueSamples(ctx context.Context, pool *pgxpool.Pool, cfg Config, apiURL,
 	req.Header.Set("Idempotency-Key", "dev-http-"+run)
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return ids, fmt.Errorf("HTTP: %w", err)
+		return ids, fmt.Errorf("enqueue over HTTP: %w", err)
 	}
 	defer res.Body.Close()
 	raw, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
 	if res.StatusCode/100 != 2 {
-		return ids, fmt.Errorf("HTTP: POST /v1/actions: %s: %s", res.Status, strings.TrimSpace(string(raw)))
+		return ids, fmt.Errorf("enqueue over HTTP: POST /v1/actions: %s: %s", res.Status, strings.TrimSpace(string(raw)))
 	}
 	var got struct {
 		Action struct {
@@ -312,7 +312,7 @@ func enqueueSamples(ctx context.Context, pool *pgxpool.Pool, cfg Config, apiURL,
 		} `json:"action"`
 	}
 	if err := json.Unmarshal(raw, &got); err != nil || got.Action.ID == 0 {
-		return ids, fmt.Errorf("HTTP: POST /v1/actions answered %s", strings.TrimSpace(string(raw)))
+		return ids, fmt.Errorf("enqueue over HTTP: POST /v1/actions answered %s", strings.TrimSpace(string(raw)))
 	}
 	return append(ids, got.Action.ID), nil
 }
