@@ -30,6 +30,24 @@ import (
 // So a worker is free as soon as its job's row is written, not after the
 // rest of its batch (the action, the attempt, the request, the lanes) and
 // the commit: in a backlog drain that wait was about half a job's time.
+//
+// This file is the one place that explains the hand-off; its three parts
+// live where River lets botq act:
+//
+//   - the worker (Executor.finish) records the job as handed off, and
+//     NextRetry gives such a job ResultRetry instead of its kind's backoff,
+//     so a lost result is retried soon;
+//   - the result's write (store.JobsEnd) sets the job's state in the
+//     result's transaction and, when River got there first after a rollback
+//     (retryable or available with this error last), takes the error out of
+//     the job's errors: the job did not fail;
+//   - RiverLogHandler drops River's "Job errored" line for it: nothing
+//     failed.
+//
+// A job on its last attempt, and a result that leaves its job to River (a
+// retry, a snooze), still wait for the commit: River would discard the
+// first on an error, and a job made available by botq's transaction could
+// be fetched again before River's completer ran for the second.
 var errHandedOff = errors.New(store.HandoffError)
 
 // RiverLogHandler wraps the handler River logs to: River logs every job

@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/rs/zerolog"
 
 	"github.com/botq/botq/store"
@@ -54,7 +53,6 @@ type result struct {
 type resultWriter struct {
 	pool     *pgxpool.Pool
 	store    *store.Store
-	driver   *riverpgxv5.Driver
 	logger   zerolog.Logger
 	in       chan *result
 	maxBatch int
@@ -74,7 +72,6 @@ func newResultWriter(pool *pgxpool.Pool, s *store.Store, logger zerolog.Logger, 
 	return &resultWriter{
 		pool:     pool,
 		store:    s,
-		driver:   riverpgxv5.New(pool),
 		logger:   logger,
 		in:       make(chan *result, maxBatch),
 		maxBatch: maxBatch,

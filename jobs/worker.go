@@ -11,7 +11,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/botq/botq/botapi"
@@ -477,16 +476,10 @@ func (e *Executor) pauseApp(ctx context.Context, appID string, actionID int64, r
 }
 
 // park returns a running job to `pending`, where only the reconciler moves
-// it.
+// it. River's update of the job, once the worker returns, then changes
+// nothing: it changes only a running job.
 func (e *Executor) park(ctx context.Context, job *river.Job[ActionArgs]) error {
-	return pgx.BeginFunc(ctx, e.cfg.Pool, func(tx pgx.Tx) error {
-		_, err := e.writer.driver.UnwrapExecutor(tx).JobSetStateIfRunningMany(ctx, &riverdriver.JobSetStateIfRunningManyParams{
-			ID: []int64{job.ID}, Attempt: []*int{nil}, ErrData: [][]byte{nil}, FinalizedAt: []*time.Time{nil},
-			MetadataDoMerge: []bool{false}, MetadataUpdates: [][]byte{nil}, ScheduledAt: []*time.Time{nil},
-			State: []rivertype.JobState{rivertype.JobStatePending}, Schema: e.cfg.Store.Schema(),
-		})
-		return err
-	})
+	return e.cfg.Store.JobPark(ctx, e.cfg.Pool, job.ID)
 }
 
 // tokenEffects are the database side effects of a successful token action.

@@ -181,19 +181,6 @@ func (s *Store) AppResume(ctx context.Context, db DBTX, appID string) (*App, err
 	return a, nil
 }
 
-// AppWake makes the app's snoozed (scheduled) jobs available now.
-func (s *Store) AppWake(ctx context.Context, db DBTX, appID string) error {
-	_, err := db.Exec(ctx, s.q(`
-		UPDATE botq.river_job j SET state = 'available', scheduled_at = now()
-		FROM botq.action a
-		WHERE a.app_id = $1 AND a.state IN ('queued', 'retrying') AND j.id = a.river_job_id
-		  AND j.state IN ('scheduled', 'available', 'retryable') AND j.scheduled_at > now()`), appID)
-	if err != nil {
-		return fmt.Errorf("wake jobs of app %q: %w", appID, mapError(err))
-	}
-	return nil
-}
-
 // Forever is the pause end of an app paused until an operator resumes it.
 var Forever = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
 
@@ -300,22 +287,6 @@ func (s *Store) AppSlotWake(ctx context.Context, db DBTX, appID string, n int) e
 		return fmt.Errorf("wake jobs waiting for a concurrency slot of app %q: %w", appID, mapError(err))
 	}
 	return nil
-}
-
-// AppSlotWait records a running River job as parked until one of its app's
-// concurrency slots frees, with the scheduled_at it has (its place in the
-// queue). The worker then snoozes the job for long; a release makes it
-// available again at its old place once River has made it scheduled
-// (app_slot_wake). ok is false when the job was not running.
-func (s *Store) AppSlotWait(ctx context.Context, db DBTX, appID string, jobID int64) (ok bool, err error) {
-	tag, err := db.Exec(ctx, s.q(`
-		INSERT INTO botq.app_slot_wait (app_id, river_job_id, scheduled_at)
-		SELECT $1, id, scheduled_at FROM botq.river_job WHERE id = $2 AND state = 'running'
-		ON CONFLICT (app_id, river_job_id) DO UPDATE SET since = now()`), appID, jobID)
-	if err != nil {
-		return false, fmt.Errorf("wait for a concurrency slot of app %q: %w", appID, mapError(err))
-	}
-	return tag.RowsAffected() == 1, nil
 }
 
 // AppSlotWakeFree makes as many waiting jobs available as their app has free

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // ErrInFlight is returned when an action cannot be changed because its Bot
@@ -152,27 +151,7 @@ func (s *Store) cancelJob(ctx context.Context, tx pgx.Tx, a *Action) (string, er
 			return "", fmt.Errorf("cancel action %d: lock its lane: %w", a.ID, mapError(err))
 		}
 	}
-	var jobState string
-	err := tx.QueryRow(ctx, s.q(`SELECT state::text FROM botq.river_job WHERE id = $1 FOR UPDATE NOWAIT`), a.RiverJobID).Scan(&jobState)
-	var pgErr *pgconn.PgError
-	switch {
-	case errors.As(err, &pgErr) && pgErr.Code == "55P03": // lock_not_available
-		return "", fmt.Errorf("cancel action %d: %w", a.ID, ErrInFlight)
-	case errors.Is(err, pgx.ErrNoRows):
-		return "", nil
-	case err != nil:
-		return "", fmt.Errorf("cancel action %d: lock job: %w", a.ID, mapError(err))
-	case jobState == "running":
-		return "", fmt.Errorf("cancel action %d: %w", a.ID, ErrInFlight)
-	case jobState == "cancelled", jobState == "completed", jobState == "discarded":
-		return jobState, nil
-	}
-	if _, err := tx.Exec(ctx, s.q(`
-		UPDATE botq.river_job SET state = 'cancelled', finalized_at = now()
-		WHERE id = $1`), a.RiverJobID); err != nil {
-		return "", fmt.Errorf("cancel action %d: cancel job: %w", a.ID, mapError(err))
-	}
-	return jobState, nil
+	return s.jobLockAndCancel(ctx, tx, a)
 }
 
 // sendVerdict decides whether the cancel of the unknown action a leaves it
@@ -187,36 +166,6 @@ func sendVerdict(a *Action, check *SendCheck) (possiblySent bool, note string) {
 		return false, check.Note
 	}
 	return true, check.Note
-}
-
-// ActionCancelRunning honours River's JobCancel of a running job (River UI,
-// another River client, SQL with River's NOTIFY), which cancels only the
-// worker's context and leaves the job to its worker: the job, still running
-// at attempt, is cancelled, then the action by ActionCancel, in one
-// transaction. Its worker calls it once its execution is over and sent
-// nothing (its call was never made, or its result was written); a job no
-// longer running at attempt is ErrConflict and nothing changes. The job is
-// locked before the action, the order of a result batch. ActionCancel's
-// errors apply (an action that is sent or finished is ErrConflict).
-func (s *Store) ActionCancelRunning(ctx context.Context, db TxDB, actionID, jobID int64, attempt int, actor, reason string) (*Action, error) {
-	var out *Action
-	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, s.q(`
-			UPDATE botq.river_job SET state = 'cancelled', finalized_at = now()
-			WHERE id = $1 AND attempt = $2 AND state = 'running'`), jobID, attempt)
-		if err != nil {
-			return fmt.Errorf("cancel running job %d: %w", jobID, mapError(err))
-		}
-		if tag.RowsAffected() == 0 {
-			return fmt.Errorf("cancel running job %d: %w: it is no longer running attempt %d", jobID, ErrConflict, attempt)
-		}
-		out, err = s.ActionCancel(ctx, tx, actionID, actor, reason)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
 // AppPauseAudited pauses the app until until (Forever: until resumed) and

@@ -159,7 +159,7 @@ func (s *Store) ActionList(ctx context.Context, db DBTX, p ActionListParams) (ac
 	rows, err := db.Query(ctx, s.q(`
 		SELECT `+actionViewColumns+`
 		FROM botq.action a
-		LEFT JOIN botq.river_job j ON j.id = a.river_job_id
+		`+riverJobJoin+`
 		WHERE `+w.String()+`
 		ORDER BY a.id `+order+`
 		LIMIT `+limit), w.args...)
@@ -182,7 +182,7 @@ func (s *Store) ActionView(ctx context.Context, db DBTX, id int64) (*Action, err
 	a, err := scanAction(db.QueryRow(ctx, s.q(`
 		SELECT `+actionViewColumns+`
 		FROM botq.action a
-		LEFT JOIN botq.river_job j ON j.id = a.river_job_id
+		`+riverJobJoin+`
 		WHERE a.id = $1`), id))
 	if err != nil {
 		return nil, fmt.Errorf("get action %d: %w", id, mapError(err))
@@ -197,7 +197,7 @@ func (s *Store) ActionCount(ctx context.Context, db DBTX, f ActionFilter) (int64
 	var n int64
 	err := db.QueryRow(ctx, s.q(`
 		SELECT count(*) FROM botq.action a
-		LEFT JOIN botq.river_job j ON j.id = a.river_job_id
+		`+riverJobJoin+`
 		WHERE `+w.String()), w.args...).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("count actions: %w", mapError(err))

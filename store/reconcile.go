@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -293,10 +292,8 @@ func (s *Store) AmbiguousResolve(ctx context.Context, db DBTX, actionID int64, r
 	if _, err := s.ActionSetState(ctx, db, ActionSetStateParams{ID: actionID, From: ActionUnknown, To: state, RequestID: &rec.RequestID, LastError: lastErr}); err != nil {
 		return "", err
 	}
-	if _, err := db.Exec(ctx, s.q(`
-		UPDATE botq.river_job SET state = 'completed', finalized_at = now()
-		WHERE id = $1 AND state = 'pending'`), a.RiverJobID); err != nil {
-		return "", fmt.Errorf("complete parked job of action %d: %w", actionID, mapError(err))
+	if err := s.jobCompleteParked(ctx, db, a.RiverJobID); err != nil {
+		return "", fmt.Errorf("complete parked job of action %d: %w", actionID, err)
 	}
 	if _, err := s.EventInsert(ctx, db, EventInsertParams{
 		AppID: a.AppID, ActionID: &actionID, Kind: "ambiguous_resolved", Actor: actor,
@@ -341,10 +338,8 @@ func (s *Store) AmbiguousRelease(ctx context.Context, db DBTX, actionID int64, m
 		if _, err := s.ActionSetState(ctx, db, ActionSetStateParams{ID: actionID, From: ActionUnknown, To: ActionFailed, LastError: &reason}); err != nil {
 			return "", err
 		}
-		if _, err := db.Exec(ctx, s.q(`
-			UPDATE botq.river_job SET state = 'cancelled', finalized_at = now()
-			WHERE id = $1 AND state IN ('pending', 'available', 'scheduled', 'retryable')`), a.RiverJobID); err != nil {
-			return "", fmt.Errorf("cancel parked job of action %d: %w", actionID, mapError(err))
+		if err := s.jobCancelWaiting(ctx, db, a.RiverJobID); err != nil {
+			return "", fmt.Errorf("cancel parked job of action %d: %w", actionID, err)
 		}
 		return ActionFailed, nil
 	}
@@ -355,16 +350,8 @@ func (s *Store) AmbiguousRelease(ctx context.Context, db DBTX, actionID int64, m
 	}
 	// A job made runnable by hand (River UI's Retry, SQL) is released as if
 	// it were parked: the worker would only park it again.
-	var queue string
-	err = db.QueryRow(ctx, s.q(`
-		UPDATE botq.river_job SET state = 'available', scheduled_at = now()
-		WHERE id = $1 AND state IN ('pending', 'available', 'scheduled', 'retryable')
-		RETURNING queue`), a.RiverJobID).Scan(&queue)
-	if err != nil {
-		return "", fmt.Errorf("release parked job %d of action %d (it was %s a moment ago): %w", a.RiverJobID, actionID, job.state, mapError(err))
-	}
-	if _, err := db.Exec(ctx, s.q(`SELECT botq.notify_insert(ARRAY[$1])`), queue); err != nil {
-		return "", fmt.Errorf("wake workers: %w", mapError(err))
+	if err := s.jobRelease(ctx, db, a.RiverJobID); err != nil {
+		return "", fmt.Errorf("release parked job %d of action %d (it was %s a moment ago): %w", a.RiverJobID, actionID, job.state, err)
 	}
 	if _, err := s.EventInsert(ctx, db, EventInsertParams{
 		AppID: a.AppID, ActionID: &actionID, Kind: "ambiguous_released", Actor: actor,
@@ -396,19 +383,6 @@ func (j parkedJobState) cancelled() bool {
 	return j.cancelRequested
 }
 
-func (s *Store) parkedJob(ctx context.Context, db DBTX, jobID int64) (parkedJobState, error) {
-	var j parkedJobState
-	err := db.QueryRow(ctx, s.q(`
-		SELECT state::text, metadata ? 'cancel_attempted_at' FROM botq.river_job WHERE id = $1`), jobID).Scan(&j.state, &j.cancelRequested)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return parkedJobState{}, nil
-	}
-	if err != nil {
-		return j, fmt.Errorf("read parked job %d: %w", jobID, mapError(err))
-	}
-	return j, nil
-}
-
 // ambiguousCancel cancels an ambiguous action whose job was cancelled,
 // deleted or finished behind botq's back, after the grace period found no
 // record of its send.
@@ -424,10 +398,8 @@ func (s *Store) ambiguousCancel(ctx context.Context, db DBTX, a *Action, job par
 	if _, err := s.ActionSetState(ctx, db, ActionSetStateParams{ID: a.ID, From: ActionUnknown, To: ActionCancelled, LastError: &reason}); err != nil {
 		return "", err
 	}
-	if _, err := db.Exec(ctx, s.q(`
-		UPDATE botq.river_job SET state = 'cancelled', finalized_at = now()
-		WHERE id = $1 AND state IN ('pending', 'available', 'scheduled', 'retryable')`), a.RiverJobID); err != nil {
-		return "", fmt.Errorf("cancel parked job of action %d: %w", a.ID, mapError(err))
+	if err := s.jobCancelWaiting(ctx, db, a.RiverJobID); err != nil {
+		return "", fmt.Errorf("cancel parked job of action %d: %w", a.ID, err)
 	}
 	jobState := job.state
 	if jobState == "" {

@@ -316,7 +316,7 @@ func (s *Store) ActionReplayPlan(ctx context.Context, db DBTX, f ActionFilter, o
 		       count(*) FILTER (WHERE `+refusedPossiblySent+`),
 		       count(*) FILTER (WHERE `+refusedReplay+`)
 		FROM botq.action a
-		LEFT JOIN botq.river_job j ON j.id = a.river_job_id
+		`+riverJobJoin+`
 		LEFT JOIN (SELECT DISTINCT replay_of FROM botq.action WHERE replay_of IS NOT NULL) x ON x.replay_of = a.id
 		WHERE `+filter), w.args...).Scan(&p.Matched, &p.Eligible, &unfinished, &succeeded, &possiblySent, &replayOfReplay)
 	if err != nil {
@@ -336,7 +336,7 @@ func (s *Store) ActionReplayPlan(ctx context.Context, db DBTX, f ActionFilter, o
 		rows, err := db.Query(ctx, s.q(`
 			SELECT `+actionViewColumns+`
 			FROM botq.action a
-			LEFT JOIN botq.river_job j ON j.id = a.river_job_id
+			`+riverJobJoin+`
 			WHERE `+w.String()+`
 			ORDER BY a.id
 			LIMIT `+w.arg(sample)), w.args...)
@@ -407,7 +407,7 @@ func (s *Store) ActionReplayBulk(ctx context.Context, db TxDB, p ReplayBulkParam
 		w.add("a.id <= " + w.arg(maxID))
 		rows, err := db.Query(ctx, s.q(`
 			SELECT a.id FROM botq.action a
-			LEFT JOIN botq.river_job j ON j.id = a.river_job_id
+			`+riverJobJoin+`
 			WHERE `+w.String()+`
 			ORDER BY a.id
 			LIMIT `+w.arg(p.BatchSize)), w.args...)

@@ -53,15 +53,6 @@ WITH input AS (
 )
 SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM att), (SELECT count(*) FROM req)`
 
-// JobEnd is a River job's new state, written with its result by JobsEnd.
-type JobEnd struct {
-	ID          int64
-	Attempt     int
-	State       string // a river_job_state: completed, cancelled, discarded or pending
-	FinalizedAt *time.Time
-	ErrData     []byte // one element of the job's errors (JSON), or nil
-}
-
 // ResultRecord records finished calls and the request records they
 // returned, in one statement (see AttemptRecord and
 // RequestUpsert for one of each); db must be a transaction. An action that does not exist makes it fail with ErrNotFound; a
@@ -121,59 +112,6 @@ func (s *Store) ResultRecord(ctx context.Context, db DBTX, attempts []*AttemptRe
 	}
 	if updated != n || inserted != n {
 		return fmt.Errorf("record %d results: %d of their actions exist: %w", n, updated, ErrNotFound)
-	}
-	return nil
-}
-
-// HandoffError is the error River records for a job whose worker went
-// before its result committed (jobs.errHandedOff); JobsEnd removes it.
-const HandoffError = "botq: result written, commit pending"
-
-// jobsEndSQL is River's JobSetStateIfRunningMany for the states botq sets
-// (completed, cancelled, discarded, pending), without returning the rows
-// (River's own query sends every job row back), and for the job's execution
-// only: same attempt, and running or, when River wrote what a handed-off
-// worker returned first (its transaction had rolled back), retryable or
-// available with HandoffError last in its errors, which is removed.
-const jobsEndSQL = `
-UPDATE botq.river_job j
-SET state = e.state::botq.river_job_state,
-    finalized_at = coalesce(e.finalized_at, j.finalized_at),
-    errors = CASE
-        WHEN j.state <> 'running' AND e.err IS NULL THEN nullif(j.errors[:cardinality(j.errors)-1], '{}')
-        WHEN j.state <> 'running' THEN j.errors[:cardinality(j.errors)-1] || e.err::jsonb
-        WHEN e.err IS NULL THEN j.errors
-        ELSE array_append(j.errors, e.err::jsonb) END
-FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::text[], $5::int[]) AS e(id, state, finalized_at, err, attempt)
-WHERE j.id = e.id AND j.attempt = e.attempt
-  AND (j.state = 'running'
-       OR (j.state IN ('retryable', 'available') AND j.errors[cardinality(j.errors)]->>'error' = $6))`
-
-// JobsEnd sets River jobs' new states with their results (see jobsEndSQL);
-// db must be the results' transaction. A job no longer in the execution that
-// made its result (River ran it again, an operator moved it) makes it fail
-// with ErrConflict: the result belongs to an execution that is over.
-func (s *Store) JobsEnd(ctx context.Context, db DBTX, jobs []JobEnd) error {
-	var (
-		ids    = make([]int64, len(jobs))
-		states = make([]string, len(jobs))
-		final  = make([]*time.Time, len(jobs))
-		errs   = make([]*string, len(jobs))
-		att    = make([]int32, len(jobs))
-	)
-	for i, j := range jobs {
-		ids[i], states[i], final[i], att[i] = j.ID, j.State, j.FinalizedAt, int32(j.Attempt)
-		if j.ErrData != nil {
-			e := string(j.ErrData)
-			errs[i] = &e
-		}
-	}
-	tag, err := db.Exec(ctx, s.q(jobsEndSQL), ids, states, final, errs, att, HandoffError)
-	if err != nil {
-		return fmt.Errorf("end %d jobs: %w", len(jobs), mapError(err))
-	}
-	if n := tag.RowsAffected(); n != int64(len(jobs)) {
-		return fmt.Errorf("end %d jobs: %d are still in the execution that made their result: %w", len(jobs), n, ErrConflict)
 	}
 	return nil
 }
