@@ -48,7 +48,7 @@ type benchFigure struct {
 
 // benchTarget is a bound on a figure's value or ratio, from an issue.
 type benchTarget struct {
-	Source string   `json:"source"` // e.g. "issue 12"
+	Source string   `json:"source"` // what the target is about, e.g. "throughput"
 	On     string   `json:"on"`     // "value" or "ratio"
 	Min    *float64 `json:"min,omitempty"`
 	Max    *float64 `json:"max,omitempty"`

@@ -395,7 +395,7 @@ func (b *bench) runSQL(ctx context.Context, sc *benchScenario) error {
 		return err
 	}
 	b.figure(benchFigure{Key: "sql.rate", Scenario: "sql", Label: "actions/s end to end (SQL INSERT)", Value: fptr(res.rate), Unit: "/s",
-		Baseline: "r1.rate", Targets: []benchTarget{atLeast("issue 12", "ratio", 0.60)}})
+		Baseline: "r1.rate", Targets: []benchTarget{atLeast("throughput", "ratio", 0.60)}})
 	b.figure(benchFigure{Key: "sql.rate_vs_r0", Scenario: "sql", Label: "actions/s, against the no-op worker", Value: fptr(res.rate), Unit: "/s", Baseline: "r0.rate"})
 	b.figure(benchFigure{Key: "sql.enqueue_rate", Scenario: "sql", Label: "SQL INSERTs/s", Value: fptr(res.enqueueRate), Unit: "/s", Baseline: "r1.enqueue_rate"})
 	b.logf("sql: %.0f actions/s, %.0f inserts/s", res.rate, res.enqueueRate)
@@ -617,7 +617,7 @@ func (b *bench) runDrain(ctx context.Context, sc *benchScenario) error {
 		var rss []benchTarget
 		if n >= 1_000_000 {
 			key = "drain1m"
-			rss = []benchTarget{atMost("issue 12", "value", 200)}
+			rss = []benchTarget{atMost("throughput", "value", 200)}
 		}
 		sub := sc
 		if i > 0 {
@@ -637,7 +637,7 @@ func (b *bench) drainFigures(key, what string, res *benchChildResult, enqueueRat
 	f := benchFigure{Key: key + ".rate", Scenario: key, Label: what + "/s draining " + strconv.Itoa(res.Completed), Value: fptr(res.rate()), Unit: "/s"}
 	if key != "r2" {
 		f.Baseline = "r2.rate"
-		f.Targets = []benchTarget{atLeast("issue 12", "ratio", 0.60)}
+		f.Targets = []benchTarget{atLeast("throughput", "ratio", 0.60)}
 	}
 	b.figure(f)
 	b.figure(benchFigure{Key: key + ".seconds", Scenario: key, Label: "drain time (child process start to last result)", Value: fptr(res.Seconds), Unit: "s"})
@@ -798,15 +798,15 @@ func (b *bench) runLatency(ctx context.Context, sc *benchScenario) error {
 	}
 	lightLabel := fmt.Sprintf("at %s/s", fmtNum(b.o.LightRate))
 	b.figure(benchFigure{Key: "latency.light_p50", Scenario: "latency", Label: "enqueue commit → Bot v3 call p50 " + lightLabel, Value: fptr(light.P50), Unit: "ms",
-		Targets: []benchTarget{atMost("issue 12", "value", 10), atMost("issue 5", "value", 20)}})
+		Targets: []benchTarget{atMost("throughput", "value", 10), atMost("latency", "value", 20)}})
 	b.figure(benchFigure{Key: "latency.light_p90", Scenario: "latency", Label: "p90 " + lightLabel, Value: fptr(light.P90), Unit: "ms"})
 	b.figure(benchFigure{Key: "latency.light_p99", Scenario: "latency", Label: "p99 " + lightLabel, Value: fptr(light.P99), Unit: "ms",
-		Targets: []benchTarget{atMost("issue 12", "value", 50), atMost("issue 5", "value", 100)}})
+		Targets: []benchTarget{atMost("throughput", "value", 50), atMost("latency", "value", 100)}})
 	b.figure(benchFigure{Key: "latency.half_rate", Scenario: "latency", Label: "50% load: enqueues/s (half the sql rate)", Value: fptr(half.Rate), Unit: "/s", Baseline: "sql.rate"})
 	b.figure(benchFigure{Key: "latency.half_p50", Scenario: "latency", Label: "p50 at 50% load", Value: fptr(half.P50), Unit: "ms"})
 	b.figure(benchFigure{Key: "latency.half_p90", Scenario: "latency", Label: "p90 at 50% load", Value: fptr(half.P90), Unit: "ms"})
 	b.figure(benchFigure{Key: "latency.half_p99", Scenario: "latency", Label: "p99 at 50% load", Value: fptr(half.P99), Unit: "ms",
-		Targets: []benchTarget{atMost("issue 12", "value", 100)}})
+		Targets: []benchTarget{atMost("throughput", "value", 100)}})
 	b.logf("latency: %s/s p50 %.1f p99 %.1f ms (%d samples); %.0f/s p50 %.1f p99 %.1f ms (%d samples)",
 		fmtNum(b.o.LightRate), light.P50, light.P99, light.Samples, half.Rate, half.P50, half.P99, half.Samples)
 	return nil
@@ -910,11 +910,11 @@ func (b *bench) runReconciler(ctx context.Context, sc *benchScenario) error {
 	sc.Details["lag_measured"] = "first poll (every 100ms) that sees the request settled in botq, minus Khoros' completedEpochMillis"
 	lagLimit := float64((b.o.ReconcilerInterval + time.Second) / time.Millisecond)
 	b.figure(benchFigure{Key: "reconciler.calls_per_settled", Scenario: "reconciler", Label: "Bot v3 calls per settled request",
-		Value: fptr(float64(calls) / float64(len(seen))), Unit: "", Targets: []benchTarget{atMost("issue 12, 6", "value", 0.05)}})
+		Value: fptr(float64(calls) / float64(len(seen))), Unit: "", Targets: []benchTarget{atMost("reconciler", "value", 0.05)}})
 	b.figure(benchFigure{Key: "reconciler.lag_p50", Scenario: "reconciler", Label: "settle lag p50 (Khoros settled → botq recorded)", Value: fptr(percentile(lags, 0.5)), Unit: "ms"})
 	b.figure(benchFigure{Key: "reconciler.lag_p90", Scenario: "reconciler", Label: "settle lag p90", Value: fptr(percentile(lags, 0.9)), Unit: "ms"})
 	b.figure(benchFigure{Key: "reconciler.lag_p99", Scenario: "reconciler", Label: "settle lag p99 (target: interval " + b.o.ReconcilerInterval.String() + " + 1s)",
-		Value: fptr(percentile(lags, 0.99)), Unit: "ms", Targets: []benchTarget{atMost("issue 12, 6", "value", lagLimit)}})
+		Value: fptr(percentile(lags, 0.99)), Unit: "ms", Targets: []benchTarget{atMost("reconciler", "value", lagLimit)}})
 	b.figure(benchFigure{Key: "reconciler.settled", Scenario: "reconciler", Label: "requests settled", Value: fptr(float64(len(seen))), Unit: ""})
 	b.figure(benchFigure{Key: "reconciler.calls", Scenario: "reconciler", Label: "reconciler Bot v3 calls (list, get, health)", Value: fptr(float64(calls)), Unit: ""})
 	b.figure(benchFigure{Key: "reconciler.pending_peak", Scenario: "reconciler", Label: "pending requests at the peak", Value: fptr(float64(pendingPeak)), Unit: ""})
@@ -947,7 +947,7 @@ func (b *bench) runSlow(ctx context.Context, sc *benchScenario) error {
 		return err
 	}
 	// A new slice per figure: finish() writes each target's result in place.
-	within10 := func() []benchTarget { return []benchTarget{within("issue 12", "ratio", 0.9, 1.1)} }
+	within10 := func() []benchTarget { return []benchTarget{within("throughput", "ratio", 0.9, 1.1)} }
 	b.figure(benchFigure{Key: "slow.river_rate", Scenario: "slow", Label: fmt.Sprintf("River, one HTTP call, MaxWorkers %d, latency %s", b.o.MaxWorkers, lat),
 		Value: fptr(riverRate), Unit: "/s", Baseline: "MaxWorkers/latency", BaselineValue: fptr(perSec(b.o.MaxWorkers))})
 	b.figure(benchFigure{Key: "slow.total_vs_river", Scenario: "slow", Label: "actions/s, one app, against River",

@@ -13,9 +13,9 @@ import (
 
 // loader loads the actions of starting jobs in batches. River starts the
 // jobs of one fetch together, and each loading its action alone took a pool
-// connection and a round trip: with 100 workers the pool of 20 was empty at
-// half of the acquires (1.55 ms average wait, 2.5 ms per load in a drain).
-// One query for whatever is waiting answers them all.
+// connection and a round trip: with many workers on a smaller pool, the
+// workers waited for connections more than for their queries. One query
+// for whatever is waiting answers them all.
 type loader struct {
 	pool     *pgxpool.Pool
 	store    *store.Store

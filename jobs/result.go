@@ -162,9 +162,9 @@ func (w *resultWriter) run(stop <-chan struct{}) {
 // addMin is how many results must wait, while the second stage writes a
 // batch, before the first ends their jobs in the next one; fewer wait for
 // the second stage to take it. Each statement has a fixed cost: ending the
-// jobs of each result as it arrived (or after at most 2 ms) took 6-15% off
-// the SQL enqueue rate, where Postgres has no CPU to spare, while a backlog
-// drain, whose results arrive by the dozen, gains as much from 16 as from 1.
+// jobs of each result as it arrived cost the SQL enqueue measurably, where
+// Postgres has no CPU to spare, while a backlog drain, whose results arrive
+// by the dozen, gains as much from 16 as from 1.
 const addMin = 16
 
 const writeTimeout = 30 * time.Second

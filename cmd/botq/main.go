@@ -27,12 +27,11 @@ var version = "dev"
 
 // gcPercent is the garbage collector's target when GOGC is not set. botq's
 // live heap is small (a few MB in a drain) and a busy worker allocates fast,
-// so at Go's default of 100 the collector ran often: draining 100,000
-// actions, it and its assists took ~17% of botq's CPU (pprof), and with 400
-// botq used 15% less CPU for the same drain (peak RSS 40 -> 60 MB; the A/B
-// rounds in docs/benchmarks.md, run n's section). Every botq process takes
-// it, the benchmark's River baselines included, so that they are compared on
-// the same runtime settings.
+// so at Go's default of 100 the collector and its assists took a large share
+// of botq's CPU; at 400 a drain costs less CPU for a little more memory
+// (docs/operations.md). Every botq process takes it, the benchmark's River
+// baselines included, so that they are compared on the same runtime
+// settings.
 const gcPercent = 400
 
 func main() {
