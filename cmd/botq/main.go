@@ -22,8 +22,24 @@ import (
 	"github.com/botq/botq/server"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version is set at build time with -ldflags "-X main.version=..." (make
+// build does). Without it, buildVersion reads the version Go recorded in
+// the binary: the module version for `go install ...@v1.2.3` or @latest, a
+// pseudo-version of the commit for `go build` in a git checkout.
+var version = ""
+
+// buildVersion is botq's version: the -ldflags one, else the module
+// version Go recorded in the binary, else "dev" (a build without version
+// control information, e.g. with -buildvcs=false).
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
 
 // gcPercent is the garbage collector's target when GOGC is not set. botq's
 // live heap is small (a few MB in a drain) and a busy worker allocates fast,
@@ -60,7 +76,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 // runEnv is run with the environment given as a lookup function.
 func runEnv(ctx context.Context, args []string, env func(string) (string, bool), stdin io.Reader, stdout, stderr io.Writer) int {
-	botapi.Version = version
+	botapi.Version = buildVersion()
 	root := newRootCmd(&cliEnv{stdin: stdin, stdout: stdout, stderr: stderr, lookupEnv: env})
 	root.SetArgs(args)
 	root.SetIn(stdin)
@@ -114,9 +130,11 @@ func newRootCmd(env *cliEnv) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "botq",
 		Short:         "A durable, audited action queue for bots on the Khoros Care Bot API v3",
+		Version:       buildVersion(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetVersionTemplate("botq {{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().StringVar(&env.configPath, "config", "", "YAML configuration file (default: $BOTQ_CONFIG; see config.example.yaml)")
 	root.AddCommand(
@@ -166,7 +184,7 @@ func newVersionCmd(env *cliEnv) *cobra.Command {
 		Short: "Print botq's version",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			_, err := fmt.Fprintf(env.stdout, "botq %s\n", version)
+			_, err := fmt.Fprintf(env.stdout, "botq %s\n", buildVersion())
 			return err
 		},
 	}
