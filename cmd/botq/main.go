@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -87,8 +88,15 @@ func runEnv(ctx context.Context, args []string, env func(string) (string, bool),
 		return 0
 	}
 	fmt.Fprintln(stderr, errorLine(err))
+	return exitCode(err)
+}
+
+// exitCode is the exit status of a command that failed with err: 2 for a
+// mistake in the command line, 1 for a failure.
+func exitCode(err error) int {
 	var ue usageError
-	if errors.As(err, &ue) {
+	// Cobra's own refusal of an unknown subcommand is a usage error too.
+	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command ") {
 		return 2
 	}
 	return 1
@@ -158,8 +166,31 @@ func newRootCmd(env *cliEnv) *cobra.Command {
 	)
 	for _, c := range root.Commands() {
 		wrapArgs(c)
+		refuseUnknownSubcommands(c)
 	}
 	return root
+}
+
+// refuseUnknownSubcommands makes a command group (app, token, ...) refuse
+// an argument that names none of its subcommands, as the root does, instead
+// of printing its help and succeeding; alone, it still prints its help.
+func refuseUnknownSubcommands(c *cobra.Command) {
+	if c.HasSubCommands() && !c.Runnable() {
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cmd.Help()
+			}
+			msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+			cmd.SuggestionsMinimumDistance = 2
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				msg += fmt.Sprintf("; did you mean %s?", strings.Join(s, " or "))
+			}
+			return usagef("%s (see %s --help)", msg, cmd.CommandPath())
+		}
+	}
+	for _, sub := range c.Commands() {
+		refuseUnknownSubcommands(sub)
+	}
 }
 
 // wrapArgs makes argument-count mistakes usage errors, recursively.
