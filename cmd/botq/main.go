@@ -163,6 +163,7 @@ func newRootCmd(env *cliEnv) *cobra.Command {
 		newRegistrationCmd(env),
 		newModeCmd(env),
 		newHealthCmd(env),
+		newProbeCmd(env),
 	)
 	for _, c := range root.Commands() {
 		wrapArgs(c)
