@@ -271,7 +271,7 @@ func enqueueSamples(ctx context.Context, pool *pgxpool.Pool, cfg Config, apiURL,
 	id, _, err = enq.Enqueue(ctx, pool, jobs.Action{AppID: devApp, Kind: jobs.KindTag, IdempotencyKey: "dev-go-" + run,
 		Payload: samplePayload("customer-1", "tagIds", []int{101, 102}), CreatedBy: "botq dev"})
 	if err != nil {
-		return ids, fmt.Errorf("Go: %w", err)
+		return ids, fmt.Errorf("by Go (jobs.Enqueue): %w", err)
 	}
 	ids = append(ids, id)
 	// HTTP.

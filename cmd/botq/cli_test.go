@@ -240,8 +240,6 @@ func TestCLIActionsReplayAndCancel(t *testing.T) {
 	require.Contains(t, r.stderr, "it has already succeeded")
 }
 
-func ptr[T any](v T) *T { return &v }
-
 func TestCLIAppsTokensRegistrationsHealth(t *testing.T) {
 	t.Parallel()
 	b := setupCLI(t)

@@ -24,8 +24,6 @@ type authHow func(*http.Request)
 func bearerKey(k string) authHow {
 	return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+k) }
 }
-func basicKey(k string) authHow { return func(r *http.Request) { r.SetBasicAuth("anyone", k) } }
-func noAuth(*http.Request)      {}
 
 func send(t *testing.T, method, url string, auth authHow, body string) (*http.Response, string) {
 	t.Helper()
