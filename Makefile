@@ -8,6 +8,9 @@ VERSION        ?= $(shell git describe --tags --always --dirty 2>/dev/null || ec
 LDFLAGS        := -X main.version=$(VERSION) -X github.com/botq/botq/botapi.Version=$(VERSION)
 STATICCHECK    := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOCYCLO        := github.com/fzipp/gocyclo/cmd/gocyclo@v0.6.0
+# The OpenAPI validators, run with npx from npm's registry (pinned).
+REDOCLY        := @redocly/cli@2.77.0
+SWAGGER_CLI    := @apidevtools/swagger-cli@4.0.4
 export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 # Fuzz targets run briefly by `make test`; `make fuzz FUZZTIME=5m` runs them longer. The default
 # is a count of inputs, not a duration: a duration races Go's fuzzing coordinator on a busy machine
@@ -31,11 +34,24 @@ migrate: build ## Migrate the schema of DATABASE_URL (botq migrate up)
 	./$(BIN) migrate up
 
 .PHONY: lint
-lint: ## go vet, staticcheck, gofmt, and no function above cyclomatic complexity 20
+lint: lint/openapi ## go vet, staticcheck, gofmt, the OpenAPI validators, and no function above cyclomatic complexity 20
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 	$(GO) run $(GOCYCLO) -over 20 -ignore '_test\.go$$' .
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
+
+# Health probes answer 200 or 503 and nothing else, hence no 4xx response
+# (Redocly's operation-4xx-response). Without npx the target is skipped
+# with a message, except under CI, where it fails.
+.PHONY: lint/openapi
+lint/openapi: ## Validate docs/openapi.yaml with Redocly CLI and swagger-cli (npx, from npm's registry)
+	@if ! command -v npx >/dev/null 2>&1; then \
+	  if [ -n "$$CI" ]; then echo "lint/openapi: npx not found: install Node.js (CI requires the OpenAPI validators)"; exit 1; fi; \
+	  echo "lint/openapi: SKIPPED: npx not found; install Node.js to run Redocly CLI and swagger-cli on docs/openapi.yaml"; exit 0; \
+	fi; \
+	export REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true; \
+	npx --yes $(REDOCLY) lint --format=stylish --skip-rule operation-4xx-response docs/openapi.yaml 2>&1 | grep -v '[║╔╚]'; \
+	test "$${PIPESTATUS[0]}" = 0 && npx --yes $(SWAGGER_CLI) validate docs/openapi.yaml
 
 .PHONY: test
 test: lint ## Lint, then every test (needs Postgres: TEST_DATABASE_URL), then a short fuzz of every parser

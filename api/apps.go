@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/botq/botq/store"
 )
@@ -80,9 +79,9 @@ func (s *Server) pauseApp(w http.ResponseWriter, r *http.Request, p Principal) e
 		}
 		until = t
 	case req.For != "":
-		d, err := time.ParseDuration(req.For)
+		d, err := ParseDuration(req.For)
 		if err != nil || d <= 0 {
-			return badBody("for", "must be a positive duration like 30m, not %q", req.For)
+			return badBody("for", "must be a positive duration like 30m, 2h or 1d, not %q", req.For)
 		}
 		until = s.cfg.Now().Add(d)
 	}

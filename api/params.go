@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -105,14 +106,39 @@ func ParseTime(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("%q is not a time like 2025-01-31T12:00:00Z or a date like 2025-01-31", s)
 }
 
-// ParseActionStates checks action states (running included).
+// ParseDuration parses a duration as Go writes it (90s, 30m, 2h45m) with
+// days as well (7d, 1d12h): botq's one duration syntax, for the
+// configuration, the CLI and the HTTP API alike. A day is 24 hours.
+func ParseDuration(s string) (time.Duration, error) {
+	bad := fmt.Errorf("%q is not a duration like 30s, 5m, 2h or 7d", s)
+	days, rest := time.Duration(0), strings.TrimSpace(s)
+	if i := strings.IndexByte(rest, 'd'); i > 0 {
+		n, err := strconv.ParseInt(rest[:i], 10, 64)
+		if err != nil || n < 0 || n > math.MaxInt64/int64(24*time.Hour) {
+			return 0, bad
+		}
+		days, rest = time.Duration(n)*24*time.Hour, rest[i+1:]
+		if rest == "" {
+			return days, nil
+		}
+	}
+	d, err := time.ParseDuration(rest)
+	if err != nil || (days > 0 && (d < 0 || days+d < days)) {
+		return 0, bad
+	}
+	return days + d, nil
+}
+
+// ParseActionStates checks action states (running included); upper case
+// is accepted, as for request states.
 func ParseActionStates(ss []string) ([]store.ActionState, error) {
 	out := make([]store.ActionState, 0, len(ss))
 	for _, s := range ss {
-		if !store.ValidActionState(s) {
+		l := strings.ToLower(strings.TrimSpace(s))
+		if !store.ValidActionState(l) {
 			return nil, fmt.Errorf("%q is not an action state (one of %s)", s, actionStateNames())
 		}
-		out = append(out, store.ActionState(s))
+		out = append(out, store.ActionState(l))
 	}
 	return out, nil
 }
@@ -129,7 +155,7 @@ func actionStateNames() string {
 func ParseRequestStates(ss []string) ([]store.RequestState, error) {
 	out := make([]store.RequestState, 0, len(ss))
 	for _, s := range ss {
-		u := strings.ToUpper(s)
+		u := strings.ToUpper(strings.TrimSpace(s))
 		if !store.ValidRequestState(u) {
 			return nil, fmt.Errorf("%q is not a request state (one of PENDING, SUCCESS, ERROR, EXPIRED, ABSENT)", s)
 		}

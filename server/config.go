@@ -258,18 +258,19 @@ func LoadConfig(path string, env func(string) (string, bool)) (Config, error) {
 
 var yamlLineRe = regexp.MustCompile(`line (\d+): `)
 
-// decodeYAML decodes data strictly (unknown keys are errors) and names the key
-// and line of each problem.
+// decodeYAML decodes data strictly (unknown keys are errors) and names the
+// key and line of each problem, in the configuration's words.
 func decodeYAML(path string, data []byte, cfg *Config) []string {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return []string{fmt.Sprintf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))}
+		return []string{syntaxProblem(path, data, err)}
 	}
 	if len(root.Content) == 0 {
 		return nil // an empty file keeps the defaults
 	}
 	keys := map[int]string{}
 	indexKeys(root.Content[0], "", keys)
+	data = dayDurations(data, root.Content[0], reflect.TypeOf(Config{}))
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	err := dec.Decode(cfg)
@@ -278,7 +279,7 @@ func decodeYAML(path string, data []byte, cfg *Config) []string {
 	}
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
-		return []string{fmt.Sprintf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))}
+		return []string{syntaxProblem(path, data, err)}
 	}
 	var problems []string
 	for _, msg := range te.Errors {
@@ -288,13 +289,7 @@ func decodeYAML(path string, data []byte, cfg *Config) []string {
 			continue
 		}
 		line, _ := strconv.Atoi(m[1])
-		rest := yamlLineRe.ReplaceAllString(msg, "")
-		rest = strings.Replace(rest, "in type main.", "in section ", 1)
-		if key := keys[line]; key != "" {
-			problems = append(problems, fmt.Sprintf("%s line %d, key %s: %s", path, line, key, rest))
-		} else {
-			problems = append(problems, fmt.Sprintf("%s line %d: %s", path, line, rest))
-		}
+		problems = append(problems, typeProblem(path, line, keys[line], yamlLineRe.ReplaceAllString(msg, "")))
 	}
 	return problems
 }
@@ -389,10 +384,10 @@ func walkScalars(v reflect.Value, path []string, fn func([]string, reflect.Value
 }
 
 func setScalar(f reflect.Value, s string) error {
-	if f.Type() == reflect.TypeOf(time.Duration(0)) {
-		d, err := time.ParseDuration(s)
+	if f.Type() == durationType {
+		d, err := api.ParseDuration(s)
 		if err != nil {
-			return fmt.Errorf("%q is not a duration like 30s or 5m", s)
+			return err
 		}
 		f.SetInt(int64(d))
 		return nil
@@ -590,7 +585,7 @@ func (c *Config) validateReconciler(p *problems) {
 		p.bad("reconciler.single_get_max", "must not be negative")
 	}
 	if r.MaxWindow <= 0 || r.MaxWindow > 31*24*time.Hour {
-		p.bad("reconciler.max_window", "must be positive and at most 744h (Bot v3 keeps 31 days), not %s", r.MaxWindow)
+		p.bad("reconciler.max_window", "must be positive and at most 31d (Bot v3 keeps 31 days), not %s", r.MaxWindow)
 	}
 	p.positive("reconciler.ambiguous_grace", r.AmbiguousGrace)
 	if r.MaxReleases < 1 || r.MaxReleases > 100 {

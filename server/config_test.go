@@ -80,11 +80,22 @@ func TestConfigBadFileNamesKeyAndLine(t *testing.T) {
 		give string
 		want []string
 	}{
-		{name: "wrong type", give: "river:\n  fetch_cooldown: fast\n", want: []string{"line 2", "river.fetch_cooldown", "fast"}},
-		{name: "unknown key", give: "http:\n  listen: 127.0.0.1:1\n  lisen: x\n", want: []string{"line 3", "http.lisen", "not found"}},
-		{name: "not a number", give: "database:\n  max_conns: many\n", want: []string{"line 2", "database.max_conns"}},
-		{name: "list item", give: "apps:\n  - id: a\n    rate_limit: fast\n", want: []string{"line 3", "apps[0].rate_limit"}},
-		{name: "broken YAML", give: "http: [\n", want: []string{"botq.yaml", "line"}},
+		{name: "wrong type", give: "river:\n  fetch_cooldown: fast\n",
+			want: []string{"line 2, key river.fetch_cooldown: \"fast\" is not a duration", "for example fetch_cooldown: 10ms"}},
+		{name: "unknown key", give: "http:\n  listen: 127.0.0.1:1\n  lisen: x\n",
+			want: []string{"line 3, key http.lisen: lisen is not a key of section http (did you mean listen?); its keys are listen, metrics_public"}},
+		{name: "unknown section", give: "log:\n  level: info\nretenton:\n  period: 1d\n",
+			want: []string{"line 3, key retenton: retenton is not a key of the top level (did you mean retention?)"}},
+		{name: "not a number", give: "database:\n  max_conns: many\n",
+			want: []string{"line 2, key database.max_conns: \"many\" is not a whole number; for example max_conns: 20"}},
+		{name: "not a bool", give: "http:\n  metrics_public: maybe\n", want: []string{"line 2", "\"maybe\" is not true or false"}},
+		{name: "list item", give: "apps:\n  - id: a\n    rate_limit: fast\n", want: []string{"line 3, key apps[0].rate_limit: \"fast\" is not a number"}},
+		{name: "a list for a value", give: "log:\n  level: [info, debug]\n", want: []string{"line 2, key log.level: a list is not a single value"}},
+		{name: "unclosed list on line 2", give: "log:\n  level: [info\nhttp:\n  listen: x\n",
+			want: []string{"botq.yaml line 2: a list opened with [ is not closed with ]"}},
+		{name: "tab on line 3", give: "log:\n  level: info\n\tformat: json\n", want: []string{"botq.yaml line 3:", "never tabs"}},
+		{name: "bad indentation on line 3", give: "log:\n  level: info\n   format: json\n", want: []string{"botq.yaml line 3: an unexpected ':'"}},
+		{name: "broken YAML", give: "http: [\n", want: []string{"botq.yaml", "line 1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -93,6 +104,9 @@ func TestConfigBadFileNamesKeyAndLine(t *testing.T) {
 			msg := strings.Join(problemsOf(t, err), "\n")
 			for _, w := range tt.want {
 				require.Contains(t, msg, w)
+			}
+			for _, internal := range []string{"server.", "!!", "time.Duration", "int32", "float64", "unmarshal", "not found in type"} {
+				require.NotContains(t, msg, internal, "no Go or YAML internals")
 			}
 		})
 	}
@@ -126,6 +140,19 @@ apps:
 	} {
 		require.Contains(t, got, want)
 	}
+}
+
+// Durations take days, in the file and the environment, as everywhere
+// else in botq; quoted or not.
+func TestConfigDurationsInDays(t *testing.T) {
+	t.Parallel()
+	cfg, err := LoadConfig(writeConfig(t, "retention:\n  period: 30d\n  interval: \"1d12h\"\nreconciler:\n  token_refresh_before: '3d'\n"),
+		envOf("BOTQ_RIVER_COMPLETED_RETENTION", "2d"))
+	require.NoError(t, err)
+	require.Equal(t, 30*24*time.Hour, cfg.Retention.Period)
+	require.Equal(t, 36*time.Hour, cfg.Retention.Interval)
+	require.Equal(t, 3*24*time.Hour, cfg.Reconciler.TokenRefreshBefore)
+	require.Equal(t, 48*time.Hour, cfg.River.CompletedRetention)
 }
 
 func TestConfigEnvironment(t *testing.T) {

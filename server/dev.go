@@ -25,8 +25,14 @@ import (
 	"github.com/botq/botq/store"
 )
 
-// devApp is the demo app `botq dev` creates on the simulator.
-const devApp = "demo-bot"
+// devApp is the demo app `botq dev` creates on the simulator, with company
+// key devCompany; devRetiredApp is a second one, whose token the README's
+// token_revoke example revokes without stopping the first.
+const (
+	devApp        = "demo-bot"
+	devRetiredApp = "retired-bot"
+	devCompany    = "demo"
+)
 
 // DevOptions are what `botq dev` runs with.
 type DevOptions struct {
@@ -62,8 +68,10 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	if _, set := env("BOTQ_LOG_FORMAT"); !set {
 		cfg.Log.Format = "console"
 	}
+	keyFile := ""
 	if cfg.Encryption.Key == "" {
-		if cfg.Encryption.Key, err = devKey(filepath.Join(dir, "dev.key")); err != nil {
+		keyFile = filepath.Join(dir, "dev.key")
+		if cfg.Encryption.Key, err = devKey(keyFile); err != nil {
 			return err
 		}
 	}
@@ -111,8 +119,10 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	if cfg.Database.Role, err = devRole(ctx, pool, cfg, out); err != nil {
 		return err
 	}
-	if err := setupDevApp(ctx, pool, cfg, simSrv, simURL); err != nil {
-		return err
+	for _, app := range []string{devApp, devRetiredApp} {
+		if err := setupDevApp(ctx, pool, cfg, simSrv, simURL, app); err != nil {
+			return err
+		}
 	}
 
 	m := NewMain(cfg, NewLogger(cfg.Log, o.Stderr))
@@ -122,13 +132,19 @@ func RunDev(ctx context.Context, o DevOptions) error {
 	if err := m.WaitReady(ctx, runErr); err != nil {
 		return err
 	}
-	apiURL := "http://" + *m.Addr.Load()
+	apiURL := "http://" + reachable(*m.Addr.Load())
 
 	ids, err := enqueueSamples(ctx, pool, cfg, apiURL, apiKey)
 	if err != nil {
 		fmt.Fprintf(o.Stderr, "botq dev: enqueue samples: %v\n", err)
 	}
-	printDevBanner(out, cfg, db, apiURL, simURL, apiKey, ids)
+	shell := devEnv{DatabaseURL: db.URL, Schema: cfg.Database.Schema, KeyFile: keyFile, APIURL: apiURL, APIKey: apiKey,
+		SimURL: "http://" + reachable(simLn.Addr().String())}
+	envFile, err := shell.write(dir)
+	if err != nil {
+		fmt.Fprintf(o.Stderr, "botq dev: %v\n", err)
+	}
+	printDevBanner(out, cfg, db, shell, envFile, ids)
 	go reportSamples(ctx, pool, cfg.Database.Schema, ids, out)
 
 	err = <-runErr
@@ -179,7 +195,7 @@ func freeOr(addr string) (string, error) {
 	return ln.Addr().String(), nil
 }
 
-func setupDevApp(ctx context.Context, pool *pgxpool.Pool, cfg Config, s *sim.Server, simURL string) error {
+func setupDevApp(ctx context.Context, pool *pgxpool.Pool, cfg Config, s *sim.Server, simURL, app string) error {
 	st, err := store.New(cfg.Database.Schema)
 	if err != nil {
 		return err
@@ -192,18 +208,18 @@ func setupDevApp(ctx context.Context, pool *pgxpool.Pool, cfg Config, s *sim.Ser
 	if err != nil {
 		return err
 	}
-	tok, err := s.MintToken(devApp, sim.MintOptions{CompanyKey: "demo"})
+	tok, err := s.MintToken(app, sim.MintOptions{CompanyKey: devCompany})
 	if err != nil {
 		return err
 	}
-	if _, err := st.AppUpsert(ctx, pool, store.AppUpsertParams{ID: devApp, Region: "CUSTOM", BaseURL: simURL, CompanyKey: "demo"}); err != nil {
+	if _, err := st.AppUpsert(ctx, pool, store.AppUpsertParams{ID: app, Region: "CUSTOM", BaseURL: simURL, CompanyKey: devCompany}); err != nil {
 		return err
 	}
 	exp := tok.ExpiresAt()
-	if _, err := st.AppSetToken(ctx, pool, devApp, kr.Seal(devApp, tok.Token), kr.ID(), &exp); err != nil {
+	if _, err := st.AppSetToken(ctx, pool, app, kr.Seal(app, tok.Token), kr.ID(), &exp); err != nil {
 		return err
 	}
-	_, err = st.AppResume(ctx, pool, devApp)
+	_, err = st.AppResume(ctx, pool, app)
 	return err
 }
 
@@ -254,7 +270,7 @@ func (m *Main) WaitReady(ctx context.Context, runErr chan error) error {
 
 func samplePayload(author, field string, value any) json.RawMessage {
 	b, _ := json.Marshal(map[string]any{
-		"coordinate": map[string]any{"companyKey": "demo", "networkKey": "facebook", "externalId": "demo-page", "scope": "PRIVATE"},
+		"coordinate": map[string]any{"companyKey": devCompany, "networkKey": "facebook", "externalId": "demo-page", "scope": "PRIVATE"},
 		"author":     map[string]any{"id": author, "fullName": "Demo Customer"},
 		field:        value,
 	})
@@ -282,7 +298,7 @@ func enqueueSamples(ctx context.Context, pool *pgxpool.Pool, cfg Config, apiURL,
 	id, _, err = enq.Enqueue(ctx, pool, jobs.Action{AppID: devApp, Kind: jobs.KindTag, IdempotencyKey: "dev-go-" + run,
 		Payload: samplePayload("customer-1", "tagIds", []int{101, 102}), CreatedBy: "botq dev"})
 	if err != nil {
-		return ids, fmt.Errorf("enqueue by Go: %w", err)
+		return ids, fmt.Errorf("by Go (jobs.Enqueue): %w", err)
 	}
 	ids = append(ids, id)
 	// HTTP.
@@ -317,8 +333,74 @@ func enqueueSamples(ctx context.Context, pool *pgxpool.Pool, cfg Config, apiURL,
 	return append(ids, got.Action.ID), nil
 }
 
-func printDevBanner(w io.Writer, cfg Config, db *DevDatabase, apiURL, simURL, apiKey string, ids []int64) {
+// reachable turns a listening address into one to connect to: an
+// unspecified host (0.0.0.0 or [::], as in a container) becomes the
+// loopback address, where the port is also published.
+func reachable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// devEnv are the settings a second shell needs to use what `botq dev`
+// started: the CLI, psql and curl of the README and docs/operations-api.md.
+type devEnv struct {
+	DatabaseURL, Schema string
+	KeyFile             string // "" when the key came from the environment or the config
+	APIURL, APIKey      string // APIKey "" when BOTQ_API_KEYS gave the keys
+	SimURL              string
+}
+
+// devEnvFile is the file in --dir that `source` reads.
+const devEnvFile = "env"
+
+// write writes the settings as a shell file in dir (mode 0600: it holds the
+// database URL and an API key) and returns its path as dir names it.
+func (e devEnv) write(dir string) (string, error) {
+	q := func(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+	var b strings.Builder
+	b.WriteString("# Written by `botq dev` (make run) for another shell: source this file, then the CLI,\n" +
+		"# psql and curl examples of README.md and docs/operations-api.md work against it.\n")
+	fmt.Fprintf(&b, "export DATABASE_URL=%s\n", q(e.DatabaseURL))
+	fmt.Fprintf(&b, "export BOTQ_DATABASE_SCHEMA=%s\n", q(e.Schema))
+	if e.KeyFile != "" {
+		abs, err := filepath.Abs(e.KeyFile)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "export BOTQ_ENCRYPTION_KEY_FILE=%s\n", q(abs))
+	} else {
+		b.WriteString("# BOTQ_ENCRYPTION_KEY (or encryption.key_file): the one botq dev was started with\n")
+	}
+	fmt.Fprintf(&b, "export BOTQ_URL=%s\n", q(e.APIURL))
+	if e.APIKey != "" {
+		fmt.Fprintf(&b, "export BOTQ_API_KEY=%s\n", q(e.APIKey))
+	} else {
+		b.WriteString("# BOTQ_API_KEY: one of the keys of BOTQ_API_KEYS, which botq dev was started with\n")
+	}
+	fmt.Fprintf(&b, "export BOTQ_SIM_URL=%s\n", q(e.SimURL))
+	// The simulator plays Khoros Care too, for botq token bootstrap: its
+	// Care user is a fixed one, and only the simulator knows it.
+	fmt.Fprintf(&b, "export BOTQ_KHOROS_CARE_BASE_URL=%s BOTQ_CARE_USERNAME=%s BOTQ_CARE_PASSWORD=%s\n",
+		q(e.SimURL), q(sim.DefaultBootstrapUser), q(sim.DefaultBootstrapPassword))
+	if exe, err := os.Executable(); err == nil {
+		fmt.Fprintf(&b, "export PATH=%s:\"$PATH\"\n", q(filepath.Dir(exe)))
+	}
+	path := filepath.Join(dir, devEnvFile)
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	return path, nil
+}
+
+func printDevBanner(w io.Writer, cfg Config, db *DevDatabase, env devEnv, envFile string, ids []int64) {
 	schema := cfg.Database.Schema
+	apiURL := env.APIURL
 	fmt.Fprintf(w, `
 botq is running (Ctrl-C stops everything it started)
 
@@ -328,27 +410,34 @@ botq is running (Ctrl-C stops everything it started)
   Metrics        %s/metrics
   Health         %s/healthz
   Bot v3 sim     %s  (admin: %s/_sim/calls)
-`, redactURL(db.URL), db.Source, apiURL, apiURL, apiURL, apiURL, simURL, simURL)
-	if apiKey != "" {
-		fmt.Fprintf(w, "  API key        %s  (operator; a new one each run)\n", apiKey)
+  Apps           %s and %s (company key %s), on the simulator
+`, redactURL(db.URL), db.Source, apiURL, apiURL, apiURL, apiURL, env.SimURL, env.SimURL, devApp, devRetiredApp, devCompany)
+	if env.APIKey != "" {
+		fmt.Fprintf(w, "  API key        %s  (operator; a new one each run)\n", env.APIKey)
 	}
 	how := "one by SQL, one by Go, one over HTTP"
-	if apiKey == "" {
+	if env.APIKey == "" {
 		how = "one by SQL, one by Go; none over HTTP, since BOTQ_API_KEYS gives the keys and botq dev has none of its own"
 	}
 	fmt.Fprintf(w, "\nSample actions %v (%s) are on their way to the simulator.\n", ids, how)
+	if envFile == "" {
+		fmt.Fprintln(w)
+		return
+	}
 	fmt.Fprintf(w, `
-Enqueue one more with psql:
-  psql "%s" -c "INSERT INTO %s.action (app_id, kind, payload) VALUES ('%s', 'respond', '{\"coordinate\":{\"companyKey\":\"demo\",\"networkKey\":\"facebook\",\"externalId\":\"demo-page\",\"scope\":\"PRIVATE\"},\"author\":{\"id\":\"customer-1\"},\"text\":\"Hi again\"}')"
+In another shell, in this directory, load the settings the README's examples use (database,
+dev encryption key, BOTQ_URL, BOTQ_API_KEY, and this botq on PATH):
+  source %s
+
+Then enqueue one more with psql:
+  psql "$DATABASE_URL" -c "INSERT INTO %s.action (app_id, kind, payload) VALUES ('%s', 'respond', '{\"coordinate\":{\"companyKey\":\"%s\",\"networkKey\":\"facebook\",\"externalId\":\"demo-page\",\"scope\":\"PRIVATE\"},\"author\":{\"id\":\"customer-1\"},\"text\":\"Hi again\"}')"
 
 See the request history:
-  DATABASE_URL="%s" ./bin/botq requests list --app %s
-  psql "%s" -c "SELECT action_id, kind, state, request_id, request_state FROM %s.action_history ORDER BY action_id DESC LIMIT 10"
-`, redactURL(db.URL), schema, devApp, redactURL(db.URL), devApp, redactURL(db.URL), schema)
-	if apiKey != "" {
-		fmt.Fprintf(w, "  curl -s -H 'Authorization: Bearer %s' %s/v1/actions?app=%s\n", apiKey, apiURL, devApp)
-	}
-	fmt.Fprintln(w)
+  botq requests list --app %s
+  psql "$DATABASE_URL" -c "SELECT action_id, kind, state, request_id, request_state FROM %s.action_history ORDER BY action_id DESC LIMIT 10"
+  curl -s -H "Authorization: Bearer $BOTQ_API_KEY" "$BOTQ_URL/v1/actions?app=%s"
+
+`, envFile, schema, devApp, devCompany, devApp, schema, devApp)
 }
 
 // reportSamples prints once the sample actions have settled.

@@ -5,6 +5,8 @@ import (
 	"context"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -65,7 +67,32 @@ func TestDevBannerSaysWhichSamples(t *testing.T) {
 		"":       "(one by SQL, one by Go; none over HTTP",
 	} {
 		var b strings.Builder
-		printDevBanner(&b, cfg, db, "http://127.0.0.1:8080", "http://127.0.0.1:8089", key, []int64{1, 2})
+		env := devEnv{DatabaseURL: db.URL, Schema: cfg.Database.Schema, APIURL: "http://127.0.0.1:8080", APIKey: key, SimURL: "http://127.0.0.1:8089"}
+		printDevBanner(&b, cfg, db, env, ".botq/env", []int64{1, 2})
 		require.Contains(t, b.String(), want)
 	}
+}
+
+// The env file botq dev writes gives a shell exactly its settings, quotes
+// and dollars in a password included; the addresses are ones to connect
+// to, not the unspecified ones it may listen on (a container).
+func TestDevEnvFile(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("bash is not installed")
+	}
+	dir := t.TempDir()
+	e := devEnv{DatabaseURL: `postgres://u:it's$HOME@db:5432/botq_dev`, Schema: "botq", KeyFile: filepath.Join(dir, "dev.key"),
+		APIURL: "http://" + reachable("[::]:8080"), APIKey: "dev-1", SimURL: "http://" + reachable("0.0.0.0:8089")}
+	path, err := e.write(dir)
+	require.NoError(t, err)
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "it holds a database URL and an API key")
+	cmd := exec.Command("bash", "-c", `source "$1" && printf '%s\n' "$DATABASE_URL" "$BOTQ_ENCRYPTION_KEY_FILE" "$BOTQ_URL" "$BOTQ_API_KEY" "$BOTQ_SIM_URL" "$BOTQ_KHOROS_CARE_BASE_URL"`, "bash", path)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Equal(t, []string{e.DatabaseURL, e.KeyFile, "http://127.0.0.1:8080", "dev-1", "http://127.0.0.1:8089", "http://127.0.0.1:8089"},
+		strings.Split(strings.TrimSpace(string(out)), "\n"))
 }

@@ -17,6 +17,7 @@ func FuzzLoadConfig(f *testing.F) {
 		"", "http:\n  listen: 127.0.0.1:8080\n", "river:\n  fetch_cooldown: fast\n", "apps:\n  - id: a\n    rate_limit: -1\n",
 		"database:\n  url: postgres://u:pw@h/d\n", "kinds:\n  respond: {max_attempts: 99999}\n", "[", "a: &x [*x]\n",
 		"log:\n  level: \"\\u0000\"\n", "retention:\n  period: 9999999999h\n",
+		"retention:\n  period: 30d\n  interval: '1d12h'\n", "log:\n  level: [info\n", "log:\n\tlevel: info\n",
 	} {
 		f.Add(seed)
 	}

@@ -146,7 +146,7 @@ func (m *Metrics) TaskFailed(task string) {
 
 var (
 	descActions = prometheus.NewDesc("botq_actions",
-		"Actions by kind and state (stored states; running ones are queued or retrying with a running River job).", []string{"kind", "state"}, nil)
+		"Actions by app, kind and state (stored states; running ones are queued or retrying with a running River job).", []string{"app", "kind", "state"}, nil)
 	descDepth = prometheus.NewDesc("botq_queue_depth",
 		"Actions not yet executed (queued, retrying, unknown), by app.", []string{"app"}, nil)
 	descOldest = prometheus.NewDesc("botq_queue_oldest_age_seconds",
@@ -175,7 +175,7 @@ type dbCollector struct {
 	mu     sync.Mutex
 	readAt time.Time
 	ok     bool
-	counts []store.ActionCountByKindState
+	counts []store.ActionCount
 	apps   []*store.AppStatus
 }
 
@@ -215,7 +215,7 @@ func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descDBUp, prometheus.GaugeValue, up)
 	for _, n := range c.counts {
-		ch <- prometheus.MustNewConstMetric(descActions, prometheus.GaugeValue, float64(n.Count), n.Kind, string(n.State))
+		ch <- prometheus.MustNewConstMetric(descActions, prometheus.GaugeValue, float64(n.Count), n.AppID, n.Kind, string(n.State))
 	}
 	now := time.Now()
 	age := func(t *time.Time) float64 {

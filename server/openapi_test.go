@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
 
@@ -15,14 +16,15 @@ import (
 
 // servedRoutes are the HTTP routes botq serves, as "METHOD pattern": the
 // /v1 API's, and those mounted beside it. River UI serves every method
-// under /riverui/; the document lists the methods by role.
+// under /riverui/ (the document's /riverui/{path}, since OpenAPI paths end
+// without a slash); the document lists the methods by role.
 func servedRoutes() map[string][]string {
 	out := map[string][]string{
-		"GET /healthz":   {"public"},
-		"GET /readyz":    {"public"},
-		"GET /metrics":   {"enqueuer", "auditor", "operator"},
-		"GET /riverui/":  {"auditor", "operator"},
-		"POST /riverui/": {"operator"},
+		"GET /healthz":         {"public"},
+		"GET /readyz":          {"public"},
+		"GET /metrics":         {"enqueuer", "auditor", "operator"},
+		"GET /riverui/{path}":  {"auditor", "operator"},
+		"POST /riverui/{path}": {"operator"},
 	}
 	for _, r := range api.Routes() {
 		roles := make([]string, len(r.Roles))
@@ -35,9 +37,7 @@ func servedRoutes() map[string][]string {
 }
 
 type openAPIDoc struct {
-	Paths map[string]map[string]struct {
-		Roles []string `yaml:"x-botq-roles"`
-	} `yaml:"paths"`
+	Paths map[string]map[string]yaml.Node `yaml:"paths"`
 }
 
 func documentedRoutes(t *testing.T) map[string][]string {
@@ -52,7 +52,11 @@ func documentedRoutes(t *testing.T) map[string][]string {
 			if method == "parameters" {
 				continue
 			}
-			out[strings.ToUpper(method)+" "+path] = op.Roles
+			var o struct {
+				Roles []string `yaml:"x-botq-roles"`
+			}
+			require.NoError(t, op.Decode(&o), "%s %s", method, path)
+			out[strings.ToUpper(method)+" "+path] = o.Roles
 		}
 	}
 	return out
@@ -83,8 +87,8 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	_, base := startAPIMain(t, nil)
 	for route := range documented {
 		method, path, _ := strings.Cut(route, " ")
-		path = strings.NewReplacer("{id}", "1", "{request_id}", "none").Replace(path)
-		if route == "POST /riverui/" {
+		path = strings.NewReplacer("{id}", "1", "{request_id}", "none", "{path}", "").Replace(path)
+		if route == "POST /riverui/{path}" {
 			path = "/riverui/api/jobs/cancel" // River UI's actions live under its API
 		}
 		resp, body := send(t, method, base+path, bearerKey(testKeyOperator), "")
@@ -92,4 +96,30 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		require.NotContains(t, body, "no such endpoint", route)
 		require.NotContains(t, body, "404 page not found", route)
 	}
+}
+
+// TestOpenAPIIsValid validates docs/openapi.yaml as OpenAPI 3.0 (kin-openapi,
+// the same structural checks as `make lint`'s Redocly CLI and swagger-cli,
+// which need npm) and requires what generators and linters expect: a
+// unique operationId on every operation and a license.
+func TestOpenAPIIsValid(t *testing.T) {
+	t.Parallel()
+	loader := openapi3.NewLoader()
+	doc, err := loader.LoadFromFile("../docs/openapi.yaml")
+	require.NoError(t, err)
+	require.NoError(t, doc.Validate(loader.Context))
+	require.NotNil(t, doc.Info.License, "info.license")
+	require.Equal(t, "Apache-2.0", doc.Info.License.Name)
+
+	seen := map[string]string{}
+	for path, item := range doc.Paths.Map() {
+		require.False(t, len(path) > 1 && strings.HasSuffix(path, "/"), "path %s ends with a slash", path)
+		for method, op := range item.Operations() {
+			route := method + " " + path
+			require.NotEmpty(t, op.OperationID, "%s has an operationId", route)
+			require.Empty(t, seen[op.OperationID], "operationId %s of %s is also %s's", op.OperationID, route, seen[op.OperationID])
+			seen[op.OperationID] = route
+		}
+	}
+	require.Len(t, seen, len(servedRoutes()))
 }

@@ -196,7 +196,7 @@ func TestMetricsPublicAndQueueGauges(t *testing.T) {
 	resp, body := send(t, "GET", base+"/metrics", noAuth, "")
 	require.Equal(t, 200, resp.StatusCode)
 	require.Contains(t, body, `botq_queue_depth{app="gauge-app"} 1`)
-	require.Contains(t, body, `botq_actions{kind="respond",state="queued"} 1`)
+	require.Contains(t, body, `botq_actions{app="gauge-app",kind="respond",state="queued"} 1`)
 	require.Contains(t, body, `botq_app_paused{app="gauge-app"} 0`)
 	require.Contains(t, body, `botq_requests_pending{app="gauge-app"} 0`)
 	// River UI and the API still need a key.

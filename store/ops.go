@@ -110,6 +110,10 @@ func (s *Store) actionCancelOnce(ctx context.Context, db TxDB, id int64, actor, 
 		case ActionQueued, ActionRetrying, ActionUnknown:
 		case ActionSent:
 			return fmt.Errorf("cancel action %d: %w: Khoros accepted it already; its request awaits its final status", id, ErrConflict)
+		case ActionSucceeded:
+			return fmt.Errorf("cancel action %d: %w: it has already succeeded", id, ErrConflict)
+		case ActionFailed:
+			return fmt.Errorf("cancel action %d: %w: it has already failed", id, ErrConflict)
 		default:
 			return fmt.Errorf("cancel action %d: %w: it is already %s", id, ErrConflict, before.State)
 		}

@@ -497,23 +497,24 @@ func (s *Store) AppStatusList(ctx context.Context, db DBTX, appID string) ([]*Ap
 	return out, nil
 }
 
-// ActionCountByKindState is one row of ActionCounts.
-type ActionCountByKindState struct {
+// ActionCount is one row of ActionCounts.
+type ActionCount struct {
+	AppID string
 	Kind  string
 	State ActionState
 	Count int64
 }
 
-// ActionCounts counts actions by kind and stored state. It reads the whole
-// table; callers (metrics) cache it.
-func (s *Store) ActionCounts(ctx context.Context, db DBTX) ([]ActionCountByKindState, error) {
-	rows, err := db.Query(ctx, s.q(`SELECT kind, state, count(*) FROM botq.action GROUP BY kind, state ORDER BY kind, state`))
+// ActionCounts counts actions by app, kind and stored state. It reads the
+// whole table; callers (metrics) cache it.
+func (s *Store) ActionCounts(ctx context.Context, db DBTX) ([]ActionCount, error) {
+	rows, err := db.Query(ctx, s.q(`SELECT app_id, kind, state, count(*) FROM botq.action GROUP BY app_id, kind, state ORDER BY app_id, kind, state`))
 	if err != nil {
 		return nil, fmt.Errorf("count actions: %w", mapError(err))
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (ActionCountByKindState, error) {
-		var c ActionCountByKindState
-		err := r.Scan(&c.Kind, &c.State, &c.Count)
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (ActionCount, error) {
+		var c ActionCount
+		err := r.Scan(&c.AppID, &c.Kind, &c.State, &c.Count)
 		return c, err
 	})
 }

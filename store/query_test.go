@@ -195,5 +195,8 @@ func TestAppStatusAndEvents(t *testing.T) {
 	counts, err := b.s.ActionCounts(b.ctx, b.tx)
 	require.NoError(t, err)
 	require.NotEmpty(t, counts)
+	for _, c := range counts {
+		require.NotEmpty(t, c.AppID, "counted by app")
+	}
 	_ = storetest.RespondPayload
 }

@@ -92,7 +92,7 @@ func (c *replayCandidate) refusal(o *ReplayOptions) *ReplayRefusedError {
 			Reason: fmt.Sprintf("it is itself a replay of action %d", *a.ReplayOf)}
 	case c.replays > 0 && !o.AllowReplayed:
 		return &ReplayRefusedError{ActionID: a.ID, State: a.State, Option: ReplayOptionReplayed,
-			Reason: fmt.Sprintf("it was replayed already (%d times)", c.replays)}
+			Reason: "it was replayed already (" + times(c.replays) + ")"}
 	}
 	return nil
 }
@@ -447,4 +447,15 @@ func IsReplayRefused(err error) (*ReplayRefusedError, bool) {
 	var r *ReplayRefusedError
 	ok := errors.As(err, &r)
 	return r, ok
+}
+
+// times says how often: once, twice, 3 times.
+func times(n int64) string {
+	switch n {
+	case 1:
+		return "once"
+	case 2:
+		return "twice"
+	}
+	return fmt.Sprintf("%d times", n)
 }

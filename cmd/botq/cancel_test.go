@@ -77,7 +77,7 @@ func TestCancelUnknownThenReplayIsNotSentTwice(t *testing.T) {
 	require.Contains(t, r.stderr, "pass --possibly-sent")
 	r = runCLI(t, c, "", "replay", "--app", "app-1", "--state", "cancelled", "--dry-run", "--reason", "resend")
 	require.Equal(t, 0, r.code, r.stderr)
-	require.Contains(t, r.stdout, "1 actions match, 0 would be replayed")
+	require.Contains(t, r.stdout, "1 action matched, 0 would be replayed")
 	require.Contains(t, r.stdout, "skipped 1: possibly sent --possibly-sent")
 	r = runCLI(t, c, "", "replay", "--app", "app-1", "--state", "cancelled", "--reason", "resend")
 	require.Equal(t, 0, r.code, r.stderr)

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/botq/botq/api"
@@ -113,13 +114,30 @@ func newTable(w io.Writer, header ...string) *tabwriter.Writer {
 	return tw
 }
 
+// row writes a row of a listing, whose long cells are cut to keep one
+// line per item; `show` and the JSON output have them whole.
 func row(tw io.Writer, cols ...any) {
+	parts := make([]string, len(cols))
+	for i, c := range cols {
+		parts[i] = cell(c)
+		if len(parts[i]) > maxCell {
+			parts[i] = parts[i][:maxCell-3] + "..."
+		}
+	}
+	fmt.Fprintln(tw, strings.Join(parts, "\t"))
+}
+
+// rowFull writes a row whose cells are never cut (the `show` commands).
+func rowFull(tw io.Writer, cols ...any) {
 	parts := make([]string, len(cols))
 	for i, c := range cols {
 		parts[i] = cell(c)
 	}
 	fmt.Fprintln(tw, strings.Join(parts, "\t"))
 }
+
+// maxCell is the widest cell of a listing.
+const maxCell = 60
 
 // cell formats one table cell: times in UTC to the second, nothing as "-",
 // and no tabs or newlines that would break the table.
@@ -148,11 +166,16 @@ func cell(v any) string {
 	if s == "" {
 		return "-"
 	}
-	s = strings.NewReplacer("\t", " ", "\n", " ", "\r", " ").Replace(s)
-	if len(s) > 60 {
-		s = s[:57] + "..."
+	return strings.NewReplacer("\t", " ", "\n", " ", "\r", " ").Replace(s)
+}
+
+// plural writes n and noun, in the plural unless n is 1: "1 action",
+// "2 actions".
+func plural(n int64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
 	}
-	return s
+	return strconv.FormatInt(n, 10) + " " + noun + "s"
 }
 
 // defaultActor is who the CLI records: the operating-system user.
@@ -184,18 +207,41 @@ func actorOr(env *cliEnv, actor string) string {
 	return defaultActor(env)
 }
 
+// durationValue is a duration flag in botq's one syntax (api.ParseDuration:
+// 30s, 2h45m, 7d), where pflag's own knows no days.
+type durationValue struct{ d *time.Duration }
+
+func (v durationValue) String() string {
+	if v.d == nil || *v.d == 0 {
+		return "0" // what pflag takes for "no default"
+	}
+	return v.d.String()
+}
+
+func (v durationValue) Set(s string) error {
+	d, err := api.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*v.d = d
+	return nil
+}
+
+func (durationValue) Type() string { return "duration" }
+
+// durationVar defines a duration flag that takes days as well.
+func durationVar(fs *pflag.FlagSet, p *time.Duration, name string, value time.Duration, usage string) {
+	*p = value
+	fs.Var(durationValue{p}, name, usage)
+}
+
 // parseWhen reads a time flag: RFC 3339, a date, or a duration meaning that
-// long ago ("24h", "7d").
+// long ago ("24h", "7d", "1d12h").
 func parseWhen(flag, s string, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		if n, err := strconv.Atoi(days); err == nil && n >= 0 {
-			return now.Add(-time.Duration(n) * 24 * time.Hour), nil
-		}
-	}
-	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+	if d, err := api.ParseDuration(s); err == nil && d >= 0 {
 		return now.Add(-d), nil
 	}
 	t, err := api.ParseTime(s)

@@ -25,7 +25,8 @@ func TestCLIBadInput(t *testing.T) {
 		wantCode int
 		want     []string
 	}{
-		{name: "unknown command", args: []string{"frobnicate"}, wantCode: 1, want: []string{"unknown command"}},
+		{name: "unknown command", args: []string{"frobnicate"}, wantCode: 2, want: []string{"unknown command"}},
+		{name: "unknown subcommand", args: []string{"token", "frobnicate"}, wantCode: 2, want: []string{`unknown command "frobnicate" for "botq token"`}},
 		{name: "unknown flag", args: []string{"serve", "--colour"}, wantCode: 2, want: []string{"unknown flag: --colour"}},
 		{name: "extra argument", args: []string{"version", "now"}, wantCode: 2, want: []string{"version"}},
 		{name: "malformed config", args: []string{"config", "check", "--config", "testdata/bad.yaml"}, wantCode: 1,

@@ -91,11 +91,7 @@ func (b *cliBundle) botq(t *testing.T, stdin string, args ...string) runResult {
 	res := runResult{}
 	if err := root.ExecuteContext(b.ctx); err != nil {
 		fmt.Fprintln(&errb, errorLine(err))
-		res.code = 1
-		var ue usageError
-		if errors.As(err, &ue) {
-			res.code = 2
-		}
+		res.code = exitCode(err)
 	}
 	res.stdout, res.stderr = out.String(), errb.String()
 	return res
@@ -135,6 +131,10 @@ func TestCLIUsageErrorsNameTheFlag(t *testing.T) {
 		{[]string{"replay", "1", "--reason", "x", "--batch-size", "0"}, 2, "--batch-size"},
 		{[]string{"app", "pause", "a"}, 2, "--reason"},
 		{[]string{"app", "pause", "a", "--reason", "x", "--until", "soon"}, 2, "--until"},
+		{[]string{"app", "pause", "a", "--reason", "x", "--for", "1w"}, 2, "--for"},
+		{[]string{"app", "frobnicate"}, 2, `unknown command "frobnicate" for "botq app"`},
+		{[]string{"app", "lst"}, 2, "did you mean list"},
+		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{[]string{"events", "--kind", "party"}, 2, "--kind"},
 		{[]string{"mode", "a", "LIVE"}, 2, "--network"},
 		{[]string{"mode", "a", "ASLEEP", "--network", "n", "--external-id", "e"}, 2, "mode must be"},
@@ -174,12 +174,17 @@ func TestCLIActionsReplayAndCancel(t *testing.T) {
 	require.Contains(t, r.stderr, "payload.coordinate")
 
 	first, second := enq[0].Action.ID, enq[1].Action.ID
-	_, err := b.s.ActionSetState(b.ctx, b.pool, store.ActionSetStateParams{ID: first, To: store.ActionFailed, LastError: ptr("HTTP 500")})
+	longError := "HTTP 500: " + strings.Repeat("the gateway said something long about it; ", 4) + "the end"
+	_, err := b.s.ActionSetState(b.ctx, b.pool, store.ActionSetStateParams{ID: first, To: store.ActionFailed, LastError: &longError})
 	require.NoError(t, err)
 
 	out = b.ok(t, "", "actions", "list", "--app", "cli-app", "--state", "failed")
 	require.Contains(t, out, "HTTP 500")
+	require.NotContains(t, out, "the end", "a listing cuts long cells")
 	require.Equal(t, 2, strings.Count(out, "\n"), "header and one action: %s", out)
+	require.Equal(t, out, b.ok(t, "", "actions", "list", "--app", "cli-app", "--state", "FAILED"), "states in any case")
+	out = b.ok(t, "", "actions", "show", fmt.Sprint(first))
+	require.Contains(t, out, longError, "show never cuts")
 	out = b.ok(t, "", "actions", "show", fmt.Sprint(first), "-o", "json")
 	var d api.ActionDetail
 	require.NoError(t, json.Unmarshal([]byte(out), &d))
@@ -191,7 +196,7 @@ func TestCLIActionsReplayAndCancel(t *testing.T) {
 	require.Contains(t, out, "replayed action")
 	r = b.botq(t, "", "replay", fmt.Sprint(first), "--reason", "again")
 	require.Equal(t, 1, r.code)
-	require.Contains(t, r.stderr, "--allow-replayed")
+	require.Contains(t, r.stderr, "it was replayed already (once); pass --allow-replayed")
 
 	_, err = b.s.ActionSetState(b.ctx, b.pool, store.ActionSetStateParams{ID: second, To: store.ActionSucceeded})
 	require.NoError(t, err)
@@ -209,8 +214,10 @@ func TestCLIActionsReplayAndCancel(t *testing.T) {
 	}
 	r = b.botq(t, "", "replay", "--app", "cli-app", "--state", "failed", "--reason", "bulk", "--batch-size", "2", "--progress")
 	require.Equal(t, 0, r.code, r.stderr)
-	require.Contains(t, r.stdout, "replayed 3 of 4 matching actions")
+	require.Contains(t, r.stdout, "replayed 3 of 4 actions matched")
 	require.Contains(t, r.stdout, "skipped 1: replayed --allow-replayed")
+	require.Regexp(t, `new actions: \d+, \d+, \d+; see one with: botq actions show \d+`, r.stdout)
+	require.NotContains(t, r.stdout, "...")
 	require.Contains(t, r.stderr, "replaying")
 
 	out = b.ok(t, "", "events", "--kind", "replay", "--app", "cli-app", "-o", "json")
@@ -228,9 +235,10 @@ func TestCLIActionsReplayAndCancel(t *testing.T) {
 	r = b.botq(t, "", "actions", "cancel", fmt.Sprint(d.Replays[0].ID), "--reason", "again")
 	require.Equal(t, 1, r.code)
 	require.Contains(t, r.stderr, "already cancelled")
+	r = b.botq(t, "", "actions", "cancel", fmt.Sprint(second), "--reason", "too late")
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stderr, "it has already succeeded")
 }
-
-func ptr[T any](v T) *T { return &v }
 
 func TestCLIAppsTokensRegistrationsHealth(t *testing.T) {
 	t.Parallel()
@@ -269,8 +277,12 @@ func TestCLIAppsTokensRegistrationsHealth(t *testing.T) {
 	require.Equal(t, "registration_create", enq.Action.Kind)
 	require.NotContains(t, out, "s3cret", "secrets are redacted")
 
-	out = b.ok(t, "", "app", "pause", "tok-app", "--reason", "maintenance", "--for", "1h")
-	require.Contains(t, out, "paused app tok-app until")
+	out = b.ok(t, "", "app", "pause", "tok-app", "--reason", "maintenance", "--for", "1d")
+	_, untilText, found := strings.Cut(strings.TrimSpace(out), "paused app tok-app until ")
+	require.True(t, found, out)
+	until, err := time.Parse(time.RFC3339, strings.Fields(untilText)[0])
+	require.NoError(t, err, out)
+	require.WithinDuration(t, time.Now().Add(24*time.Hour), until, time.Minute, "--for 1d is a day")
 	out = b.ok(t, "", "app", "list", "-o", "json")
 	var apps api.AppList
 	require.NoError(t, json.Unmarshal([]byte(out), &apps))

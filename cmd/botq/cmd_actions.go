@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"slices"
 	"time"
 
@@ -162,7 +163,7 @@ func printActionDetail(env *cliEnv, d *api.ActionDetail) error {
 		{"request id", a.RequestID}, {"last error", a.LastError}, {"created", a.CreatedAt}, {"created by", a.CreatedBy},
 		{"updated", a.UpdatedAt}, {"finished", a.FinishedAt}, {"possibly sent", possiblySentCell(a)},
 	} {
-		row(tw, kv[0], kv[1])
+		rowFull(tw, kv[0], kv[1])
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -172,7 +173,7 @@ func printActionDetail(env *cliEnv, d *api.ActionDetail) error {
 		fmt.Fprintln(env.stdout, "\nattempts:")
 		tw = newTable(env.stdout, "#", "STARTED", "MS", "SENT", "STATUS", "OUTCOME", "REQUEST ID", "ERROR")
 		for _, t := range d.Attempts {
-			row(tw, t.Number, t.StartedAt, fmt.Sprintf("%.0f", t.DurationMS), t.WireSent, t.HTTPStatus, t.Outcome, t.RequestID, t.Error)
+			rowFull(tw, t.Number, t.StartedAt, fmt.Sprintf("%.0f", t.DurationMS), t.WireSent, t.HTTPStatus, t.Outcome, t.RequestID, t.Error)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -182,7 +183,7 @@ func printActionDetail(env *cliEnv, d *api.ActionDetail) error {
 		fmt.Fprintln(env.stdout, "\nrequest records:")
 		tw = newTable(env.stdout, "REQUEST ID", "STATE", "FIRST SEEN", "FINALIZED", "DETAILS")
 		for _, r := range d.Requests {
-			row(tw, r.RequestID, r.State, r.FirstSeenAt, r.FinalizedAt, string(r.Details))
+			rowFull(tw, r.RequestID, r.State, r.FirstSeenAt, r.FinalizedAt, string(r.Details))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -190,13 +191,13 @@ func printActionDetail(env *cliEnv, d *api.ActionDetail) error {
 	}
 	if len(d.Events) > 0 {
 		fmt.Fprintln(env.stdout, "\nevents:")
-		printEvents(env, d.Events)
+		printEvents(env, d.Events, rowFull)
 	}
 	if len(d.Replays) > 0 {
 		fmt.Fprintln(env.stdout, "\nreplays:")
 		tw = newTable(env.stdout, "ID", "STATE", "CREATED", "CREATED BY")
 		for _, r := range d.Replays {
-			row(tw, r.ID, r.State, r.CreatedAt, r.CreatedBy)
+			rowFull(tw, r.ID, r.State, r.CreatedAt, r.CreatedBy)
 		}
 		return tw.Flush()
 	}
@@ -211,10 +212,12 @@ func possiblySentCell(a api.Action) string {
 	return "YES: cancelled while its send's fate was unknown; replaying it needs --possibly-sent"
 }
 
-func printEvents(env *cliEnv, evs []api.Event) {
+// printEvents writes events as a table, each row with write (row or
+// rowFull).
+func printEvents(env *cliEnv, evs []api.Event, write func(io.Writer, ...any)) {
 	tw := newTable(env.stdout, "ID", "AT", "KIND", "APP", "ACTION", "ACTOR", "REASON", "AFTER")
 	for _, e := range evs {
-		row(tw, e.ID, e.At, e.Kind, e.AppID, e.ActionID, e.Actor, e.Reason, string(e.After))
+		write(tw, e.ID, e.At, e.Kind, e.AppID, e.ActionID, e.Actor, e.Reason, string(e.After))
 	}
 	_ = tw.Flush()
 }
@@ -335,7 +338,7 @@ func newEventsCmd(env *cliEnv) *cobra.Command {
 			if out.json() {
 				return writeJSONOut(env.stdout, res)
 			}
-			printEvents(env, res.Events)
+			printEvents(env, res.Events, row)
 			if more {
 				fmt.Fprintf(env.stderr, "more: --after %d\n", evs[len(evs)-1].ID)
 			}

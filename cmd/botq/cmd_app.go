@@ -165,7 +165,7 @@ run when the app is resumed. Records a pause event.`,
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why (required; recorded in the pause event)")
 	cmd.Flags().StringVar(&until, "until", "", "resume by itself at this time (RFC 3339)")
-	cmd.Flags().DurationVar(&forDur, "for", 0, "resume by itself after this long (30m, 2h)")
+	durationVar(cmd.Flags(), &forDur, "for", 0, "resume by itself after this long (30m, 2h, 1d)")
 	addActorFlag(cmd, &actor)
 	addOutputFlag(cmd, &out)
 	return cmd

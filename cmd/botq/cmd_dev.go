@@ -17,6 +17,9 @@ func newDevCmd(env *cliEnv) *cobra.Command {
     throwaway cluster under --dir started with this machine's initdb and pg_ctl;
   - migrates the schema, starts the Bot v3 simulator with a demo app and its token;
   - starts botq serve (API, workers, reconciler) and enqueues sample actions through SQL, Go and HTTP;
+  - writes <dir>/env, the settings of the run for another shell (source .botq/env: DATABASE_URL,
+    the dev encryption key, BOTQ_URL and BOTQ_API_KEY, the simulator's URL, this botq on PATH),
+    in which every example of the README and docs/operations-api.md works as written;
   - prints the URLs and the commands to try next.
 
 Ctrl-C stops everything it started.`,
@@ -31,7 +34,7 @@ Ctrl-C stops everything it started.`,
 			})
 		},
 	}
-	cmd.Flags().StringVar(&dir, "dir", ".botq", "directory for the throwaway cluster and the dev encryption key")
+	cmd.Flags().StringVar(&dir, "dir", ".botq", "directory for the throwaway cluster, the dev encryption key and the env file")
 	cmd.Flags().StringVar(&simListen, "sim-listen", "127.0.0.1:8089", "simulator address (a free port is used if it is taken)")
 	return cmd
 }

@@ -92,7 +92,7 @@ whose idempotency key the app used already is not enqueued again; the existing o
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "read the JSON from this file (default: stdin)")
-	cmd.Flags().DurationVar(&wait, "wait", 0, "wait up to this long for the actions to be sent or finished")
+	durationVar(cmd.Flags(), &wait, "wait", 0, "wait up to this long for the actions to be sent or finished")
 	addActorFlag(cmd, &actor)
 	addOutputFlag(cmd, &out)
 	return cmd
@@ -165,7 +165,7 @@ func waitActions(ctx context.Context, db *cliDB, ids []int64, timeout time.Durat
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%w: %d of %d actions are not sent or finished after %s (is botq serve running?)", errWaitTimeout, pending, len(ids), timeout)
+			return fmt.Errorf("%w: %d of %s still not sent or finished after %s (is botq serve running?)", errWaitTimeout, pending, plural(int64(len(ids)), "action"), timeout)
 		}
 		select {
 		case <-ctx.Done():

@@ -44,7 +44,7 @@ type actionWriteFlags struct {
 
 func (f *actionWriteFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.key, "idempotency-key", "", "enqueue at most once per app with this key (default: a random one)")
-	cmd.Flags().DurationVar(&f.wait, "wait", 0, "wait up to this long for Khoros to accept it")
+	durationVar(cmd.Flags(), &f.wait, "wait", 0, "wait up to this long for Khoros to accept it")
 	addActorFlag(cmd, &f.actor)
 	addOutputFlag(cmd, &f.out)
 }
@@ -374,7 +374,7 @@ func newHealthCmd(env *cliEnv) *cobra.Command {
 				}
 			}
 			if failed > 0 {
-				return fmt.Errorf("health of %d of %d apps could not be read from Khoros", failed, len(res))
+				return fmt.Errorf("health of %d of %s could not be read from Khoros", failed, plural(int64(len(res)), "app"))
 			}
 			return nil
 		},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -150,7 +151,7 @@ func (r *replayRun) plan(ctx context.Context, db *cliDB, f store.ActionFilter) e
 	if r.out.json() {
 		return writeJSONOut(r.env.stdout, res)
 	}
-	fmt.Fprintf(r.env.stdout, "dry run: %d actions match, %d would be replayed\n", plan.Matched, plan.Eligible)
+	fmt.Fprintf(r.env.stdout, "dry run: %s matched, %d would be replayed\n", plural(plan.Matched, "action"), plan.Eligible)
 	printSkipped(r.env, plan.Skipped)
 	if len(res.Sample) == 0 {
 		return nil
@@ -181,7 +182,7 @@ func (r *replayRun) bulk(ctx context.Context, db *cliDB, f store.ActionFilter, n
 	}
 	if err != nil {
 		if res != nil && res.Replayed > 0 {
-			return fmt.Errorf("%w (the %d replays made before it are committed)", err, res.Replayed)
+			return fmt.Errorf("%w (the %s made before it are committed)", err, plural(res.Replayed, "replay"))
 		}
 		return err
 	}
@@ -195,16 +196,29 @@ func (r *replayRun) bulk(ctx context.Context, db *cliDB, f store.ActionFilter, n
 			return err
 		}
 	} else {
-		fmt.Fprintf(r.env.stdout, "replayed %d of %d matching actions\n", res.Replayed, res.Plan.Matched)
+		fmt.Fprintf(r.env.stdout, "replayed %d of %s matched\n", res.Replayed, plural(res.Plan.Matched, "action"))
 		printSkipped(r.env, skipped)
 		if len(res.FirstIDs) > 0 {
-			fmt.Fprintf(r.env.stdout, "new actions: %d ... (botq actions list --state queued --app ...)\n", res.FirstIDs[0])
+			fmt.Fprintf(r.env.stdout, "new actions: %s; see one with: botq actions show %d\n", idList(res.FirstIDs, res.Replayed), res.FirstIDs[0])
 		}
 	}
 	if named && len(skipped) > 0 {
 		return fmt.Errorf("%d of the actions named were not replayed (see above)", res.Plan.Matched-res.Replayed)
 	}
 	return nil
+}
+
+// idList writes up to 10 of ids, and how many of total it leaves out.
+func idList(ids []int64, total int64) string {
+	parts := make([]string, 0, 10)
+	for _, id := range ids[:min(len(ids), 10)] {
+		parts = append(parts, strconv.FormatInt(id, 10))
+	}
+	s := strings.Join(parts, ", ")
+	if more := total - int64(len(parts)); more > 0 {
+		s += fmt.Sprintf(" and %d more", more)
+	}
+	return s
 }
 
 func refusalError(r *store.ReplayRefusedError) error {

@@ -153,7 +153,7 @@ func newRequestsShowCmd(env *cliEnv) *cobra.Command {
 				{"khoros completed", r.KhorosCompletedAt}, {"first seen", r.FirstSeenAt}, {"last checked", r.LastCheckedAt},
 				{"checks", r.CheckCount}, {"finalized", r.FinalizedAt}, {"reason", r.Reason},
 			} {
-				row(tw, kv[0], kv[1])
+				rowFull(tw, kv[0], kv[1])
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -214,7 +214,7 @@ A progress bar shows on a terminal (or with --progress).`,
 				if err := file.Close(); err != nil {
 					return fmt.Errorf("--out: %w", err)
 				}
-				fmt.Fprintf(env.stderr, "exported %d request records to %s\n", n, outPath)
+				fmt.Fprintf(env.stderr, "exported %s to %s\n", plural(n, "request record"), outPath)
 			}
 			return nil
 		},

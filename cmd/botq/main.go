@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -22,8 +23,24 @@ import (
 	"github.com/botq/botq/server"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version is set at build time with -ldflags "-X main.version=..." (make
+// build does). Without it, buildVersion reads the version Go recorded in
+// the binary: the module version for `go install ...@v1.2.3` or @latest, a
+// pseudo-version of the commit for `go build` in a git checkout.
+var version = ""
+
+// buildVersion is botq's version: the -ldflags one, else the module
+// version Go recorded in the binary, else "dev" (a build without version
+// control information, e.g. with -buildvcs=false).
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
 
 // gcPercent is the garbage collector's target when GOGC is not set. botq's
 // live heap is small (a few MB in a drain) and a busy worker allocates fast,
@@ -59,7 +76,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 // runEnv is run with the environment given as a lookup function.
 func runEnv(ctx context.Context, args []string, env func(string) (string, bool), stdin io.Reader, stdout, stderr io.Writer) int {
-	botapi.Version = version
+	botapi.Version = buildVersion()
 	root := newRootCmd(&cliEnv{stdin: stdin, stdout: stdout, stderr: stderr, lookupEnv: env})
 	root.SetArgs(args)
 	root.SetIn(stdin)
@@ -70,8 +87,15 @@ func runEnv(ctx context.Context, args []string, env func(string) (string, bool),
 		return 0
 	}
 	fmt.Fprintln(stderr, errorLine(err))
+	return exitCode(err)
+}
+
+// exitCode is the exit status of a command that failed with err: 2 for a
+// mistake in the command line, 1 for a failure.
+func exitCode(err error) int {
 	var ue usageError
-	if errors.As(err, &ue) {
+	// Cobra's own refusal of an unknown subcommand is a usage error too.
+	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command ") {
 		return 2
 	}
 	return 1
@@ -113,9 +137,11 @@ func newRootCmd(env *cliEnv) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "botq",
 		Short:         "A durable, audited action queue for bots on the Khoros Care Bot API v3",
+		Version:       buildVersion(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetVersionTemplate("botq {{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().StringVar(&env.configPath, "config", "", "YAML configuration file (default: $BOTQ_CONFIG; see config.example.yaml)")
 	root.AddCommand(
@@ -137,11 +163,35 @@ func newRootCmd(env *cliEnv) *cobra.Command {
 		newRegistrationCmd(env),
 		newModeCmd(env),
 		newHealthCmd(env),
+		newProbeCmd(env),
 	)
 	for _, c := range root.Commands() {
 		wrapArgs(c)
+		refuseUnknownSubcommands(c)
 	}
 	return root
+}
+
+// refuseUnknownSubcommands makes a command group (app, token, ...) refuse
+// an argument that names none of its subcommands, as the root does, instead
+// of printing its help and succeeding; alone, it still prints its help.
+func refuseUnknownSubcommands(c *cobra.Command) {
+	if c.HasSubCommands() && !c.Runnable() {
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cmd.Help()
+			}
+			msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+			cmd.SuggestionsMinimumDistance = 2
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				msg += fmt.Sprintf("; did you mean %s?", strings.Join(s, " or "))
+			}
+			return usagef("%s (see %s --help)", msg, cmd.CommandPath())
+		}
+	}
+	for _, sub := range c.Commands() {
+		refuseUnknownSubcommands(sub)
+	}
 }
 
 // wrapArgs makes argument-count mistakes usage errors, recursively.
@@ -166,7 +216,7 @@ func newVersionCmd(env *cliEnv) *cobra.Command {
 		Short: "Print botq's version",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			_, err := fmt.Fprintf(env.stdout, "botq %s\n", version)
+			_, err := fmt.Fprintf(env.stdout, "botq %s\n", buildVersion())
 			return err
 		},
 	}
