@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -164,37 +165,49 @@ func (s *Server) getAction(w http.ResponseWriter, r *http.Request, p Principal) 
 		writeJSON(w, http.StatusOK, ActionStatus{Action: NewAction(a)})
 		return nil
 	}
-	out := ActionDetail{Action: NewAction(a), Attempts: []Attempt{}, Requests: []Request{}, Events: []Event{}, Replays: []Action{}}
-	atts, err := s.cfg.Store.AttemptList(ctx, s.cfg.DB, id)
+	out, err := LoadActionDetail(ctx, s.cfg.Store, s.cfg.DB, a)
 	if err != nil {
 		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// LoadActionDetail reads what GET /v1/actions/{id} (and botq actions show)
+// shows of the action a: its attempts, request records, events and
+// replays.
+func LoadActionDetail(ctx context.Context, s *store.Store, db store.DBTX, a *store.Action) (*ActionDetail, error) {
+	id := a.ID
+	out := &ActionDetail{Action: NewAction(a), Attempts: []Attempt{}, Requests: []Request{}, Events: []Event{}, Replays: []Action{}}
+	atts, err := s.AttemptList(ctx, db, id)
+	if err != nil {
+		return nil, err
 	}
 	for _, t := range atts {
 		out.Attempts = append(out.Attempts, NewAttempt(t))
 	}
-	reqs, err := s.cfg.Store.RequestListByAction(ctx, s.cfg.DB, id)
+	reqs, err := s.RequestListByAction(ctx, db, id)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, rq := range reqs {
 		out.Requests = append(out.Requests, NewRequest(rq, a.Kind))
 	}
-	evs, _, err := s.cfg.Store.EventQuery(ctx, s.cfg.DB, store.EventQueryParams{Filter: store.EventFilter{ActionID: &id}, Limit: MaxLimit})
+	evs, _, err := s.EventQuery(ctx, db, store.EventQueryParams{Filter: store.EventFilter{ActionID: &id}, Limit: MaxLimit})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, e := range evs {
 		out.Events = append(out.Events, NewEvent(e))
 	}
-	replays, _, err := s.cfg.Store.ActionList(ctx, s.cfg.DB, store.ActionListParams{Filter: store.ActionFilter{ReplayOf: &id}, Ascending: true, Limit: MaxLimit})
+	replays, _, err := s.ActionList(ctx, db, store.ActionListParams{Filter: store.ActionFilter{ReplayOf: &id}, Ascending: true, Limit: MaxLimit})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, rp := range replays {
 		out.Replays = append(out.Replays, NewAction(rp))
 	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return out, nil
 }
 
 // CancelRequest is the optional body of POST /v1/actions/{id}/cancel.

@@ -117,41 +117,11 @@ func newActionsShowCmd(env *cliEnv) *cobra.Command {
 }
 
 func actionDetail(cmd *cobra.Command, db *cliDB, id int64) (*api.ActionDetail, error) {
-	ctx := cmd.Context()
-	a, err := db.store.ActionView(ctx, db.pool, id)
+	a, err := db.store.ActionView(cmd.Context(), db.pool, id)
 	if err != nil {
 		return nil, err
 	}
-	d := &api.ActionDetail{Action: api.NewAction(a), Attempts: []api.Attempt{}, Requests: []api.Request{}, Events: []api.Event{}, Replays: []api.Action{}}
-	atts, err := db.store.AttemptList(ctx, db.pool, id)
-	if err != nil {
-		return nil, err
-	}
-	for _, t := range atts {
-		d.Attempts = append(d.Attempts, api.NewAttempt(t))
-	}
-	reqs, err := db.store.RequestListByAction(ctx, db.pool, id)
-	if err != nil {
-		return nil, err
-	}
-	for _, r := range reqs {
-		d.Requests = append(d.Requests, api.NewRequest(r, a.Kind))
-	}
-	evs, _, err := db.store.EventQuery(ctx, db.pool, store.EventQueryParams{Filter: store.EventFilter{ActionID: &id}, Limit: api.MaxLimit})
-	if err != nil {
-		return nil, err
-	}
-	for _, e := range evs {
-		d.Events = append(d.Events, api.NewEvent(e))
-	}
-	reps, _, err := db.store.ActionList(ctx, db.pool, store.ActionListParams{Filter: store.ActionFilter{ReplayOf: &id}, Ascending: true, Limit: api.MaxLimit})
-	if err != nil {
-		return nil, err
-	}
-	for _, r := range reps {
-		d.Replays = append(d.Replays, api.NewAction(r))
-	}
-	return d, nil
+	return api.LoadActionDetail(cmd.Context(), db.store, db.pool, a)
 }
 
 func printActionDetail(env *cliEnv, d *api.ActionDetail) error {
