@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/botq/botq/api"
+	"github.com/botq/botq/botapi/appclient"
 	"github.com/botq/botq/botapi/sim"
 	"github.com/botq/botq/store"
 	"github.com/botq/botq/store/storetest"
@@ -254,7 +255,7 @@ func TestCLIAppsTokensRegistrationsHealth(t *testing.T) {
 	require.NotContains(t, out, tok.Token)
 	out = b.ok(t, "", "token", "status", "-o", "json")
 	require.NotContains(t, out, tok.Token)
-	var st []TokenStatus
+	var st []appclient.TokenStatus
 	require.NoError(t, json.Unmarshal([]byte(out), &st))
 	require.Equal(t, "stored", st[0].Source)
 	require.True(t, *st[0].KeyOK)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,8 +10,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/botq/botq/botapi"
-	"github.com/botq/botq/server"
 	"github.com/botq/botq/store"
 )
 
@@ -30,33 +27,29 @@ func newTokenCmd(env *cliEnv) *cobra.Command {
 	return cmd
 }
 
-// storeToken seals and stores a token, records the event, and resumes an
-// app that was paused for its token.
+// storeToken stores a token for the app and reports it.
 func storeToken(cmd *cobra.Command, env *cliEnv, db *cliDB, out *outputOpts, appID, token, actor, reason string) error {
-	if _, ok := server.ExternalTokens(db.cfg, env.lookupEnv)[appID]; ok {
-		return fmt.Errorf("app %s takes its token from the config (token_env or token_file), so a stored token would never be used", appID)
-	}
-	kr, err := db.keyring()
+	app, resumed, err := db.registry(env).StoreToken(cmd.Context(), appID, token, actor, reason)
+	return reportToken(cmd, env, db, out, app, resumed, err)
+}
+
+// reportToken ends a command that stored an app's token.
+func reportToken(cmd *cobra.Command, env *cliEnv, db *cliDB, out *outputOpts, app *store.App, resumed bool, err error) error {
 	if err != nil {
 		return err
 	}
-	var exp *time.Time
-	if t, err := botapi.TokenExpiry(token); err == nil {
-		exp = &t
-	}
-	app, resumed, err := db.store.AppSetTokenAudited(cmd.Context(), db.pool, appID, kr.Seal(appID, token), kr.ID(), exp, actor, reason)
-	if err != nil {
-		return err
-	}
-	expires := "unknown (not a JWT with exp)"
-	if exp != nil {
-		expires = exp.UTC().Format(time.RFC3339)
-	}
-	lines := []string{fmt.Sprintf("stored token version %d for app %s; expires %s", app.TokenVersion, appID, expires)}
+	lines := []string{fmt.Sprintf("stored token version %d for app %s; expires %s", app.TokenVersion, app.ID, expiry(app.TokenExpiresAt))}
 	if resumed {
-		lines = append(lines, fmt.Sprintf("app %s was paused for its token and is resumed", appID))
+		lines = append(lines, fmt.Sprintf("app %s was paused for its token and is resumed", app.ID))
 	}
-	return reportApp(cmd.Context(), env, db, out, appID, lines...)
+	return reportApp(cmd.Context(), env, db, out, app.ID, lines...)
+}
+
+func expiry(t *time.Time) string {
+	if t == nil {
+		return "unknown (not a JWT with exp)"
+	}
+	return t.UTC().Format(time.RFC3339)
 }
 
 func readSecret(r io.Reader, what string) (string, error) {
@@ -123,48 +116,17 @@ on the first line, the password on the second). With --existing, fetches the tok
 already exists instead of creating one.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			appID := args[0]
 			db, err := env.openDB(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer db.close()
-			if db.cfg.Khoros.CareBaseURL == "" {
-				return errors.New("khoros.care_base_url is not set (https://<instance>.response.lithium.com)")
-			}
-			if _, err := db.store.AppGet(cmd.Context(), db.pool, appID); err != nil {
-				return err
-			}
-			user, _ := env.lookupEnv("BOTQ_CARE_USERNAME")
-			pass, _ := env.lookupEnv("BOTQ_CARE_PASSWORD")
-			if user == "" || pass == "" {
-				sc := bufio.NewScanner(env.stdin)
-				lines := []string{}
-				for len(lines) < 2 && sc.Scan() {
-					lines = append(lines, strings.TrimSpace(sc.Text()))
-				}
-				if len(lines) < 2 || lines[0] == "" || lines[1] == "" {
-					return usagef("Care credentials: set BOTQ_CARE_USERNAME and BOTQ_CARE_PASSWORD, or give the user name and password on two lines of stdin")
-				}
-				user, pass = lines[0], lines[1]
-			}
-			b, err := botapi.NewBootstrap(botapi.BootstrapConfig{BaseURL: db.cfg.Khoros.CareBaseURL, Username: user, Password: pass,
-				HTTPClient: nil})
+			user, pass, err := careCredentials(env)
 			if err != nil {
 				return err
 			}
-			call, reason := b.CreateToken, "bootstrapped from Khoros Care"
-			if existing {
-				call, reason = b.GetToken, "fetched the existing token from Khoros Care"
-			}
-			issued, _, err := call(cmd.Context(), appID)
-			if errors.Is(err, botapi.ErrConflict) {
-				return fmt.Errorf("%w: the app has a token already; use --existing to fetch it, or botq token refresh", err)
-			}
-			if err != nil {
-				return fmt.Errorf("bootstrap token of app %s: %w", appID, err)
-			}
-			return storeToken(cmd, env, db, &out, appID, issued.Token, actorOr(env, actor), reason)
+			app, resumed, err := db.registry(env).Bootstrap(cmd.Context(), db.cfg.Khoros.CareBaseURL, user, pass, args[0], existing, actorOr(env, actor))
+			return reportToken(cmd, env, db, &out, app, resumed, err)
 		},
 	}
 	cmd.Flags().BoolVar(&existing, "existing", false, "fetch the app's existing token instead of creating one")
@@ -228,19 +190,9 @@ set (botq token set or bootstrap), which resumes it.`,
 				return err
 			}
 			defer db.close()
-			app, err := db.store.AppGet(cmd.Context(), db.pool, args[0])
+			app, err := db.registry(env).Revoke(cmd.Context(), args[0], actorOr(env, actor), reason)
 			if err != nil {
 				return err
-			}
-			c, err := db.registry(env).Client(app)
-			if err != nil {
-				return err
-			}
-			if _, err := c.RevokeTokens(cmd.Context(), app.ID); err != nil {
-				return fmt.Errorf("revoke tokens of app %s: %w", app.ID, err)
-			}
-			if _, err := db.store.AppRevokeTokenAudited(cmd.Context(), db.pool, app.ID, actorOr(env, actor), reason); err != nil {
-				return fmt.Errorf("record revoke (the tokens ARE revoked at Khoros): %w", err)
 			}
 			return reportApp(cmd.Context(), env, db, &out, app.ID, fmt.Sprintf("revoked every token of app %s; the app is paused until a new token is set", app.ID))
 		},
@@ -249,20 +201,6 @@ set (botq token set or bootstrap), which resumes it.`,
 	addActorFlag(cmd, &actor)
 	addOutputFlag(cmd, &out)
 	return cmd
-}
-
-// TokenStatus describes an app's token, never the token itself.
-type TokenStatus struct {
-	AppID       string     `json:"app_id"`
-	Source      string     `json:"source"`
-	Version     int        `json:"version"`
-	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
-	RefreshedAt *time.Time `json:"refreshed_at,omitempty"`
-	// KeyOK says whether the configured encryption key opens the stored
-	// token (null when there is none to open, or no key).
-	KeyOK       *bool      `json:"key_ok,omitempty"`
-	PausedUntil *time.Time `json:"paused_until,omitempty"`
-	PauseReason string     `json:"pause_reason,omitempty"`
 }
 
 func newTokenStatusCmd(env *cliEnv) *cobra.Command {
@@ -288,25 +226,7 @@ func newTokenStatusCmd(env *cliEnv) *cobra.Command {
 				}
 				apps = []*store.App{a}
 			}
-			kr, _ := db.keyring()
-			ext := server.ExternalTokens(db.cfg, env.lookupEnv)
-			var res []TokenStatus
-			for _, a := range apps {
-				st := TokenStatus{AppID: a.ID, Source: "none", Version: a.TokenVersion, ExpiresAt: a.TokenExpiresAt,
-					RefreshedAt: a.TokenRefreshedAt, PausedUntil: a.PausedUntil, PauseReason: a.PauseReason}
-				switch _, external := ext[a.ID]; {
-				case external:
-					st.Source = "external"
-				case len(a.TokenCiphertext) > 0:
-					st.Source = "stored"
-					if kr != nil {
-						_, err := kr.Open(a.ID, a.TokenKeyID, a.TokenCiphertext)
-						ok := err == nil
-						st.KeyOK = &ok
-					}
-				}
-				res = append(res, st)
-			}
+			res := db.registry(env).TokenStatuses(apps)
 			if out.json() {
 				return writeJSONOut(env.stdout, res)
 			}
@@ -323,4 +243,23 @@ func newTokenStatusCmd(env *cliEnv) *cobra.Command {
 	}
 	addOutputFlag(cmd, &out)
 	return cmd
+}
+
+// careCredentials are a Care user's name and password, from
+// BOTQ_CARE_USERNAME and BOTQ_CARE_PASSWORD or two lines of stdin.
+func careCredentials(env *cliEnv) (user, pass string, err error) {
+	user, _ = env.lookupEnv("BOTQ_CARE_USERNAME")
+	pass, _ = env.lookupEnv("BOTQ_CARE_PASSWORD")
+	if user != "" && pass != "" {
+		return user, pass, nil
+	}
+	sc := bufio.NewScanner(env.stdin)
+	var lines []string
+	for len(lines) < 2 && sc.Scan() {
+		lines = append(lines, strings.TrimSpace(sc.Text()))
+	}
+	if len(lines) < 2 || lines[0] == "" || lines[1] == "" {
+		return "", "", usagef("Care credentials: set BOTQ_CARE_USERNAME and BOTQ_CARE_PASSWORD, or give the user name and password on two lines of stdin")
+	}
+	return lines[0], lines[1], nil
 }
