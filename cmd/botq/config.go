@@ -66,6 +66,9 @@ type HTTPConfig struct {
 	MetricsPublic   bool          `yaml:"metrics_public"`
 	APIKeysFile     string        `yaml:"api_keys_file"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// Pprof serves Go's runtime profiles under /debug/pprof/ to operator
+	// keys (off by default).
+	Pprof bool `yaml:"pprof"`
 	// APIKeys come from BOTQ_API_KEYS or APIKeysFile: lines of
 	// "name:role:key" (role enqueuer, auditor or operator).
 	APIKeys string `yaml:"-"`

@@ -159,6 +159,7 @@ log:
 http:
   listen: 127.0.0.1:0
   shutdown_timeout: 5s
+  pprof: true
 river:
   queues:
     botq: {max_workers: %d}
