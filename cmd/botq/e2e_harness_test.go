@@ -100,6 +100,11 @@ type clusterOpts struct {
 	reconcileInterval time.Duration
 	// yaml is appended to the processes' config file.
 	yaml string
+	// logLevel is the processes' log level (default debug).
+	logLevel string
+	// wrapSim, when set, wraps the simulator's handler (e.g. to delay
+	// some calls).
+	wrapSim func(http.Handler) http.Handler
 }
 
 func newCluster(t *testing.T, opts clusterOpts) *cluster {
@@ -127,7 +132,11 @@ func setupCluster(t *testing.T, url, schema string, pool *pgxpool.Pool, opts clu
 	s, err := store.New(schema)
 	require.NoError(t, err)
 	simSrv := sim.New(opts.sim)
-	hs := httptest.NewServer(simSrv)
+	var simHandler http.Handler = simSrv
+	if opts.wrapSim != nil {
+		simHandler = opts.wrapSim(simSrv)
+	}
+	hs := httptest.NewServer(simHandler)
 	t.Cleanup(func() {
 		_ = simSrv.Close()
 		hs.Close()
@@ -145,6 +154,9 @@ func setupCluster(t *testing.T, url, schema string, pool *pgxpool.Pool, opts clu
 	if opts.reconcileInterval == 0 {
 		opts.reconcileInterval = 500 * time.Millisecond
 	}
+	if opts.logLevel == "" {
+		opts.logLevel = "debug"
+	}
 	c := &cluster{
 		t: t, ctx: context.Background(), url: url, schema: schema, pool: pool, store: s, sim: simSrv, simURL: hs.URL,
 		key: base64.StdEncoding.EncodeToString(rawKey), keyring: kr, dir: t.TempDir(),
@@ -155,7 +167,7 @@ func setupCluster(t *testing.T, url, schema string, pool *pgxpool.Pool, opts clu
   schema: %s
   max_conns: 10
 log:
-  level: debug
+  level: %s
 http:
   listen: 127.0.0.1:0
   shutdown_timeout: 5s
@@ -180,7 +192,7 @@ kinds:
   form: {retry_base: 100ms, retry_max: 1s}
   tag: {retry_base: 100ms, retry_max: 1s}
   control: {retry_base: 100ms, retry_max: 1s}
-`, schema, opts.maxWorkers, 2*opts.callTimeout, 3*opts.callTimeout, opts.callTimeout, opts.reconcileInterval, opts.callTimeout+time.Second) + opts.yaml
+`, schema, opts.logLevel, opts.maxWorkers, 2*opts.callTimeout, 3*opts.callTimeout, opts.callTimeout, opts.reconcileInterval, opts.callTimeout+time.Second) + opts.yaml
 	require.NoError(t, os.WriteFile(c.config, []byte(cfg), 0o600))
 	t.Cleanup(c.stopAll)
 	return c
