@@ -117,6 +117,7 @@ type EncryptionConfig struct {
 type ReconcilerConfig struct {
 	Interval           time.Duration `yaml:"interval"`
 	SingleGetMax       int           `yaml:"single_get_max"`
+	ListMaxWait        time.Duration `yaml:"list_max_wait"`
 	MaxWindow          time.Duration `yaml:"max_window"`
 	AmbiguousGrace     time.Duration `yaml:"ambiguous_grace"`
 	MaxReleases        int           `yaml:"max_releases"`
@@ -186,6 +187,7 @@ func DefaultConfig() Config {
 		Reconciler: ReconcilerConfig{
 			Interval:           2 * time.Second,
 			SingleGetMax:       2,
+			ListMaxWait:        30 * time.Second,
 			MaxWindow:          31 * 24 * time.Hour,
 			AmbiguousGrace:     2 * time.Minute,
 			MaxReleases:        reconciler.DefaultMaxReleases,
@@ -501,6 +503,7 @@ func (c *Config) Validate() []string {
 	if c.Reconciler.SingleGetMax < 0 {
 		bad("reconciler.single_get_max", "must not be negative")
 	}
+	positive("reconciler.list_max_wait", c.Reconciler.ListMaxWait)
 	if c.Reconciler.MaxWindow <= 0 || c.Reconciler.MaxWindow > 31*24*time.Hour {
 		bad("reconciler.max_window", "must be positive and at most 744h (Bot v3 keeps 31 days), not %s", c.Reconciler.MaxWindow)
 	}

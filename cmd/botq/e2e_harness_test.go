@@ -98,6 +98,9 @@ type clusterOpts struct {
 	callTimeout time.Duration
 	// reconcileInterval is how often the reconciler runs (default 500ms).
 	reconcileInterval time.Duration
+	// listMaxWait is reconciler.list_max_wait (default 5s, for quick
+	// tests).
+	listMaxWait time.Duration
 	// yaml is appended to the processes' config file.
 	yaml string
 	// logLevel is the processes' log level (default debug).
@@ -154,6 +157,9 @@ func setupCluster(t *testing.T, url, schema string, pool *pgxpool.Pool, opts clu
 	if opts.reconcileInterval == 0 {
 		opts.reconcileInterval = 500 * time.Millisecond
 	}
+	if opts.listMaxWait == 0 {
+		opts.listMaxWait = 5 * time.Second
+	}
 	if opts.logLevel == "" {
 		opts.logLevel = "debug"
 	}
@@ -184,6 +190,7 @@ khoros:
   http_timeout: %s
 reconciler:
   interval: %s
+  list_max_wait: %s
   ambiguous_grace: %s
   health_interval: 5s
 kinds:
@@ -192,7 +199,7 @@ kinds:
   form: {retry_base: 100ms, retry_max: 1s}
   tag: {retry_base: 100ms, retry_max: 1s}
   control: {retry_base: 100ms, retry_max: 1s}
-`, schema, opts.logLevel, opts.maxWorkers, 2*opts.callTimeout, 3*opts.callTimeout, opts.callTimeout, opts.reconcileInterval, opts.callTimeout+time.Second) + opts.yaml
+`, schema, opts.logLevel, opts.maxWorkers, 2*opts.callTimeout, 3*opts.callTimeout, opts.callTimeout, opts.reconcileInterval, opts.listMaxWait, opts.callTimeout+time.Second) + opts.yaml
 	require.NoError(t, os.WriteFile(c.config, []byte(cfg), 0o600))
 	t.Cleanup(c.stopAll)
 	return c

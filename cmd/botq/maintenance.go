@@ -17,7 +17,7 @@ func (m *Main) registerMaintenance(workers *river.Workers) ([]*river.PeriodicJob
 	cfg := m.Config.Reconciler
 	r, err := reconciler.New(reconciler.Config{
 		Pool: m.Pool, Store: m.Store, Apps: m.Apps, Logger: m.Logger,
-		Interval: cfg.Interval, SingleGetMax: cfg.SingleGetMax, MaxWindow: cfg.MaxWindow,
+		Interval: cfg.Interval, SingleGetMax: cfg.SingleGetMax, ListMaxWait: cfg.ListMaxWait, MaxWindow: cfg.MaxWindow,
 		AmbiguousGrace: cfg.AmbiguousGrace, MaxReleases: cfg.MaxReleases, RecordKhorosOrigin: cfg.RecordKhorosOrigin,
 		TokenRefreshBefore: cfg.TokenRefreshBefore, Observer: m.reconcilerObserver(),
 	})
