@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -59,9 +60,10 @@ func soakPlanFromEnv(t *testing.T) soakPlan {
 	return p
 }
 
-// Memory bounds of a soak: after the warm-up, every RSS sample of a
-// process lies within ±20% of one value (so the largest is at most 1.5
-// times the smallest), and under 150 MB.
+// Memory bounds of a soak: after the warm-up, a process' RSS stays within
+// ±20% of one value (the largest per-minute median is at most 1.5 times
+// the smallest: a burst's peak, gone within a minute or two, is not
+// growth), and every sample is under 150 MB.
 const (
 	soakRSSLimit     = 150 << 20
 	soakRSSBandRatio = 1.2 / 0.8
@@ -541,18 +543,24 @@ func (s *soakSampler) check() {
 		}
 	}
 	require.NotEmpty(t, after)
+	window := min(time.Minute, s.plan.duration/10)
 	for i, p := range s.procs {
-		lo, hi := int64(1<<62), int64(0)
-		var maxG, maxFD, maxPG int64
+		var peak, maxG, maxFD, maxPG int64
+		byWindow := map[time.Duration][]int64{}
 		for _, smp := range after {
 			ps := smp.Procs[i]
-			lo, hi = min(lo, ps.RSS), max(hi, ps.RSS)
-			maxG, maxFD, maxPG = max(maxG, ps.Goroutines), max(maxFD, ps.FDs), max(maxPG, ps.Postgres)
+			byWindow[smp.At/window] = append(byWindow[smp.At/window], ps.RSS)
+			peak, maxG, maxFD, maxPG = max(peak, ps.RSS), max(maxG, ps.Goroutines), max(maxFD, ps.FDs), max(maxPG, ps.Postgres)
 		}
-		t.Logf("%s after the warm-up: RSS %.0f-%.0f MB, goroutines ≤ %d, FDs ≤ %d, Postgres connections ≤ %d",
-			p.name, mb(lo), mb(hi), maxG, maxFD, maxPG)
-		require.Less(t, hi, int64(soakRSSLimit), "%s: RSS under 150 MB", p.name)
-		require.LessOrEqual(t, float64(hi), soakRSSBandRatio*float64(lo), "%s: RSS stays within ±20%% after the warm-up (%.0f-%.0f MB)", p.name, mb(lo), mb(hi))
+		lo, hi := int64(1<<62), int64(0)
+		for _, rss := range byWindow {
+			slices.Sort(rss)
+			lo, hi = min(lo, rss[len(rss)/2]), max(hi, rss[len(rss)/2])
+		}
+		t.Logf("%s after the warm-up: RSS medians per %s %.0f-%.0f MB, peak %.0f MB; goroutines ≤ %d, FDs ≤ %d, Postgres connections ≤ %d",
+			p.name, window, mb(lo), mb(hi), mb(peak), maxG, maxFD, maxPG)
+		require.Less(t, peak, int64(soakRSSLimit), "%s: RSS under 150 MB", p.name)
+		require.LessOrEqual(t, float64(hi), soakRSSBandRatio*float64(lo), "%s: RSS stays within ±20%% after the warm-up (medians %.0f-%.0f MB)", p.name, mb(lo), mb(hi))
 		require.Less(t, maxG, int64(1000), "%s: goroutines", p.name)
 		require.Less(t, maxFD, int64(200), "%s: open files", p.name)
 		require.LessOrEqual(t, maxPG, int64(12), "%s: Postgres connections (max_conns 10, plus River's listener)", p.name)
@@ -567,16 +575,20 @@ func (s *soakSampler) check() {
 	require.LessOrEqual(t, perSettled, soakFetchedPerSettled, "records read per settled record")
 
 	// Listing latency does not grow: the mean of the last third of the
-	// run is within twice the first third's, plus 20 ms for noise.
+	// run is within twice the first third's, plus 50 ms for noise (the
+	// machine is shared). A short run lists too few times to tell.
 	third := len(after) / 3
-	if third > 0 {
-		early, late := meanListMs(after[:third]), meanListMs(after[len(after)-third:])
-		t.Logf("listing latency: %.1f ms in the first third after the warm-up, %.1f ms in the last", early, late)
-		require.LessOrEqual(t, late, 2*early+20, "listing latency does not grow")
+	early, nEarly := meanListMs(after[:third])
+	late, nLate := meanListMs(after[len(after)-third:])
+	t.Logf("listing latency: %.1f ms in the first third after the warm-up (%d samples with listings), %.1f ms in the last (%d)", early, nEarly, late, nLate)
+	if nEarly >= 10 && nLate >= 10 {
+		require.LessOrEqual(t, late, 2*early+50, "listing latency does not grow")
 	}
 }
 
-func meanListMs(ss []soakSample) float64 {
+// meanListMs is the mean listing latency of the samples with listings, and
+// their number.
+func meanListMs(ss []soakSample) (float64, int) {
 	var sum float64
 	var n int
 	for _, s := range ss {
@@ -586,7 +598,7 @@ func meanListMs(ss []soakSample) float64 {
 		}
 	}
 	if n == 0 {
-		return 0
+		return 0, 0
 	}
-	return sum / float64(n)
+	return sum / float64(n), n
 }
