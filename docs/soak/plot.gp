@@ -4,6 +4,7 @@
 # (make soak/plot SOAK_OUT=dir does this for a run's directory.)
 if (!exists("in")) in = 'samples.csv'
 if (!exists("out")) out = '.'
+if (!exists("label")) label = ''
 set datafile separator ","
 set terminal pngcairo size 960,420 font "sans,10"
 set grid
@@ -11,7 +12,7 @@ set xlabel "minutes"
 set key top left
 
 set output out.'/soak-rss.png'
-set title "RSS of each botq serve process (60 actions/s, bursts of 5,000)"
+set title "RSS of each botq serve process (60 actions/s, bursts of 5,000)".label
 set ylabel "MB"
 set yrange [0:160]
 plot in using ($1/60):(column("p0_rss_mb")) with lines lw 2 title "p0 RSS", \
@@ -21,7 +22,7 @@ plot in using ($1/60):(column("p0_rss_mb")) with lines lw 2 title "p0 RSS", \
      150 with lines lc rgb "red" dt 3 title "bound: 150 MB"
 
 set output out.'/soak-latency.png'
-set title "Enqueue to delivery (Bot v3 call answered), per sample"
+set title "Enqueue to delivery (Bot v3 call answered), per sample".label
 set ylabel "ms"
 set yrange [0:*]
 set logscale y
