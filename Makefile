@@ -16,6 +16,9 @@ export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disa
 # is a count of inputs, not a duration: a duration races Go's fuzzing coordinator on a busy machine
 # ("context deadline exceeded" with no failing input).
 FUZZTIME       ?= 5000x
+# `make test/soak` runs this long, and keeps its samples, heap profiles and plots here.
+SOAK           ?= 2h
+SOAK_OUT       ?= soak-out
 
 .PHONY: help
 help: ## List the targets
@@ -65,6 +68,12 @@ test/race: ## Every test with the race detector
 .PHONY: test/chaos
 test/chaos: build ## The long fault tests (kill -9, Postgres restart, fault storms) at full size
 	BOTQ_CHAOS=full $(GO) test -count=1 -timeout 60m -run 'Chaos' -v ./cmd/botq/
+
+.PHONY: test/soak
+test/soak: ## The soak test: 2 processes, 60 actions/s with bursts and faults, for SOAK (default 2h); samples, profiles, plots in SOAK_OUT
+	@mkdir -p $(SOAK_OUT)
+	BOTQ_SOAK=$(SOAK) BOTQ_SOAK_OUT=$(abspath $(SOAK_OUT)) $(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./cmd/botq/
+	@if command -v gnuplot >/dev/null; then gnuplot -e "in='$(SOAK_OUT)/samples.csv'; out='$(SOAK_OUT)'" docs/soak/plot.gp && echo "plots in $(SOAK_OUT)"; else echo "no gnuplot: no plots (apt-get install gnuplot-nox)"; fi
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (default 5000 inputs)

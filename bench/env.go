@@ -432,6 +432,9 @@ func (h *simHost) calls(endpoints ...string) int {
 	return n
 }
 
+// listed counts the records listings returned.
+func (h *simHost) listed() uint64 { return h.cur.Load().ListedRecords() }
+
 func (h *simHost) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

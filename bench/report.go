@@ -365,7 +365,7 @@ func (b *bench) expectedFigures() []string {
 	add("latency", "latency.light_p50", "latency.light_p90", "latency.light_p99",
 		"latency.half_rate", "latency.half_p50", "latency.half_p90", "latency.half_p99")
 	add("reconciler", "reconciler.calls_per_settled", "reconciler.lag_p50", "reconciler.lag_p90", "reconciler.lag_p99",
-		"reconciler.settled", "reconciler.calls", "reconciler.pending_peak")
+		"reconciler.records_per_settled", "reconciler.settled", "reconciler.calls", "reconciler.pending_peak")
 	add("slow", "slow.river_rate", "slow.total_vs_river", "slow.total_rate", "slow.app_a_rate", "slow.app_b_rate", "slow.apps_total_rate")
 	return out
 }

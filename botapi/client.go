@@ -207,9 +207,97 @@ func encodeBody(body any) ([]byte, error) {
 
 func (c *Client) send(ctx context.Context, in request, out any) (*Response, error) {
 	op := in.method + " " + stripQuery(strings.TrimPrefix(in.url, c.base))
+	hres, res, err := c.roundTrip(ctx, op, in)
+	if err != nil {
+		return res, err
+	}
+	defer hres.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(hres.Body, maxBodyRead))
+	if err != nil {
+		return res, &TransportError{Op: op + " (read body)", Sent: true, Err: err}
+	}
+	if res.RequestID == "" {
+		res.RequestID = bodyRequestID(raw)
+	}
+	if hres.StatusCode < 200 || hres.StatusCode > 299 {
+		return res, c.statusError(op, hres, res, raw)
+	}
+	if out != nil && len(bytes.TrimSpace(raw)) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return res, fmt.Errorf("decode %s response: %w", op, err)
+		}
+	}
+	return res, nil
+}
+
+// stream is send for a GET whose successful answer may be large: decode
+// reads the body as it arrives instead of from one buffer, so memory does
+// not grow with the answer. An error answer is read and mapped as send does.
+func (c *Client) stream(ctx context.Context, path string, decode func(io.Reader) error) (*Response, error) {
+	token, err := c.tokens.Token(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("get token for GET %s: %w", stripQuery(path), err)
+	}
+	op := "GET " + stripQuery(path)
+	hres, res, err := c.roundTrip(ctx, op, request{method: http.MethodGet, url: c.base + path, auth: "Bearer " + token})
+	if err != nil {
+		return res, err
+	}
+	defer hres.Body.Close()
+	if hres.StatusCode < 200 || hres.StatusCode > 299 {
+		raw, err := io.ReadAll(io.LimitReader(hres.Body, maxBodyRead))
+		if err != nil {
+			return res, &TransportError{Op: op + " (read body)", Sent: true, Err: err}
+		}
+		if res.RequestID == "" {
+			res.RequestID = bodyRequestID(raw)
+		}
+		return res, c.statusError(op, hres, res, raw)
+	}
+	body := &readErr{r: hres.Body}
+	if err := decode(body); err != nil {
+		if body.err != nil {
+			return res, &TransportError{Op: op + " (read body)", Sent: true, Err: body.err}
+		}
+		return res, fmt.Errorf("decode %s response: %w", op, err)
+	}
+	return res, nil
+}
+
+// readErr remembers the error its reader failed with (other than EOF): a
+// body cut off while being decoded is a transport failure, not bad JSON.
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErr) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF && r.err == nil {
+		r.err = err
+	}
+	return n, err
+}
+
+// statusError is the *Error of a non-2xx answer.
+func (c *Client) statusError(op string, hres *http.Response, res *Response, raw []byte) error {
+	e := decodeError(hres.StatusCode, raw)
+	e.Op = op
+	if e.RequestID == "" {
+		e.RequestID = res.RequestID
+	}
+	if v := hres.Header.Get("Retry-After"); v != "" {
+		e.RetryAfter, e.HasRetryAfter = ParseRetryAfter(v, c.now())
+	}
+	return e
+}
+
+// roundTrip makes one HTTP exchange and returns the answer with its body
+// unread (the caller closes it), or a *TransportError when none came.
+func (c *Client) roundTrip(ctx context.Context, op string, in request) (*http.Response, *Response, error) {
 	payload, err := encodeBody(in.body)
 	if err != nil {
-		return nil, fmt.Errorf("encode %s body: %w", op, err)
+		return nil, nil, fmt.Errorf("encode %s body: %w", op, err)
 	}
 	var wrote atomic.Bool
 	trace := &httptrace.ClientTrace{WroteRequest: func(info httptrace.WroteRequestInfo) {
@@ -223,7 +311,7 @@ func (c *Client) send(ctx context.Context, in request, out any) (*Response, erro
 	}
 	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), in.method, in.url, rdr)
 	if err != nil {
-		return nil, fmt.Errorf("build %s request: %w", op, err)
+		return nil, nil, fmt.Errorf("build %s request: %w", op, err)
 	}
 	if payload != nil {
 		// NewRequest already sets GetBody for a *bytes.Reader; being explicit
@@ -239,34 +327,9 @@ func (c *Client) send(ctx context.Context, in request, out any) (*Response, erro
 
 	hres, err := c.http.Do(req)
 	if err != nil {
-		return nil, &TransportError{Op: op, Sent: wrote.Load(), Err: err}
+		return nil, nil, &TransportError{Op: op, Sent: wrote.Load(), Err: err}
 	}
-	defer hres.Body.Close()
-	res := &Response{StatusCode: hres.StatusCode, Header: hres.Header, RequestID: hres.Header.Get("X-Amzn-Requestid")}
-	raw, err := io.ReadAll(io.LimitReader(hres.Body, maxBodyRead))
-	if err != nil {
-		return res, &TransportError{Op: op + " (read body)", Sent: true, Err: err}
-	}
-	if res.RequestID == "" {
-		res.RequestID = bodyRequestID(raw)
-	}
-	if hres.StatusCode < 200 || hres.StatusCode > 299 {
-		e := decodeError(hres.StatusCode, raw)
-		e.Op = op
-		if e.RequestID == "" {
-			e.RequestID = res.RequestID
-		}
-		if v := hres.Header.Get("Retry-After"); v != "" {
-			e.RetryAfter, e.HasRetryAfter = ParseRetryAfter(v, c.now())
-		}
-		return res, e
-	}
-	if out != nil && len(bytes.TrimSpace(raw)) > 0 {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return res, fmt.Errorf("decode %s response: %w", op, err)
-		}
-	}
-	return res, nil
+	return hres, &Response{StatusCode: hres.StatusCode, Header: hres.Header, RequestID: hres.Header.Get("X-Amzn-Requestid")}, nil
 }
 
 // bodyRequestID finds requestId at the top level or inside "error".

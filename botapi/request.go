@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -142,9 +143,88 @@ func (c *Client) GetRequest(ctx context.Context, requestID string) (*RequestReco
 }
 
 // ListRequests returns the app's request records within the window, as
-// Khoros orders them (newest first in the simulator). opts may be nil.
+// Khoros orders them (newest first in the simulator). opts may be nil. A
+// listing returns every record of its window: see [Client.ListRequestsEach]
+// to read a large one without holding it.
 // Khoros: GET /bots/v3/request/appId/{appId}
 func (c *Client) ListRequests(ctx context.Context, appID string, opts *ListRequestsOptions) ([]RequestRecord, *Response, error) {
+	var out []RequestRecord
+	res, err := c.ListRequestsEach(ctx, appID, opts, func(r *RequestRecord) error {
+		out = append(out, *r)
+		return nil
+	})
+	return out, res, err
+}
+
+// ListRequestsEach is ListRequests that hands fn each record as it is
+// decoded from the answer, in Khoros' order, and keeps none: memory does not
+// grow with the listing. fn must not keep r (it may copy it); an error from
+// fn stops the listing and is returned. A listing cut off midway returns a
+// *TransportError after fn has seen the records before the cut.
+// Khoros: GET /bots/v3/request/appId/{appId}
+func (c *Client) ListRequestsEach(ctx context.Context, appID string, opts *ListRequestsOptions, fn func(r *RequestRecord) error) (*Response, error) {
+	return c.stream(ctx, listPath(appID, opts), func(body io.Reader) error { return eachData(body, fn) })
+}
+
+// eachData decodes {"data": [record, ...]} one record at a time; other keys
+// are skipped, and an empty body or a null data holds no record.
+func eachData(body io.Reader, fn func(*RequestRecord) error) error {
+	dec := json.NewDecoder(body)
+	tok, err := dec.Token()
+	if err == io.EOF {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return errors.New("want a JSON object")
+	}
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		if key != "data" {
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := eachElement(dec, fn); err != nil {
+			return err
+		}
+	}
+	_, err = dec.Token() // the closing brace
+	return err
+}
+
+func eachElement(dec *json.Decoder, fn func(*RequestRecord) error) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if tok == nil {
+		return nil // "data": null
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '[' {
+		return errors.New(`want "data" to be an array`)
+	}
+	for dec.More() {
+		var r RequestRecord
+		if err := dec.Decode(&r); err != nil {
+			return err
+		}
+		if err := fn(&r); err != nil {
+			return err
+		}
+	}
+	_, err = dec.Token() // the closing bracket
+	return err
+}
+
+func listPath(appID string, opts *ListRequestsOptions) string {
 	q := url.Values{}
 	if opts != nil {
 		if f := FormatFrom(opts.From); f != "" {
@@ -161,7 +241,5 @@ func (c *Client) ListRequests(ctx context.Context, appID string, opts *ListReque
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
-	var out data[[]RequestRecord]
-	res, err := c.Do(ctx, http.MethodGet, path, nil, &out)
-	return out.Data, res, err
+	return path
 }

@@ -51,23 +51,29 @@ func (r *Reconciler) ResolveAmbiguousNow(ctx context.Context, appID string) (Amb
 	if err != nil {
 		return out, err
 	}
-	unknown, err := r.cfg.Store.ActionUnknownList(ctx, r.cfg.Pool, appID)
-	if err != nil || len(unknown) == 0 {
+	m, err := r.newAmbiguousMatch(ctx, appID)
+	if err != nil || len(m.unknown) == 0 {
 		return out, err
 	}
-	since := unknown[0].CreatedAt
-	for _, u := range unknown {
+	since := m.unknown[0].CreatedAt
+	for _, u := range m.unknown {
 		since = minTime(since, u.CreatedAt)
 	}
 	opts := &botapi.ListRequestsOptions{From: listWindow(now, since, r.cfg.MaxWindow), Origin: botapi.OriginBot}
+	read := 0
 	start := time.Now()
-	recs, res, err := client.ListRequests(ctx, appID, opts)
+	res, err := client.ListRequestsEach(ctx, appID, opts, func(rec *botapi.RequestRecord) error {
+		read++
+		m.consider(rec)
+		return nil
+	})
 	r.observeCall(appID, "list", res, time.Since(start))
+	r.observeFetched(appID, "list", read)
 	if err != nil {
 		return out, fmt.Errorf("list requests: %w", err)
 	}
 	out.Listed = true
-	st, err := r.resolveAmbiguous(ctx, appID, recs, now, &out)
+	st, err := r.resolveAmbiguous(ctx, m, now, &out)
 	out.Resolved = st.Resolved
 	return out, err
 }

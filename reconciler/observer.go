@@ -8,6 +8,10 @@ type Observer interface {
 	// Call reports one Bot v3 call the reconciler made: op is "list",
 	// "get", "health" or "token_refresh".
 	Call(appID, op string, status int, d time.Duration)
+	// Fetched reports the request records one call returned: op is "list"
+	// (a listing of BOT-origin records: every record of its window),
+	// "list_khoros" (KHOROS-origin records) or "get".
+	Fetched(appID, op string, records int)
 	// Settled reports request records that reached a final state (SUCCESS,
 	// ERROR or EXPIRED), and the lag between Khoros settling them and botq
 	// recording it (zero when unknown).

@@ -196,6 +196,7 @@ func (r *Reconciler) recordInboundApp(ctx context.Context, app *store.App, curso
 	if err != nil {
 		return 0, fmt.Errorf("list inbound: %w", err)
 	}
+	r.observeFetched(app.ID, "list_khoros", len(recs))
 	out := make([]store.KhorosRecord, 0, len(recs))
 	for i := range recs {
 		out = append(out, store.KhorosRecord{Settlement: settlementOf(&recs[i]), AppID: app.ID, Payload: recs[i].Payload})

@@ -7,10 +7,15 @@
 // options keep one run of each at a time across the fleet, so leadership can
 // move without anything running twice.
 //
-// Settling is cheap by design: for an app with more than a few records due,
-// one listing call (GET /bots/v3/request/appId/{appId}?from=...&origin=BOT)
-// covering its oldest pending record settles them all; single GETs are used
-// only when a few are due, with per-record backoff. Records older than the
+// Settling is cheap by design, counted in records read: a listing
+// (GET /bots/v3/request/appId/{appId}?from=...&origin=BOT) returns every
+// record of its window, which always runs up to now. An app's fresh records
+// (never checked) are listed together, once they are a large enough share of
+// the listing's window or the oldest has waited ListMaxWait, in one window
+// reaching back to the oldest of them; a record a listing covered a minute
+// after the call and that is still pending becomes a straggler, looked up by
+// single GETs with per-record backoff, so it never holds the window back.
+// Single GETs are also used when only a few records are due. Records older than the
 // 31-day window Khoros keeps become EXPIRED. An ambiguous send (a respond,
 // form or note that reached the wire with no answer) is matched by payload
 // against the BOT-origin records around its send time: found, it takes that
@@ -57,6 +62,15 @@ type Config struct {
 	// ambiguous sends) is checked with single GETs; more use one listing
 	// (default 2).
 	SingleGetMax int
+	// ListRatio and ListMaxWait pace listings (see listingDue): an app's
+	// fresh records are listed once the listing would read at most
+	// ListRatio records per record it may settle (default 4), or once the
+	// oldest has waited ListMaxWait (default 30s).
+	ListRatio   int
+	ListMaxWait time.Duration
+	// StragglerGets bounds the single GETs of stragglers (records a
+	// listing left pending) per app and run (default 20).
+	StragglerGets int
 	// MaxWindow is the oldest Khoros keeps request records (default and
 	// maximum 31 days); pending records older than it become EXPIRED.
 	MaxWindow time.Duration
@@ -106,6 +120,15 @@ func New(cfg Config) (*Reconciler, error) {
 	} else if cfg.SingleGetMax == 0 {
 		cfg.SingleGetMax = 2
 	}
+	if cfg.ListRatio <= 0 {
+		cfg.ListRatio = 4
+	}
+	if cfg.ListMaxWait <= 0 {
+		cfg.ListMaxWait = 30 * time.Second
+	}
+	if cfg.StragglerGets <= 0 {
+		cfg.StragglerGets = 20
+	}
 	if cfg.MaxWindow <= 0 || cfg.MaxWindow > botapi.MaxListWindow {
 		cfg.MaxWindow = botapi.MaxListWindow
 	}
@@ -123,8 +146,11 @@ func New(cfg Config) (*Reconciler, error) {
 
 // Stats says what one RunOnce did.
 type Stats struct {
-	Apps     int
-	Calls    int // Bot v3 calls made
+	Apps  int
+	Calls int // Bot v3 calls made
+	// Fetched counts the request records the calls returned: every record
+	// of a listing, one per GET that found its record.
+	Fetched  int
 	Settled  int // records that reached a final state (EXPIRED included)
 	Expired  int
 	Resolved int // ambiguous sends matched to a record
@@ -138,6 +164,7 @@ type Stats struct {
 func (s *Stats) add(o Stats) {
 	s.Apps += o.Apps
 	s.Calls += o.Calls
+	s.Fetched += o.Fetched
 	s.Settled += o.Settled
 	s.Expired += o.Expired
 	s.Resolved += o.Resolved
@@ -198,9 +225,63 @@ func (r *Reconciler) reconcileApp(ctx context.Context, due store.DueApp, now tim
 	}
 
 	if due.Unknown == 0 && due.Due <= r.cfg.SingleGetMax {
-		return r.singleGets(ctx, client, app.ID, now, st)
+		pending, err := r.cfg.Store.RequestPendingList(ctx, r.cfg.Pool, app.ID, now, true)
+		if err != nil {
+			return st, err
+		}
+		return r.singleGets(ctx, client, app.ID, pending, now, st)
 	}
-	return r.listing(ctx, client, app.ID, due, now, st)
+	var errs []error
+	if due.Fresh > 0 || due.Unknown > 0 {
+		list, err := r.listingDue(ctx, app.ID, due, now)
+		if err == nil && list {
+			st, err = r.listing(ctx, client, app.ID, due, now, st)
+		}
+		errs = append(errs, err)
+	}
+	if due.StragglersDue > 0 {
+		stragglers, err := r.cfg.Store.RequestStragglersDue(ctx, r.cfg.Pool, app.ID, now, r.cfg.StragglerGets)
+		if err == nil {
+			st, err = r.singleGets(ctx, client, app.ID, stragglers, now, st)
+		}
+		errs = append(errs, err)
+	}
+	return st, errors.Join(errs...)
+}
+
+// listingDue decides whether the app's fresh records (and ambiguous sends)
+// are listed now. A listing returns every record of its window, which
+// reaches from the oldest of them (less the clock-skew margin, in whole
+// minutes) to now, whatever settled meanwhile, so it waits until the
+// records it may settle are at least a ListRatio-th of those it will read,
+// or until the oldest has waited ListMaxWait. Under a steady flow that
+// lists about every ListMaxWait whatever the throughput; a backlog or a
+// burst is listed at once.
+func (r *Reconciler) listingDue(ctx context.Context, appID string, due store.DueApp, now time.Time) (bool, error) {
+	since := r.listSince(due, now)
+	if now.Sub(since) >= r.cfg.ListMaxWait {
+		return true, nil
+	}
+	window := listWindow(now, since, r.cfg.MaxWindow)
+	n, err := r.cfg.Store.RequestCountSince(ctx, r.cfg.Pool, appID, now.Add(-window))
+	if err != nil {
+		return false, err
+	}
+	return n <= r.cfg.ListRatio*(due.Fresh+due.Unknown), nil
+}
+
+// listSince is the oldest moment a listing must cover: the oldest fresh
+// record, or the creation of the oldest ambiguous send. Stragglers are
+// left to single GETs, so they never hold the window back.
+func (r *Reconciler) listSince(due store.DueApp, now time.Time) time.Time {
+	since := now
+	if due.Fresh > 0 && !due.OldestFresh.IsZero() {
+		since = due.OldestFresh
+	}
+	if due.Unknown > 0 && due.OldestUnknown.Before(since) {
+		since = due.OldestUnknown
+	}
+	return since
 }
 
 // inTx runs fn in a transaction.
@@ -218,11 +299,9 @@ func (r *Reconciler) backoff(checks int) time.Duration {
 	return min(d, 5*time.Minute)
 }
 
-func (r *Reconciler) singleGets(ctx context.Context, client *botapi.Client, appID string, now time.Time, st Stats) (Stats, error) {
-	pending, err := r.cfg.Store.RequestPendingList(ctx, r.cfg.Pool, appID, now, true)
-	if err != nil {
-		return st, err
-	}
+// singleGets looks pending records up one by one: a few due ones, or the
+// stragglers a listing left.
+func (r *Reconciler) singleGets(ctx context.Context, client *botapi.Client, appID string, pending []store.PendingRequest, now time.Time, st Stats) (Stats, error) {
 	var settled []store.Settlement
 	var stillIDs []string
 	var stillNext []time.Time
@@ -232,6 +311,10 @@ func (r *Reconciler) singleGets(ctx context.Context, client *botapi.Client, appI
 		rec, res, err := client.GetRequest(ctx, p.RequestID)
 		st.Calls++
 		r.observeCall(appID, "get", res, time.Since(start))
+		if rec != nil {
+			st.Fetched++
+			r.observeFetched(appID, "get", 1)
+		}
 		switch {
 		case err == nil && rec != nil && rec.State != botapi.StatePending:
 			settled = append(settled, settlementOf(rec))
@@ -253,7 +336,7 @@ func (r *Reconciler) singleGets(ctx context.Context, client *botapi.Client, appI
 			errs = append(errs, err)
 		}
 	}
-	err = r.inTx(ctx, func(tx pgx.Tx) error {
+	err := r.inTx(ctx, func(tx pgx.Tx) error {
 		if err := r.cfg.Store.RequestChecked(ctx, tx, now, stillIDs, stillNext); err != nil {
 			return err
 		}
@@ -296,26 +379,21 @@ func listWindow(now, since time.Time, limit time.Duration) time.Duration {
 	return min(max(d, time.Minute), limit)
 }
 
+// listing settles the app's fresh records, and matches its ambiguous sends,
+// with one listing of Khoros' records since the oldest of them. A fresh
+// record the listing covered a clock-skew margin after botq first saw it,
+// and that is still pending, becomes a straggler: single GETs look for it
+// from then on, with backoff, so it never holds the next listings' window
+// back.
 func (r *Reconciler) listing(ctx context.Context, client *botapi.Client, appID string, due store.DueApp, now time.Time, st Stats) (Stats, error) {
-	since := now
-	if !due.OldestPending.IsZero() {
-		since = due.OldestPending
-	}
-	if due.Unknown > 0 && due.OldestUnknown.Before(since) {
-		since = due.OldestUnknown
-	}
-	opts := &botapi.ListRequestsOptions{From: listWindow(now, since, r.cfg.MaxWindow), Origin: botapi.OriginBot}
+	opts := &botapi.ListRequestsOptions{From: listWindow(now, r.listSince(due, now), r.cfg.MaxWindow), Origin: botapi.OriginBot}
 	if due.Unknown == 0 {
 		// Only final records can settle anything; skip the pending ones.
 		opts.States = []string{botapi.StateSuccess, botapi.StateError}
 	}
-	start := time.Now()
-	recs, res, err := client.ListRequests(ctx, appID, opts)
-	st.Calls++
-	r.observeCall(appID, "list", res, time.Since(start))
-	if err != nil {
-		return st, fmt.Errorf("list requests: %w", err)
-	}
+	// What the listing is read against is loaded first, so the listing is
+	// read as it arrives and only what matches is kept: memory follows the
+	// app's pending records, not the listing's size.
 	pending, err := r.cfg.Store.RequestPendingList(ctx, r.cfg.Pool, appID, now, false)
 	if err != nil {
 		return st, err
@@ -324,30 +402,55 @@ func (r *Reconciler) listing(ctx context.Context, client *botapi.Client, appID s
 	for _, p := range pending {
 		pendingSet[p.RequestID] = true
 	}
-	var settled []store.Settlement
-	final := make(map[string]bool, len(recs))
-	for i := range recs {
-		rec := &recs[i]
-		if rec.State == botapi.StatePending {
-			continue
+	var amb *ambiguousMatch
+	if due.Unknown > 0 {
+		if amb, err = r.newAmbiguousMatch(ctx, appID); err != nil {
+			return st, err
 		}
-		final[rec.ID] = true
-		if pendingSet[rec.ID] {
+	}
+	var settled []store.Settlement
+	final := map[string]bool{}
+	read := 0
+	start := time.Now()
+	res, err := client.ListRequestsEach(ctx, appID, opts, func(rec *botapi.RequestRecord) error {
+		read++
+		if rec.State != botapi.StatePending && pendingSet[rec.ID] {
+			final[rec.ID] = true
 			settled = append(settled, settlementOf(rec))
 			r.observeSettled(appID, rec, now)
 		}
+		amb.consider(rec)
+		return nil
+	})
+	st.Calls++
+	st.Fetched += read
+	r.observeCall(appID, "list", res, time.Since(start))
+	r.observeFetched(appID, "list", read)
+	if err != nil {
+		return st, fmt.Errorf("list requests: %w", err)
 	}
-	// The listing covers every pending record's time (and a listing of
-	// final records holds every record Khoros settled at once, as it does a
+	// The listing covers every fresh record's time (and a listing of final
+	// records holds every record Khoros settled at once, as it does a
 	// refused call's), so a refused call's record it does not show, a
-	// clock-skew margin after the call, is absent. The records still
-	// pending are not written: they stay due, and the next run lists again.
+	// clock-skew margin after the call, is absent. Fresh records still
+	// pending that long after the call become stragglers; younger ones are
+	// not written and the next listing covers them again.
+	var stillIDs []string
+	var stillNext []time.Time
 	for _, p := range pending {
-		if !final[p.RequestID] && absentAfter(p, now) {
+		switch {
+		case final[p.RequestID]:
+		case absentAfter(p, now):
 			settled = append(settled, absent(p.RequestID, "not in a listing covering its time"))
+		case p.CheckCount == 0 && now.Sub(p.FirstSeenAt) >= clockSkew:
+			stillIDs = append(stillIDs, p.RequestID)
+			stillNext = append(stillNext, now.Add(r.backoff(0)))
 		}
 	}
 	if err := r.inTx(ctx, func(tx pgx.Tx) error {
+		if err := r.cfg.Store.RequestChecked(ctx, tx, now, stillIDs, stillNext); err != nil {
+			return err
+		}
 		_, err := r.cfg.Store.RequestSettle(ctx, tx, now, settled)
 		return err
 	}); err != nil {
@@ -355,8 +458,8 @@ func (r *Reconciler) listing(ctx context.Context, client *botapi.Client, appID s
 	}
 	st.Settled += len(settled)
 
-	if due.Unknown > 0 {
-		res, err := r.resolveAmbiguous(ctx, appID, recs, now, nil)
+	if amb != nil {
+		res, err := r.resolveAmbiguous(ctx, amb, now, nil)
 		st.Resolved += res.Resolved
 		st.Released += res.Released
 		st.Failed += res.Failed
@@ -368,29 +471,64 @@ func (r *Reconciler) listing(ctx context.Context, client *botapi.Client, appID s
 	return st, nil
 }
 
-// resolveAmbiguous matches the app's unknown actions against the listed
-// BOT-origin records: same payload, created no earlier than the action, and
-// not already linked to another action. Oldest actions match first, each to
-// the oldest record left, so two identical messages pair in order. A match
-// settles its action; an action with none after the grace period is
-// released (store.AmbiguousRelease), unless held is not nil: then nothing is
-// released, and the actions without a record are added to held (never
-// arrived, or waiting within their grace period).
-func (r *Reconciler) resolveAmbiguous(ctx context.Context, appID string, recs []botapi.RequestRecord, now time.Time, held *AmbiguousNow) (Stats, error) {
-	var st Stats
+// ambiguousMatch gathers, from a listing as it is read, the records that
+// may be one of the app's ambiguous sends: those with the payload of one of
+// them.
+type ambiguousMatch struct {
+	unknown []store.UnknownAction
+	wants   map[string]bool // canonical payloads of the unknown actions
+	cands   []*candidate
+}
+
+// candidate is a listed record an ambiguous send may match, with its
+// payload canonicalised once.
+type candidate struct {
+	rec     botapi.RequestRecord
+	payload []byte
+	used    bool
+}
+
+func (r *Reconciler) newAmbiguousMatch(ctx context.Context, appID string) (*ambiguousMatch, error) {
 	unknown, err := r.cfg.Store.ActionUnknownList(ctx, r.cfg.Pool, appID)
 	if err != nil {
-		return st, err
+		return nil, err
 	}
-	cands, err := r.candidates(ctx, recs)
+	m := &ambiguousMatch{unknown: unknown, wants: make(map[string]bool, len(unknown))}
+	for _, u := range unknown {
+		m.wants[string(canonicalJSON(u.Payload))] = true
+	}
+	return m, nil
+}
+
+// consider keeps rec (a copy) if its payload is an unknown action's.
+func (m *ambiguousMatch) consider(rec *botapi.RequestRecord) {
+	if m == nil || len(rec.Payload) == 0 {
+		return
+	}
+	if p := canonicalJSON(rec.Payload); m.wants[string(p)] {
+		m.cands = append(m.cands, &candidate{rec: *rec, payload: p})
+	}
+}
+
+// resolveAmbiguous matches the app's unknown actions against the listed
+// BOT-origin records with their payloads: created no earlier than the
+// action, and not already linked to another action. Oldest actions match
+// first, each to the oldest record left, so two identical messages pair in
+// order. A match settles its action; an action with none after the grace
+// period is released (store.AmbiguousRelease), unless held is not nil: then
+// nothing is released, and the actions without a record are added to held
+// (never arrived, or waiting within their grace period).
+func (r *Reconciler) resolveAmbiguous(ctx context.Context, m *ambiguousMatch, now time.Time, held *AmbiguousNow) (Stats, error) {
+	var st Stats
+	cands, err := r.candidates(ctx, m.cands)
 	if err != nil {
 		return st, err
 	}
 	var errs []error
-	for _, u := range unknown {
+	for _, u := range m.unknown {
 		if match := r.match(&u, cands); match != nil {
 			match.used = true
-			set := settlementOf(match.rec)
+			set := settlementOf(&match.rec)
 			err := pgx.BeginFunc(ctx, r.cfg.Pool, func(tx pgx.Tx) error {
 				_, err := r.cfg.Store.AmbiguousResolve(ctx, tx, u.ID, set, "reconciler")
 				return err
@@ -418,33 +556,21 @@ func (r *Reconciler) resolveAmbiguous(ctx context.Context, appID string, recs []
 	return st, errors.Join(errs...)
 }
 
-// candidate is a listed record an ambiguous send may match, with its
-// payload canonicalised once.
-type candidate struct {
-	rec     *botapi.RequestRecord
-	payload []byte
-	used    bool
-}
-
-// candidates returns the listed records not linked to an action yet, oldest
-// first.
-func (r *Reconciler) candidates(ctx context.Context, recs []botapi.RequestRecord) ([]*candidate, error) {
-	ids := make([]string, len(recs))
-	for i := range recs {
-		ids[i] = recs[i].ID
+// candidates returns the gathered records not linked to an action yet,
+// oldest first.
+func (r *Reconciler) candidates(ctx context.Context, all []*candidate) ([]*candidate, error) {
+	ids := make([]string, len(all))
+	for i, c := range all {
+		ids[i] = c.rec.ID
 	}
 	links, err := r.cfg.Store.RequestLinks(ctx, r.cfg.Pool, ids)
 	if err != nil {
 		return nil, err
 	}
-	var cands []*candidate
-	for i := range recs {
-		rec := &recs[i]
-		if _, linked := links[rec.ID]; linked || len(rec.Payload) == 0 {
-			continue
-		}
-		cands = append(cands, &candidate{rec: rec, payload: canonicalJSON(rec.Payload)})
-	}
+	cands := slices.DeleteFunc(all, func(c *candidate) bool {
+		_, linked := links[c.rec.ID]
+		return linked
+	})
 	slices.SortFunc(cands, func(a, b *candidate) int { return int(a.rec.CreatedEpochMillis - b.rec.CreatedEpochMillis) })
 	return cands, nil
 }
@@ -544,6 +670,12 @@ func (r *Reconciler) observeCall(appID, op string, res *botapi.Response, d time.
 		status = res.StatusCode
 	}
 	r.cfg.Observer.Call(appID, op, status, d)
+}
+
+func (r *Reconciler) observeFetched(appID, op string, n int) {
+	if r.cfg.Observer != nil && n > 0 {
+		r.cfg.Observer.Fetched(appID, op, n)
+	}
 }
 
 func (r *Reconciler) observeSettled(appID string, rec *botapi.RequestRecord, now time.Time) {

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -660,4 +662,118 @@ func TestInboundRecordsSurviveARestart(t *testing.T) {
 	require.Equal(t, 1, n)
 	require.Equal(t, inReach, e.stored(t, inReach))
 	require.Empty(t, e.stored(t, tooOld))
+}
+
+// enqueueResponds enqueues n responds of app-1 and waits until each is
+// sent (or already settled).
+func enqueueResponds(t *testing.T, env *jobstest.Env, run string, n int) []int64 {
+	t.Helper()
+	actions := make([]jobs.Action, n)
+	for i := range actions {
+		actions[i] = jobs.Action{AppID: "app-1", Kind: jobs.KindRespond, Payload: respond(fmt.Sprintf("%s-author-%d", run, i), fmt.Sprintf("%s %d", run, i))}
+	}
+	res, err := env.Enqueuer.EnqueueMany(env.Ctx, env.Pool, actions)
+	require.NoError(t, err)
+	ids := make([]int64, len(res))
+	for i, r := range res {
+		ids[i] = r.ActionID
+	}
+	env.WaitStates(t, ids, 30*time.Second, store.ActionSent, store.ActionSucceeded)
+	return ids
+}
+
+// listingWindows sends app-1's calls through a proxy of the simulator that
+// records the `from` of every listing.
+func listingWindows(t *testing.T, env *jobstest.Env) func() []string {
+	t.Helper()
+	var mu sync.Mutex
+	var froms []string
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/bots/v3/request/appId/") {
+			mu.Lock()
+			froms = append(froms, r.URL.Query().Get("from"))
+			mu.Unlock()
+		}
+		env.Sim.ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+	_, err := env.Store.AppUpsert(env.Ctx, env.Pool, store.AppUpsertParams{ID: "app-1", Region: "CUSTOM", BaseURL: proxy.URL, CompanyKey: "acme"})
+	require.NoError(t, err)
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(froms)
+	}
+}
+
+// A listing returns every record of its window, settled or not: a few
+// fresh records behind many settled ones wait instead of being listed with
+// them all, until the oldest has waited ListMaxWait.
+func TestListingWaitsUntilWorthReading(t *testing.T) {
+	t.Parallel()
+	c := &clock{}
+	env := jobstest.Start(t, jobstest.Options{Sim: sim.Options{Seed: 16, Now: c.Now, SettleDelayMax: -1}})
+	r := newReconciler(t, env, c, func(cfg *reconciler.Config) { cfg.ListMaxWait = time.Minute })
+
+	enqueueResponds(t, env, "many", 200)
+	st, err := r.RunOnce(env.Ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, st.Calls, "one listing for a backlog")
+	require.Equal(t, 200, st.Settled)
+	require.Equal(t, 200, st.Fetched)
+
+	ids := enqueueResponds(t, env, "few", 10)
+	st, err = r.RunOnce(env.Ctx)
+	require.NoError(t, err)
+	require.Zero(t, st.Calls, "10 due would read 210 records: they wait")
+
+	c.Advance(time.Minute)
+	st, err = r.RunOnce(env.Ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, st.Calls, "their wait is over: one listing")
+	require.Equal(t, 10, st.Settled)
+	for _, id := range ids {
+		require.Equal(t, store.ActionSucceeded, env.Action(t, id).State)
+	}
+}
+
+// A record Khoros never settles does not hold the listing's window back:
+// once a listing covered it a minute after the call it is a straggler,
+// looked up by single GETs with backoff, and later listings reach back
+// only to the oldest fresh record.
+func TestStragglersDoNotHoldTheListingBack(t *testing.T) {
+	t.Parallel()
+	c := &clock{}
+	env := jobstest.Start(t, jobstest.Options{Sim: sim.Options{Seed: 17, Now: c.Now, SettleDelayMax: -1}})
+	froms := listingWindows(t, env)
+	// Three accepted calls whose records Khoros lost, ten minutes ago.
+	_, err := env.Pool.Exec(env.Ctx, fmt.Sprintf(`
+		INSERT INTO %s.request (request_id, app_id, state, http_status, next_check_at, first_seen_at)
+		SELECT 'lost-' || i, 'app-1', 'PENDING', 202, now() - interval '10 minutes', now() - interval '10 minutes'
+		FROM generate_series(1, 3) i`, env.Schema))
+	require.NoError(t, err)
+	r := newReconciler(t, env, c, nil)
+
+	st, err := r.RunOnce(env.Ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, st.Calls, "three fresh records, waiting ten minutes: one listing")
+	require.Equal(t, []string{"12m"}, froms())
+	var checks []int
+	require.NoError(t, pgx.BeginFunc(env.Ctx, env.Pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(env.Ctx, fmt.Sprintf(`SELECT check_count FROM %s.request WHERE request_id LIKE 'lost-%%' ORDER BY 1`, env.Schema))
+		if err != nil {
+			return err
+		}
+		checks, err = pgx.CollectRows(rows, pgx.RowTo[int])
+		return err
+	}))
+	require.Equal(t, []int{1, 1, 1}, checks, "not found by a listing a minute after the call: stragglers")
+
+	enqueueResponds(t, env, "fresh", 100)
+	c.Advance(2 * time.Second)
+	st, err = r.RunOnce(env.Ctx)
+	require.NoError(t, err)
+	require.Equal(t, 100, st.Settled)
+	require.Equal(t, 4, st.Calls, "one listing for the fresh records, one GET per straggler")
+	require.Equal(t, []string{"12m", "2m"}, froms(), "the second listing reaches back to the fresh records only")
 }

@@ -84,6 +84,9 @@ type HTTPConfig struct {
 	// a page of another origin, or the public origin of a proxy that changes
 	// the Host header, for browsers that send no Sec-Fetch-Site (plain HTTP).
 	TrustedOrigins []string `yaml:"trusted_origins"`
+	// Pprof serves Go's runtime profiles under /debug/pprof/ to operator
+	// keys (off by default).
+	Pprof bool `yaml:"pprof"`
 	// APIKeys come from BOTQ_API_KEYS or APIKeysFile: lines of
 	// "name:role:key" (role enqueuer, auditor or operator).
 	APIKeys string `yaml:"-"`
@@ -137,6 +140,7 @@ type EncryptionConfig struct {
 type ReconcilerConfig struct {
 	Interval           time.Duration `yaml:"interval"`
 	SingleGetMax       int           `yaml:"single_get_max"`
+	ListMaxWait        time.Duration `yaml:"list_max_wait"`
 	MaxWindow          time.Duration `yaml:"max_window"`
 	AmbiguousGrace     time.Duration `yaml:"ambiguous_grace"`
 	MaxReleases        int           `yaml:"max_releases"`
@@ -210,6 +214,7 @@ func DefaultConfig() Config {
 		Reconciler: ReconcilerConfig{
 			Interval:           2 * time.Second,
 			SingleGetMax:       2,
+			ListMaxWait:        30 * time.Second,
 			MaxWindow:          31 * 24 * time.Hour,
 			AmbiguousGrace:     2 * time.Minute,
 			MaxReleases:        reconciler.DefaultMaxReleases,
@@ -584,6 +589,7 @@ func (c *Config) validateReconciler(p *problems) {
 	if r.SingleGetMax < 0 {
 		p.bad("reconciler.single_get_max", "must not be negative")
 	}
+	p.positive("reconciler.list_max_wait", r.ListMaxWait)
 	if r.MaxWindow <= 0 || r.MaxWindow > 31*24*time.Hour {
 		p.bad("reconciler.max_window", "must be positive and at most 31d (Bot v3 keeps 31 days), not %s", r.MaxWindow)
 	}

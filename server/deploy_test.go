@@ -24,7 +24,7 @@ var descRe = regexp.MustCompile(`fqName: "([^"]+)".*variableLabels: \{([^}]*)\}`
 func exportedMetrics(t *testing.T) map[string][]string {
 	t.Helper()
 	m := NewMetrics(nil, nil, zerolog.Nop())
-	collectors := []prometheus.Collector{m.attempts, m.latency, m.phases, m.reconcilerCalls, m.settled, m.settleLag,
+	collectors := []prometheus.Collector{m.attempts, m.latency, m.phases, m.reconcilerCalls, m.fetched, m.settled, m.settleLag,
 		m.taskFailures, &dbCollector{}}
 	histograms := map[prometheus.Collector]bool{m.latency: true, m.phases: true, m.settleLag: true}
 	out := map[string][]string{}

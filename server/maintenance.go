@@ -40,7 +40,7 @@ func (m *Main) newReconciler() (*reconciler.Reconciler, error) {
 	cfg := m.Config.Reconciler
 	return reconciler.New(reconciler.Config{
 		Pool: m.Pool, Store: m.Store, Apps: m.Apps, Logger: m.Logger,
-		Interval: cfg.Interval, SingleGetMax: cfg.SingleGetMax, MaxWindow: cfg.MaxWindow,
+		Interval: cfg.Interval, SingleGetMax: cfg.SingleGetMax, ListMaxWait: cfg.ListMaxWait, MaxWindow: cfg.MaxWindow,
 		AmbiguousGrace: cfg.AmbiguousGrace, MaxReleases: cfg.MaxReleases, RecordKhorosOrigin: cfg.RecordKhorosOrigin,
 		TokenRefreshBefore: cfg.TokenRefreshBefore, Observer: m.reconcilerObserver(),
 	})

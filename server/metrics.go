@@ -32,6 +32,7 @@ type Metrics struct {
 	latency         *prometheus.HistogramVec
 	phases          *prometheus.HistogramVec
 	reconcilerCalls *prometheus.CounterVec
+	fetched         *prometheus.CounterVec
 	settled         *prometheus.CounterVec
 	settleLag       prometheus.Histogram
 	taskFailures    *prometheus.CounterVec
@@ -68,6 +69,10 @@ func NewMetrics(db store.DBTX, s *store.Store, logger zerolog.Logger) *Metrics {
 			Name: "botq_reconciler_calls_total",
 			Help: "Bot v3 calls the reconciler made, by app, operation (list, get, health, token_refresh) and HTTP status.",
 		}, []string{"app", "op", "status"}),
+		fetched: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "botq_reconciler_records_fetched_total",
+			Help: "Request records the reconciler's Bot v3 calls returned, by app and operation (list: every record of a listing's window; list_khoros: KHOROS-origin records; get).",
+		}, []string{"app", "op"}),
 		settled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "botq_requests_settled_total",
 			Help: "Request records that reached a final state (SUCCESS, ERROR, EXPIRED), by app.",
@@ -87,7 +92,7 @@ func NewMetrics(db store.DBTX, s *store.Store, logger zerolog.Logger) *Metrics {
 	for _, task := range []string{reconciler.TaskReconcile, reconciler.TaskTokens, reconciler.TaskHealth, reconciler.TaskInbound, taskRetention} {
 		m.taskFailures.WithLabelValues(task)
 	}
-	m.reg.MustRegister(m.attempts, m.latency, m.phases, m.reconcilerCalls, m.settled, m.settleLag, m.taskFailures,
+	m.reg.MustRegister(m.attempts, m.latency, m.phases, m.reconcilerCalls, m.fetched, m.settled, m.settleLag, m.taskFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&dbCollector{db: db, s: s, logger: logger, ttl: metricsCacheTTL})
 	return m
@@ -120,6 +125,11 @@ func (m *Metrics) PhaseDone(phase jobs.Phase, d time.Duration) {
 func (m *Metrics) Call(appID, op string, status int, d time.Duration) {
 	m.reconcilerCalls.WithLabelValues(appID, op, statusLabel(status)).Inc()
 	m.latency.WithLabelValues("reconciler", op).Observe(d.Seconds())
+}
+
+// Fetched implements reconciler.Observer.
+func (m *Metrics) Fetched(appID, op string, records int) {
+	m.fetched.WithLabelValues(appID, op).Add(float64(records))
 }
 
 // Settled implements reconciler.Observer.

@@ -409,5 +409,6 @@ func (m *Main) handler() http.Handler {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	m.mountSurfaces(mux)
+	m.mountPprof(mux)
 	return mux
 }

@@ -18,6 +18,14 @@ type DueApp struct {
 	// OldestPending is when botq first saw the app's oldest pending record
 	// (due or not); zero when none is pending.
 	OldestPending time.Time
+	// Fresh counts pending BOT-origin records never checked yet (no
+	// listing or GET has looked for them), and OldestFresh is when botq
+	// first saw the oldest of them. The others are stragglers: a check
+	// found them still pending (or not yet visible), and StragglersDue
+	// counts those whose next check is due.
+	Fresh         int
+	OldestFresh   time.Time
+	StragglersDue int
 	// Unknown counts the app's actions waiting in state unknown, and
 	// OldestUnknown is when the oldest of them was created.
 	Unknown       int
@@ -28,7 +36,10 @@ type DueApp struct {
 func (s *Store) ReconcileDueApps(ctx context.Context, db DBTX, now time.Time) ([]DueApp, error) {
 	rows, err := db.Query(ctx, s.q(`
 		WITH pending AS (
-			SELECT app_id, count(*) FILTER (WHERE next_check_at <= $1) AS due, min(first_seen_at) AS oldest
+			SELECT app_id, count(*) FILTER (WHERE next_check_at <= $1) AS due, min(first_seen_at) AS oldest,
+			       count(*) FILTER (WHERE check_count = 0) AS fresh,
+			       min(first_seen_at) FILTER (WHERE check_count = 0) AS oldest_fresh,
+			       count(*) FILTER (WHERE check_count > 0 AND next_check_at <= $1) AS stragglers_due
 			FROM botq.request
 			WHERE state = 'PENDING' AND origin = 'BOT'
 			GROUP BY app_id
@@ -38,7 +49,8 @@ func (s *Store) ReconcileDueApps(ctx context.Context, db DBTX, now time.Time) ([
 			WHERE state = 'unknown'
 			GROUP BY app_id
 		)
-		SELECT coalesce(p.app_id, u.app_id), coalesce(p.due, 0), p.oldest, coalesce(u.n, 0), u.oldest
+		SELECT coalesce(p.app_id, u.app_id), coalesce(p.due, 0), p.oldest, coalesce(u.n, 0), u.oldest,
+		       coalesce(p.fresh, 0), p.oldest_fresh, coalesce(p.stragglers_due, 0)
 		FROM pending p
 		FULL JOIN unknown u ON u.app_id = p.app_id
 		WHERE coalesce(p.due, 0) > 0 OR coalesce(u.n, 0) > 0
@@ -50,8 +62,8 @@ func (s *Store) ReconcileDueApps(ctx context.Context, db DBTX, now time.Time) ([
 	var out []DueApp
 	for rows.Next() {
 		var d DueApp
-		var oldestPending, oldestUnknown *time.Time
-		if err := rows.Scan(&d.AppID, &d.Due, &oldestPending, &d.Unknown, &oldestUnknown); err != nil {
+		var oldestPending, oldestUnknown, oldestFresh *time.Time
+		if err := rows.Scan(&d.AppID, &d.Due, &oldestPending, &d.Unknown, &oldestUnknown, &d.Fresh, &oldestFresh, &d.StragglersDue); err != nil {
 			return nil, fmt.Errorf("list apps to reconcile: %w", err)
 		}
 		if oldestPending != nil {
@@ -59,6 +71,9 @@ func (s *Store) ReconcileDueApps(ctx context.Context, db DBTX, now time.Time) ([
 		}
 		if oldestUnknown != nil {
 			d.OldestUnknown = *oldestUnknown
+		}
+		if oldestFresh != nil {
+			d.OldestFresh = *oldestFresh
 		}
 		out = append(out, d)
 	}
@@ -93,6 +108,39 @@ func (s *Store) RequestPendingList(ctx context.Context, db DBTX, appID string, n
 		err := r.Scan(&p.RequestID, &p.ActionID, &p.FirstSeenAt, &p.NextCheckAt, &p.CheckCount, &p.HTTPStatus)
 		return p, err
 	})
+}
+
+// RequestStragglersDue returns up to limit of the app's pending BOT-origin
+// records that were checked before and are due for their next check,
+// the longest due first.
+func (s *Store) RequestStragglersDue(ctx context.Context, db DBTX, appID string, now time.Time, limit int) ([]PendingRequest, error) {
+	rows, err := db.Query(ctx, s.q(`
+		SELECT request_id, action_id, first_seen_at, next_check_at, check_count, coalesce(http_status, 0)
+		FROM botq.request
+		WHERE app_id = $1 AND state = 'PENDING' AND origin = 'BOT' AND next_check_at <= $2 AND check_count > 0
+		ORDER BY next_check_at
+		LIMIT $3`), appID, now, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list stragglers of app %q: %w", appID, mapError(err))
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (PendingRequest, error) {
+		var p PendingRequest
+		err := r.Scan(&p.RequestID, &p.ActionID, &p.FirstSeenAt, &p.NextCheckAt, &p.CheckCount, &p.HTTPStatus)
+		return p, err
+	})
+}
+
+// RequestCountSince counts the app's BOT-origin records (every state) that
+// botq first saw at or after since: about what a listing of Khoros'
+// records reaching back to since returns.
+func (s *Store) RequestCountSince(ctx context.Context, db DBTX, appID string, since time.Time) (int, error) {
+	var n int
+	err := db.QueryRow(ctx, s.q(`
+		SELECT count(*) FROM botq.request WHERE app_id = $1 AND first_seen_at >= $2 AND origin = 'BOT'`), appID, since).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count requests of app %q: %w", appID, mapError(err))
+	}
+	return n, nil
 }
 
 // Settlement is a request record's final state as Khoros reported it, or

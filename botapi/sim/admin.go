@@ -130,6 +130,15 @@ type RecordFilter struct {
 	State  string
 }
 
+// ListedRecords counts the request records that listings
+// (GET /bots/v3/request/appId/{appId}) returned since the Server started or
+// was last reset: what reading Khoros' records costs a caller.
+func (s *Server) ListedRecords() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.st.listed
+}
+
 // Records returns the simulator's own request records in creation order,
 // with their state as of now and payload as raw JSON, to compare with botq's copy.
 func (s *Server) Records(f RecordFilter) []botapi.RequestRecord {

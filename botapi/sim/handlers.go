@@ -619,6 +619,7 @@ func (s *Server) hRequestList(c *call) reply {
 			out = append(out, r.wire(c.nowMs))
 		}
 	}
+	s.st.listed += uint64(len(out))
 	return reply{status: http.StatusOK, body: struct {
 		Data []wireRecord `json:"data"`
 	}{out}}

@@ -25,6 +25,8 @@ type state struct {
 	orderHead int
 	messageID int64
 	recordSeq uint64
+	// listed counts the records every listing returned.
+	listed uint64
 }
 
 func newState() *state {

@@ -102,8 +102,16 @@ type clusterOpts struct {
 	// procs is the most botq serve processes running at once (default 1):
 	// the test reserves their connections up front.
 	procs int
+	// listMaxWait is reconciler.list_max_wait (default 5s, for quick
+	// tests).
+	listMaxWait time.Duration
 	// yaml is appended to the processes' config file.
 	yaml string
+	// logLevel is the processes' log level (default debug).
+	logLevel string
+	// wrapSim, when set, wraps the simulator's handler (e.g. to delay
+	// some calls).
+	wrapSim func(http.Handler) http.Handler
 }
 
 // The connections a cluster holds on the test database (storetest.Conns).
@@ -143,7 +151,11 @@ func setupCluster(t *testing.T, url, schema string, pool *pgxpool.Pool, opts clu
 	s, err := store.New(schema)
 	require.NoError(t, err)
 	simSrv := sim.New(opts.sim)
-	hs := httptest.NewServer(simSrv)
+	var simHandler http.Handler = simSrv
+	if opts.wrapSim != nil {
+		simHandler = opts.wrapSim(simSrv)
+	}
+	hs := httptest.NewServer(simHandler)
 	t.Cleanup(func() {
 		_ = simSrv.Close()
 		hs.Close()
@@ -161,6 +173,12 @@ func setupCluster(t *testing.T, url, schema string, pool *pgxpool.Pool, opts clu
 	if opts.reconcileInterval == 0 {
 		opts.reconcileInterval = 500 * time.Millisecond
 	}
+	if opts.listMaxWait == 0 {
+		opts.listMaxWait = 5 * time.Second
+	}
+	if opts.logLevel == "" {
+		opts.logLevel = "debug"
+	}
 	c := &cluster{
 		t: t, ctx: context.Background(), url: url, schema: schema, pool: pool, store: s, sim: simSrv, simURL: hs.URL, maxProcs: max(opts.procs, 1),
 		key: base64.StdEncoding.EncodeToString(rawKey), keyring: kr, dir: t.TempDir(),
@@ -171,10 +189,11 @@ func setupCluster(t *testing.T, url, schema string, pool *pgxpool.Pool, opts clu
   schema: %s
   max_conns: %d
 log:
-  level: debug
+  level: %s
 http:
   listen: 127.0.0.1:0
   shutdown_timeout: 5s
+  pprof: true
 river:
   queues:
     botq: {max_workers: %d}
@@ -187,6 +206,7 @@ khoros:
   http_timeout: %s
 reconciler:
   interval: %s
+  list_max_wait: %s
   ambiguous_grace: %s
   health_interval: 5s
 kinds:
@@ -195,7 +215,7 @@ kinds:
   form: {retry_base: 100ms, retry_max: 1s}
   tag: {retry_base: 100ms, retry_max: 1s}
   control: {retry_base: 100ms, retry_max: 1s}
-`, schema, procMaxConns, opts.maxWorkers, 2*opts.callTimeout, 3*opts.callTimeout, opts.callTimeout, opts.reconcileInterval, opts.callTimeout+time.Second) + opts.yaml
+`, schema, procMaxConns, opts.logLevel, opts.maxWorkers, 2*opts.callTimeout, 3*opts.callTimeout, opts.callTimeout, opts.reconcileInterval, opts.listMaxWait, opts.callTimeout+time.Second) + opts.yaml
 	require.NoError(t, os.WriteFile(c.config, []byte(cfg), 0o600))
 	t.Cleanup(c.stopAll)
 	return c
