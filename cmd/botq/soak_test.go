@@ -90,7 +90,7 @@ func TestSoak(t *testing.T) {
 	require.NoError(t, os.MkdirAll(plan.out, 0o755))
 
 	opts := clusterOpts{
-		sim: sim.Options{Seed: 31, MaxCallLog: -1}, maxWorkers: 100, callTimeout: 10 * time.Second,
+		sim: sim.Options{Seed: 31, MaxCallLog: -1}, maxWorkers: 100, callTimeout: 10 * time.Second, procs: 2,
 		reconcileInterval: 2 * time.Second, listMaxWait: 30 * time.Second, logLevel: "info", wrapSim: slowSome(0.3, 20*time.Millisecond),
 	}
 	var c *cluster
