@@ -227,6 +227,12 @@ func TestConsoleInABrowser(t *testing.T) {
 	require.Contains(t, timeline, "HTTP 400", "the failed attempt")
 	shots.take(ctx, "conversation")
 
+	// A replay by filter shows its dry run's count first.
+	do(chromedp.Navigate(fmt.Sprintf("%s/replay?app=%s&state=failed&span=1d", w.base, w.app)), chromedp.WaitVisible(chromedp.CSS("#eligible")))
+	require.Equal(t, "1", text("#eligible"))
+	shots.take(ctx, "replay-plan")
+	do(chromedp.NavigateBack(), chromedp.WaitVisible(`//h1[starts-with(., "Conversation")]`))
+
 	// The failed action, replayed with a reason.
 	do(chromedp.Click(fmt.Sprintf(`//a[strong[text()="#%d respond"]]`, w.failed)))
 	do(chromedp.WaitVisible(chromedp.CSS("#replay-reason")))
@@ -253,11 +259,12 @@ func TestConsoleInABrowser(t *testing.T) {
 		{"/requests", "Requests", "requests"},
 		{"/events", "Events", "events"},
 		{"/apps", "Apps", "apps"},
-		{"/replay?app=" + w.app + "&state=failed&span=24h", "Replay by filter: dry run", "replay-plan"},
 	} {
 		do(chromedp.Navigate(w.base+p.path), chromedp.WaitVisible(fmt.Sprintf(`//h1[text()=%q]`, p.h1)))
 		shots.take(ctx, p.shot)
 	}
+	plan := fmt.Sprintf("%s/replay?app=%s&state=failed&span=1d", w.base, w.app)
+	do(chromedp.Navigate(plan), chromedp.WaitVisible(chromedp.CSS("#eligible")))
 	require.Equal(t, "0", text("#eligible"), "the failed action was replayed already")
 
 	// On a phone the action page fits the screen's width.

@@ -160,7 +160,9 @@ type AppActivity struct {
 	Failed int64
 }
 
-// AppActivityList returns the activity of every app with any, by app.
+// AppActivityList returns the activity of every app with any, by app. The
+// failures come from action_failed_idx: the last hour's, not every failed
+// action kept.
 func (s *Store) AppActivityList(ctx context.Context, db DBTX, failedSince time.Time) ([]AppActivity, error) {
 	rows, err := db.Query(ctx, s.q(`
 		SELECT app_id, sum(in_flight)::bigint, sum(failed)::bigint FROM (
