@@ -226,12 +226,14 @@ func TestConsoleInABrowser(t *testing.T) {
 	require.Contains(t, timeline, "Hi, where is my order #1042?", "the customer's message, a KHOROS-origin record")
 	require.Contains(t, timeline, "HTTP 400", "the failed attempt")
 	shots.take(ctx, "conversation")
+	conversation, err := chromedp.Run(ctx, chromedp.Location())
+	require.NoError(t, err)
 
 	// A replay by filter shows its dry run's count first.
 	do(chromedp.Navigate(fmt.Sprintf("%s/replay?app=%s&state=failed&span=1d", w.base, w.app)), chromedp.WaitVisible(chromedp.CSS("#eligible")))
 	require.Equal(t, "1", text("#eligible"))
 	shots.take(ctx, "replay-plan")
-	do(chromedp.NavigateBack(), chromedp.WaitVisible(`//h1[starts-with(., "Conversation")]`))
+	do(chromedp.Navigate(conversation), chromedp.WaitVisible(`//h1[starts-with(., "Conversation")]`))
 
 	// The failed action, replayed with a reason.
 	do(chromedp.Click(fmt.Sprintf(`//a[strong[text()="#%d respond"]]`, w.failed)))
