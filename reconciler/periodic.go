@@ -358,6 +358,28 @@ func (w *taskWorker) work(ctx context.Context, job *river.Job[TaskArgs]) error {
 	return err
 }
 
+// pruneCompletedJobs deletes the maintenance queue's jobs that completed
+// more than CompletedJobRetention ago. The reconcile task, which runs every
+// couple of seconds, does it after each run, so the queue keeps about that
+// long of completed runs instead of River's retention of them (a day by
+// default, tens of thousands of rows): in River UI they would bury the jobs
+// of actions, which are what an operator looks for there. A run that failed
+// is discarded, not completed, and stays as River keeps it. A failed prune
+// is only logged: the next run prunes the same rows.
+func (r *Reconciler) pruneCompletedJobs(ctx context.Context) {
+	if r.cfg.CompletedJobRetention <= 0 {
+		return
+	}
+	n, err := r.cfg.Store.RiverJobsPruneCompleted(ctx, r.cfg.Pool, Queue, r.cfg.Now().Add(-r.cfg.CompletedJobRetention), 1000)
+	if err != nil && ctx.Err() == nil {
+		r.cfg.Logger.Warn().Err(err).Msg("reconciler: Could not prune completed maintenance jobs")
+		return
+	}
+	if n > 0 {
+		r.cfg.Logger.Debug().Int64("jobs", n).Msg("reconciler: Pruned completed maintenance jobs")
+	}
+}
+
 func lockKey(schema, task string) int64 {
 	h := fnv.New64a()
 	_, _ = h.Write([]byte("botq-maintenance:" + schema + ":" + task))
@@ -372,6 +394,7 @@ func (w *taskWorker) run(ctx context.Context, job *river.Job[TaskArgs]) error {
 			w.r.cfg.Logger.Debug().Int("calls", st.Calls).Int("settled", st.Settled).Int("expired", st.Expired).
 				Int("resolved", st.Resolved).Int("released", st.Released).Int("cancelled", st.Cancelled).Msg("reconciler: Settled")
 		}
+		w.r.pruneCompletedJobs(ctx)
 		return err
 	case TaskTokens:
 		_, err := w.r.RefreshTokens(ctx)

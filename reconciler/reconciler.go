@@ -88,6 +88,10 @@ type Config struct {
 	TokenRefreshBefore time.Duration
 	// Observer receives measurements; nil for none.
 	Observer Observer
+	// CompletedJobRetention is how long the maintenance queue's completed
+	// jobs are kept; 0 leaves them to River's cleaner and its completed
+	// retention, which keeps every queue's for as long.
+	CompletedJobRetention time.Duration
 }
 
 // DefaultMaxReleases is how many times an action is sent again, by

@@ -85,5 +85,44 @@ func matchAPIKey(keys []APIKey, presented string) (*APIKey, bool) {
 	return found, found != nil
 }
 
+// fingerprint identifies the key in console sessions (see
+// migrations/00009_console.sql): the SHA-256 of the key's SHA-256, which
+// can neither be presented as the key nor compared with a presented one.
+func (k *APIKey) fingerprint() [32]byte { return sha256.Sum256(k.hash[:]) }
+
+// consoleSignIn resolves a key presented at the console's sign-in: its
+// principal and fingerprint.
+func consoleSignIn(keys []APIKey) func(string) (api.Principal, []byte, bool) {
+	return func(presented string) (api.Principal, []byte, bool) {
+		k, ok := matchAPIKey(keys, presented)
+		if !ok {
+			return api.Principal{}, nil, false
+		}
+		fp := k.fingerprint()
+		return api.Principal{Name: k.Name, Role: k.Role}, fp[:], true
+	}
+}
+
+// consoleLookup resolves a session's key fingerprint to the configured key
+// that has it now, in time independent of which key matched.
+func consoleLookup(keys []APIKey) func([]byte) (api.Principal, bool) {
+	fps := make([][32]byte, len(keys))
+	for i := range keys {
+		fps[i] = keys[i].fingerprint()
+	}
+	return func(fp []byte) (api.Principal, bool) {
+		var found *APIKey
+		for i := range keys {
+			if subtle.ConstantTimeCompare(fp, fps[i][:]) == 1 {
+				found = &keys[i]
+			}
+		}
+		if found == nil {
+			return api.Principal{}, false
+		}
+		return api.Principal{Name: found.Name, Role: found.Role}, true
+	}
+}
+
 // ParseEncryptionKey checks the token encryption key.
 func ParseEncryptionKey(s string) ([]byte, error) { return store.ParseKey(s) }

@@ -114,6 +114,10 @@ type RiverConfig struct {
 	// CompletedRetention is how long River keeps finished jobs; botq's own
 	// tables keep the audit record.
 	CompletedRetention time.Duration `yaml:"completed_retention"`
+	// MaintenanceRetention is how long the maintenance queue's completed
+	// jobs are kept (0: as long as CompletedRetention). Dozens run a minute,
+	// and kept a day they would bury the action jobs in River UI.
+	MaintenanceRetention time.Duration `yaml:"maintenance_retention"`
 	// PollOnly runs River without LISTEN: it acts on no NOTIFY, which any
 	// role that can connect may send (pause a queue, cancel a running job,
 	// make the leader resign), and finds work by polling every
@@ -203,12 +207,13 @@ func DefaultConfig() Config {
 		},
 		Roles: RolesConfig{API: true, Workers: true, Reconciler: true},
 		River: RiverConfig{
-			Queues:             map[string]QueueConfig{"botq": {MaxWorkers: 100}, "botq_maintenance": {MaxWorkers: 4}},
-			FetchCooldown:      10 * time.Millisecond,
-			FetchPollInterval:  100 * time.Millisecond,
-			JobTimeout:         time.Minute,
-			RescueStuckAfter:   10 * time.Minute,
-			CompletedRetention: 24 * time.Hour,
+			Queues:               map[string]QueueConfig{"botq": {MaxWorkers: 100}, "botq_maintenance": {MaxWorkers: 4}},
+			FetchCooldown:        10 * time.Millisecond,
+			FetchPollInterval:    100 * time.Millisecond,
+			JobTimeout:           time.Minute,
+			RescueStuckAfter:     10 * time.Minute,
+			CompletedRetention:   24 * time.Hour,
+			MaintenanceRetention: time.Minute,
 		},
 		Khoros: KhorosConfig{HTTPTimeout: 20 * time.Second},
 		Reconciler: ReconcilerConfig{
@@ -567,6 +572,9 @@ func (c *Config) validateRiver(p *problems) {
 		p.bad("river.rescue_stuck_after", "must be longer than river.job_timeout (%s)", c.River.JobTimeout)
 	}
 	p.positive("river.completed_retention", c.River.CompletedRetention)
+	if c.River.MaintenanceRetention < 0 {
+		p.bad("river.maintenance_retention", "must not be negative (0 keeps them for river.completed_retention)")
+	}
 }
 
 // validateKhoros checks the khoros section.

@@ -405,13 +405,14 @@ func printDevBanner(w io.Writer, cfg Config, db *DevDatabase, env devEnv, envFil
 botq is running (Ctrl-C stops everything it started)
 
   Postgres       %s  (%s)
+  Console        %s/  (sign in with the API key below)
   HTTP API       %s/v1
   River UI       %s/riverui/
   Metrics        %s/metrics
   Health         %s/healthz
   Bot v3 sim     %s  (admin: %s/_sim/calls)
   Apps           %s and %s (company key %s), on the simulator
-`, redactURL(db.URL), db.Source, apiURL, apiURL, apiURL, apiURL, env.SimURL, env.SimURL, devApp, devRetiredApp, devCompany)
+`, redactURL(db.URL), db.Source, apiURL, apiURL, apiURL, apiURL, apiURL, env.SimURL, env.SimURL, devApp, devRetiredApp, devCompany)
 	if env.APIKey != "" {
 		fmt.Fprintf(w, "  API key        %s  (operator; a new one each run)\n", env.APIKey)
 	}

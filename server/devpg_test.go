@@ -70,6 +70,7 @@ func TestDevBannerSaysWhichSamples(t *testing.T) {
 		env := devEnv{DatabaseURL: db.URL, Schema: cfg.Database.Schema, APIURL: "http://127.0.0.1:8080", APIKey: key, SimURL: "http://127.0.0.1:8089"}
 		printDevBanner(&b, cfg, db, env, ".botq/env", []int64{1, 2})
 		require.Contains(t, b.String(), want)
+		require.Contains(t, b.String(), "Console        http://127.0.0.1:8080/ ")
 	}
 }
 

@@ -43,6 +43,7 @@ func (m *Main) newReconciler() (*reconciler.Reconciler, error) {
 		Interval: cfg.Interval, SingleGetMax: cfg.SingleGetMax, ListMaxWait: cfg.ListMaxWait, MaxWindow: cfg.MaxWindow,
 		AmbiguousGrace: cfg.AmbiguousGrace, MaxReleases: cfg.MaxReleases, RecordKhorosOrigin: cfg.RecordKhorosOrigin,
 		TokenRefreshBefore: cfg.TokenRefreshBefore, Observer: m.reconcilerObserver(),
+		CompletedJobRetention: m.Config.River.MaintenanceRetention,
 	})
 }
 

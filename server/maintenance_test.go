@@ -115,3 +115,43 @@ func TestMaintenanceRetentionFailureIsLoggedAndCounted(t *testing.T) {
 	}
 	require.True(t, purgedByAFailedRun, "a run whose requests part failed recorded the events it purged")
 }
+
+// The maintenance queue keeps its completed jobs for
+// river.maintenance_retention only: the reconciler's runs, dozens a
+// minute, would otherwise stay for river.completed_retention and bury the
+// jobs of actions in River UI.
+func TestMaintenanceJobsDoNotPileUp(t *testing.T) {
+	t.Parallel()
+	// run starts a reconciler that runs every 100ms and waits until it has
+	// taken 40 job ids (a unique insert it skips takes one too); it returns how many completed ones are kept.
+	run := func(t *testing.T, retention time.Duration) int64 {
+		// A pool of 8 (each running task holds a connection for its lock
+		// while it queries) and River's LISTEN.
+		m, _ := startMainConns(t, zerolog.Nop(), 5, func(cfg *Config) {
+			cfg.Roles = RolesConfig{Reconciler: true}
+			cfg.Database.MaxConns = 8
+			cfg.Reconciler.Interval = 100 * time.Millisecond
+			cfg.River.MaintenanceRetention = retention
+		})
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			var kept, inserted int64
+			require.NoError(t, m.Pool.QueryRow(t.Context(), fmt.Sprintf(`SELECT
+				(SELECT count(*) FROM %[1]s.river_job WHERE queue = 'botq_maintenance' AND state = 'completed'),
+				(SELECT last_value FROM %[1]s.river_job_id_seq)`, m.Store.Schema())).Scan(&kept, &inserted))
+			if inserted >= 40 {
+				return kept
+			}
+			require.True(t, time.Now().Before(deadline), "the reconciler did not run 40 times in 30s")
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	t.Run("pruned", func(t *testing.T) {
+		t.Parallel()
+		require.LessOrEqual(t, run(t, time.Millisecond), int64(3), "completed maintenance jobs are deleted once their retention is over")
+	})
+	t.Run("River's retention", func(t *testing.T) {
+		t.Parallel()
+		require.GreaterOrEqual(t, run(t, 0), int64(10), "without it every run stays")
+	})
+}

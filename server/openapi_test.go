@@ -17,7 +17,9 @@ import (
 // servedRoutes are the HTTP routes botq serves, as "METHOD pattern": the
 // /v1 API's, and those mounted beside it. River UI serves every method
 // under /riverui/ (the document's /riverui/{path}, since OpenAPI paths end
-// without a slash); the document lists the methods by role.
+// without a slash); the document lists the methods by role. The web
+// console's pages at / are for browsers, not an API, and are documented in
+// docs/console.md instead.
 func servedRoutes() map[string][]string {
 	out := map[string][]string{
 		"GET /healthz":         {"public"},

@@ -16,9 +16,12 @@ const pprofPrefix = "/debug/pprof/"
 // internals (its command line, its goroutines' stacks) and a CPU profile or
 // trace costs CPU while it runs, so it is for an operator looking into a
 // running process, not for every key. The handlers are mounted on botq's
-// own mux, not on http.DefaultServeMux.
+// own mux, not on http.DefaultServeMux. Off, the prefix answers 404 rather
+// than falling through to the console, which would send a caller with a key
+// to its sign-in page as if profiles were one sign-in away.
 func (m *Main) mountPprof(mux *http.ServeMux) {
 	if !m.Config.HTTP.Pprof || m.auth == nil {
+		mux.Handle(pprofPrefix, http.NotFoundHandler())
 		return
 	}
 	profiles := http.NewServeMux()

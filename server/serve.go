@@ -23,6 +23,7 @@ import (
 	"github.com/botq/botq/jobs"
 	"github.com/botq/botq/migrations"
 	"github.com/botq/botq/reconciler"
+	"github.com/botq/botq/server/console"
 	"github.com/botq/botq/store"
 )
 
@@ -46,6 +47,8 @@ type Main struct {
 	Metrics *Metrics
 	API     *api.Server
 	RiverUI http.Handler
+	// Console is the web console, served at / with roles.api.
+	Console *console.Console
 	// uiRiver is River UI's River client (River when this process works
 	// jobs), for the job writes botq answers itself.
 	uiRiver *river.Client[pgx.Tx]

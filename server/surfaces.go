@@ -12,6 +12,7 @@ import (
 
 	"github.com/botq/botq/api"
 	"github.com/botq/botq/jobs"
+	"github.com/botq/botq/server/console"
 )
 
 // apiAuthenticator resolves bearer tokens against the configured keys,
@@ -27,7 +28,7 @@ func apiAuthenticator(keys []APIKey) api.Authenticator {
 }
 
 // openSurfaces builds what the HTTP server serves besides health: the /v1
-// API and the River UI (with roles.api), and metrics. It runs after open,
+// API, the web console and the River UI (with roles.api), and metrics. It runs after open,
 // with the context of the whole run: the River UI's background services
 // stop with it.
 func (m *Main) openSurfaces(ctx context.Context) error {
@@ -43,7 +44,7 @@ func (m *Main) openSurfaces(ctx context.Context) error {
 		return nil
 	}
 	if len(keys) == 0 {
-		m.Logger.Warn().Msg("botq: No API keys configured (BOTQ_API_KEYS or http.api_keys_file): /v1 and /riverui/ refuse every request")
+		m.Logger.Warn().Msg("botq: No API keys configured (BOTQ_API_KEYS or http.api_keys_file): /v1, the console and /riverui/ refuse every request")
 	}
 	if m.Reconciler == nil {
 		if m.Reconciler, err = m.newReconciler(); err != nil {
@@ -60,6 +61,14 @@ func (m *Main) openSurfaces(ctx context.Context) error {
 	}
 	if m.uiGuard, err = api.NewCrossOriginGuard(m.Config.HTTP.TrustedOrigins); err != nil {
 		return fmt.Errorf("http.trusted_origins: %w", err)
+	}
+	m.Console, err = console.New(console.Config{
+		DB: m.Pool, Store: m.Store, SignIn: consoleSignIn(keys), Lookup: consoleLookup(keys),
+		Kinds: jobs.Kinds(), CheckSend: m.Reconciler.CheckSend, ExternalToken: m.Apps.External,
+		TrustedOrigins: m.Config.HTTP.TrustedOrigins, RiverUI: riverUIPrefix, Logger: m.Logger,
+	})
+	if err != nil {
+		return err
 	}
 	// River UI needs a River client; a process that works no jobs has
 	// none, and an insert-only client (no queues) serves.
@@ -90,7 +99,9 @@ func (m *Main) openSurfaces(ctx context.Context) error {
 // everyRole is any valid API key.
 var everyRole = []api.Role{api.RoleEnqueuer, api.RoleAuditor, api.RoleOperator}
 
-// mountSurfaces adds the API, the River UI and metrics to mux. River UI has
+// mountSurfaces adds the console, the API, the River UI and metrics to
+// mux. The console is served at / (every path the others do not take).
+// River UI has
 // no authentication of its own: auditors may look (GET, HEAD), only
 // operators may act (cancel, retry or delete jobs, pause queues), and on
 // the jobs of botq's actions by botq's rules (auditRiverUI). Browsers are
@@ -109,6 +120,9 @@ func (m *Main) mountSurfaces(mux *http.ServeMux) {
 	}
 	if m.API != nil {
 		mux.Handle("/v1/", m.API)
+	}
+	if m.Console != nil {
+		mux.Handle("/", m.Console)
 	}
 	if m.RiverUI != nil {
 		ui := m.RiverUI

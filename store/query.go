@@ -34,6 +34,12 @@ type ActionFilter struct {
 	CreatedBy string
 	// ReplayOf selects the replays of one action.
 	ReplayOf *int64
+	// Author selects the actions whose payload names this author
+	// (author.id): the customer of a conversation kind.
+	Author string
+	// Text selects the actions whose payload contains it, in any case. No
+	// index serves it: bound the time range.
+	Text string
 	// From and To bound created_at: From <= created_at < To.
 	From time.Time
 	To   time.Time
@@ -81,6 +87,12 @@ func (f *ActionFilter) apply(w *sqlWhere) {
 	if f.ReplayOf != nil {
 		w.add("a.replay_of = " + w.arg(*f.ReplayOf))
 	}
+	if f.Author != "" {
+		w.add("a.payload -> 'author' ->> 'id' = " + w.arg(f.Author))
+	}
+	if f.Text != "" {
+		w.add("a.payload::text ILIKE " + w.arg("%"+likeEscape(f.Text)+"%"))
+	}
 	if !f.From.IsZero() {
 		w.add("a.created_at >= " + w.arg(f.From))
 	}
@@ -108,6 +120,11 @@ func (f *ActionFilter) apply(w *sqlWhere) {
 		}
 		w.add("(" + strings.Join(ors, " OR ") + ")")
 	}
+}
+
+// likeEscape escapes LIKE's wildcards (and its escape character) in s.
+func likeEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
 }
 
 // ValidActionState reports whether s can be used in an ActionFilter.
@@ -213,6 +230,11 @@ type RequestFilter struct {
 	Origin   string // BOT or KHOROS
 	ActionID *int64
 	Lane     string // the lane of the action that made the request
+	// Conversation selects the records whose payload is in this
+	// conversation (the default lane of a conversation kind,
+	// network/externalId/authorId): KHOROS-origin records, which belong to
+	// no action. No index serves it: bound the app and the time range.
+	Conversation string
 	// From and To bound first_seen_at: From <= first_seen_at < To.
 	From time.Time
 	To   time.Time
@@ -240,6 +262,9 @@ func (f *RequestFilter) apply(w *sqlWhere) {
 	}
 	if f.Lane != "" {
 		w.add("a.lane = " + w.arg(f.Lane))
+	}
+	if f.Conversation != "" {
+		w.add("botq.payload_lane('respond', r.payload) = " + w.arg(f.Conversation))
 	}
 	if !f.From.IsZero() {
 		w.add("r.first_seen_at >= " + w.arg(f.From))
@@ -370,8 +395,10 @@ func (s *Store) RequestCount(ctx context.Context, db DBTX, f RequestFilter) (int
 type EventFilter struct {
 	AppID    string
 	ActionID *int64
-	Kind     string
-	Actor    string
+	// ActionIDs selects the events of any of these actions.
+	ActionIDs []int64
+	Kind      string
+	Actor     string
 	// From and To bound at: From <= at < To.
 	From time.Time
 	To   time.Time
@@ -399,6 +426,9 @@ func (s *Store) EventQuery(ctx context.Context, db DBTX, p EventQueryParams) (ev
 	}
 	if f.ActionID != nil {
 		w.add("action_id = " + w.arg(*f.ActionID))
+	}
+	if f.ActionIDs != nil {
+		w.add("action_id = ANY(" + w.arg(f.ActionIDs) + "::bigint[])")
 	}
 	if f.Kind != "" {
 		w.add("kind = " + w.arg(f.Kind))

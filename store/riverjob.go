@@ -281,3 +281,24 @@ func (s *Store) RiverJobList(ctx context.Context, db DBTX, ids []int64) ([]*Rive
 	}
 	return out, nil
 }
+
+// RiverJobsPruneCompleted deletes at most limit jobs of queue that
+// completed before olderThan, and returns how many it deleted. River's
+// cleaner keeps every completed job for one retention period, whatever its
+// queue; botq's maintenance jobs, dozens a minute, would fill River UI's
+// completed list and hide the action jobs there, and nothing in them is
+// needed once they completed (a failed run stays as River keeps it). Its
+// equalities on state and queue lead River's fetch index, so it reads the
+// queue's completed jobs only, not every completed job.
+func (s *Store) RiverJobsPruneCompleted(ctx context.Context, db DBTX, queue string, olderThan time.Time, limit int) (int64, error) {
+	tag, err := db.Exec(ctx, s.q(`
+		DELETE FROM botq.river_job
+		WHERE id IN (
+			SELECT id FROM botq.river_job
+			WHERE state = 'completed' AND queue = $1 AND finalized_at < $2
+			LIMIT $3)`), queue, olderThan, limit)
+	if err != nil {
+		return 0, fmt.Errorf("prune completed jobs of queue %s: %w", queue, mapError(err))
+	}
+	return tag.RowsAffected(), nil
+}
