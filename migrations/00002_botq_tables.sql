@@ -148,8 +148,20 @@ CREATE TABLE action (
     created_by      text NOT NULL DEFAULT current_user,
     updated_at      timestamptz NOT NULL DEFAULT now(),
     finished_at     timestamptz,
+    -- possibly_sent marks an action cancelled while its send's fate was
+    -- unknown: the message may have reached Khoros (a cancel of an unknown
+    -- action asks Khoros first; this is what it sets when Khoros could not
+    -- answer). A replay of it needs the operator's explicit
+    -- allow_possibly_sent. It is set only together with the move into
+    -- cancelled and never cleared (action_possibly_sent_guard): clearing it
+    -- would let a plain replay send the message again. It is not among the
+    -- enqueued columns action_history_guard keeps, and no statement of the
+    -- result writer sets it, so that trigger's UPDATE OF list keeps it off
+    -- the hot path.
+    possibly_sent   boolean NOT NULL DEFAULT false,
     CONSTRAINT action_idempotency_key_unique UNIQUE (app_id, idempotency_key),
-    CONSTRAINT action_finished_at_terminal CHECK ((finished_at IS NOT NULL) = (state IN ('succeeded', 'failed', 'cancelled')))
+    CONSTRAINT action_finished_at_terminal CHECK ((finished_at IS NOT NULL) = (state IN ('succeeded', 'failed', 'cancelled'))),
+    CONSTRAINT action_possibly_sent_cancelled CHECK (NOT possibly_sent OR state = 'cancelled')
 );
 
 COMMENT ON COLUMN action.idempotency_key IS
@@ -259,7 +271,7 @@ CREATE TABLE event (
                   'token_set', 'token_refresh', 'token_revoke', 'token_unauthorized',
                   'registration', 'mode_change', 'health_change',
                   'lane_blocked', 'lane_unblocked', 'ambiguous_resolved', 'ambiguous_released',
-                  'app_upsert', 'retention', 'riverui')),
+                  'app_upsert', 'retention', 'riverui', 'grant', 'grant_revoke')),
     actor     text NOT NULL,
     reason    text,
     before    jsonb,
@@ -331,6 +343,62 @@ CREATE TABLE inbound_cursor (
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- principal_grant holds the apps each principal may enqueue for (see
+-- "Trust boundaries" in 00003_botq_functions.sql): deny by default.
+CREATE TABLE principal_grant (
+    principal  text NOT NULL CONSTRAINT principal_grant_principal_valid
+               CHECK (char_length(principal) BETWEEN 1 AND 200 AND principal !~ '[[:cntrl:]]'),
+    -- '*' grants every app (operators' API keys).
+    app_id     text NOT NULL,
+    scope      text NOT NULL DEFAULT 'conversation' CONSTRAINT principal_grant_scope_valid
+               CHECK (scope IN ('conversation', 'all')),
+    granted_by text NOT NULL,
+    granted_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (principal, app_id)
+);
+
+-- console_session holds the web console's sign-in sessions.
+--
+-- A person signs in to the console (served at / by `botq serve`) with an
+-- API key of role auditor or operator and gets a session: a random token in
+-- an HttpOnly cookie. Only the token's SHA-256 is kept here, so whoever
+-- reads this table cannot take over a session. Sessions live in the
+-- database rather than in one process so that any process with the API
+-- role serves them (behind a load balancer), and a sign-out ends the
+-- session everywhere.
+--
+-- key_fingerprint is the SHA-256 of the SHA-256 of the API key the session
+-- was opened with. On every request botq checks that a configured key still
+-- has that fingerprint and a role that may sign in: a key removed, replaced
+-- or demoted ends its sessions at once. It is not something that can be
+-- presented as a key, nor the hash botq compares keys with.
+--
+-- The runtime role writes sessions only through console_session_start and
+-- console_session_end, which run as the schema's owner, as retention does:
+-- grant_roles grants every function of the schema to botq_runtime (and
+-- SELECT on every table).
+CREATE TABLE console_session (
+    token_hash      bytea PRIMARY KEY CONSTRAINT console_session_token_hash_sha256 CHECK (octet_length(token_hash) = 32),
+    principal       text NOT NULL CONSTRAINT console_session_principal_valid
+                    CHECK (char_length(principal) BETWEEN 1 AND 200 AND principal !~ '[[:cntrl:]]'),
+    role            text NOT NULL CONSTRAINT console_session_role_valid CHECK (role IN ('auditor', 'operator')),
+    key_fingerprint bytea NOT NULL CONSTRAINT console_session_key_fingerprint_sha256 CHECK (octet_length(key_fingerprint) = 32),
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    expires_at      timestamptz NOT NULL,
+    CONSTRAINT console_session_expires_after_created CHECK (expires_at > created_at)
+);
+
+-- Expired sessions are deleted by the next sign-in.
+CREATE INDEX console_session_expires_idx ON console_session (expires_at);
+
+-- The console's overview counts each app's actions that failed in the last
+-- hour. The state index has them by creation, not by end, so without this
+-- index that read every failed action ever kept, growing with the history;
+-- with it, the last hour's failures only, from the index alone. Only failed
+-- actions have an entry, so nothing else pays for it: the move into failed
+-- already updates the state index.
+CREATE INDEX action_failed_idx ON action (finished_at) INCLUDE (app_id) WHERE state = 'failed';
+
 -- notify_bucket remembers the last 10 ms bucket in which an insert NOTIFY was
 -- sent. setval is not transactional, so it works as a lock-free register:
 -- per-row NOTIFY serialises commits (river-notes 2.2.1) and a debounce keeps
@@ -338,7 +406,37 @@ CREATE TABLE inbound_cursor (
 -- a debounced insert misses. See notify_due and notify_insert.
 CREATE SEQUENCE notify_bucket MINVALUE 0 START WITH 0;
 
+-- Autovacuum for the tables every action churns.
+--
+-- Each action inserts a River job and updates it twice (running, then
+-- completed or parked), is itself updated two or three times (sent, then
+-- succeeded), and leaves a request record updated once when it settles:
+-- river_job, action and request gather dead tuples at about the rate of
+-- actions. Postgres' default is to vacuum a table once its dead tuples pass
+-- 20% of its rows (autovacuum_vacuum_scale_factor 0.2), so the longer botq
+-- keeps its history, the longer each table waits: at 60 actions/s with a
+-- day of River jobs kept (5 million rows), river_job would gather a million
+-- dead tuples, hours of churn, before a vacuum, and River's fetch and
+-- botq's lane and pending-record scans would wade through them. Here each
+-- is vacuumed once its dead tuples pass 1% (river_job) or 2% of its rows
+-- plus 1,000, and analyzed as often, so the cost of a vacuum follows the
+-- churn, not the size of the history. attempt is only inserted into:
+-- vacuuming it after 5% new rows keeps its visibility map current, so
+-- index-only scans stay index-only.
+-- See docs/operations.md (Postgres for the churn).
+ALTER TABLE river_job SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000,
+    autovacuum_analyze_scale_factor = 0.01, autovacuum_analyze_threshold = 1000);
+ALTER TABLE action SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_threshold = 1000,
+    autovacuum_analyze_scale_factor = 0.02, autovacuum_analyze_threshold = 1000);
+ALTER TABLE request SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_threshold = 1000,
+    autovacuum_analyze_scale_factor = 0.02, autovacuum_analyze_threshold = 1000);
+ALTER TABLE attempt SET (autovacuum_vacuum_insert_scale_factor = 0.05, autovacuum_vacuum_insert_threshold = 1000);
+
 -- +goose Down
+ALTER TABLE river_job RESET (autovacuum_vacuum_scale_factor, autovacuum_vacuum_threshold,
+    autovacuum_analyze_scale_factor, autovacuum_analyze_threshold);
+DROP TABLE console_session;
+DROP TABLE principal_grant;
 DROP SEQUENCE notify_bucket;
 DROP TABLE inbound_cursor;
 DROP TABLE app_slot_wait;

@@ -19,7 +19,7 @@
 -- lookups have one sensible plan even when it is made while the tables are
 -- empty. The one
 -- lookup whose cached plan does go wrong, by idempotency key, has a function
--- of its own with custom plans (action_by_key). migrations_test
+-- of its own with custom plans (action_key_holder). migrations_test
 -- TestRowTriggersKeepCachedPlans holds the row triggers to this.
 
 -- +goose Up
@@ -181,7 +181,9 @@ BEGIN
             END IF;
         END IF;
         IF p ? 'text' THEN
-            PERFORM payload_string(p, 'text', 'payload.text', false);
+            IF payload_string(p, 'text', 'payload.text', false) ~ '^[[:space:]]*$' THEN
+                PERFORM payload_error('payload.text', 'must not be empty or only whitespace');
+            END IF;
             SELECT max_text_chars INTO text_limit FROM channel_limit
             WHERE network_key IN (lower(network), '*') ORDER BY network_key = '*' LIMIT 1;
             IF char_length(p ->> 'text') > text_limit THEN
@@ -329,7 +331,7 @@ LANGUAGE sql IMMUTABLE AS $$
        AND jsonb_typeof(p -> 'author') = 'object'
        AND jsonb_typeof(p -> 'author' -> 'id') = 'string' AND btrim(p -> 'author' ->> 'id') <> ''
        AND NOT p ?| ARRAY['type', 'media', 'list', 'payload', 'richContent']
-       AND jsonb_typeof(p -> 'text') = 'string'
+       AND jsonb_typeof(p -> 'text') = 'string' AND p ->> 'text' !~ '^[[:space:]]*$'
        AND coalesce(jsonb_typeof(p -> 'processSynchronously'), 'boolean') = 'boolean'
        AND octet_length(p::text) <= 262144
 $$;
@@ -397,35 +399,167 @@ REVOKE EXECUTE ON FUNCTION notify_insert(text[]) FROM PUBLIC;
 
 -- Enqueue ---------------------------------------------------------------
 
--- action_by_key is the idempotency lookup, in a function of its own so that
--- it alone gets custom plans: a generic plan made while action was small (a
--- fresh schema before ANALYZE, or with autovacuum off) looks the key up
--- through action_app_created_idx (app_id, created_at) instead of the unique
--- index, which makes every insert linear in the app's action count for as
--- long as the session lives. plpgsql, not SQL: a SQL function with SET
--- clauses cannot be inlined and is parsed and planned again on every call;
--- plpgsql keeps the parse tree and only plans it.
+-- Trust boundaries: who may enqueue for which app and kind, whose
+-- idempotency key is whose, and who may rewrite audit history.
+--
+-- Principals. The principal of an action is its created_by: the database
+-- role that inserted it (a bot's role), or, when botq's service enqueues on
+-- someone's behalf through enqueue_many, the name it gives (an API key is
+-- "api:<name>", an operator at the CLI "cli:<name>"). A bot cannot name
+-- another: it has no INSERT right on created_by, and enqueue_many takes a
+-- created_by only from a role that may update actions (the service).
+--
+-- Grants. A principal may enqueue for an app only with a principal_grant
+-- row for it (or for every app, app_id '*'): deny by default. Scope
+-- 'conversation' allows the kinds that address a conversation (respond,
+-- tag, note, ...); registration, mode and token kinds need scope 'all'.
+-- Exempt are the roles that may update actions (the schema's owner, the
+-- runtime role, superusers: they run botq itself) and replays, which only
+-- botq's replay makes. A refused insert is SQLSTATE 42501 naming the app.
+--
+-- Idempotency per principal. A key already used in the app by another
+-- principal, or by the same one for a different kind, payload or lane, is
+-- refused with SQLSTATE BQ003, which shows nothing of the other action; the
+-- same principal retrying the same request is skipped (0 rows) and
+-- enqueue_many returns its action.
+--
+-- Caller-set columns. A direct INSERT cannot set river_job_id, replay_of, or
+-- a created_by other than its own role; enqueue_many (the service's path)
+-- sets them. An empty or whitespace-only respond text is refused.
+--
+-- Append-only audit. botq serve runs as a member of botq_runtime, which
+-- owns nothing: it may insert attempts, events and request records but
+-- neither update nor delete attempts and events (no privilege: 42501);
+-- request records change only along their life (BQ004 otherwise), and rows
+-- are deleted only by retention_purge_part, which runs as the owner.
+
+-- may_enqueue says whether principal holds a grant to enqueue an action of
+-- kind for app. Only the triggers and enqueue_many call it: a role may not
+-- ask about other principals' grants.
 -- +goose StatementBegin
-CREATE FUNCTION action_by_key(p_app_id text, p_key text) RETURNS bigint
-LANGUAGE plpgsql STABLE SET plan_cache_mode = force_custom_plan SET search_path FROM CURRENT AS $$
-DECLARE
-    found_id bigint;
+CREATE FUNCTION may_enqueue(p_principal text, p_app_id text, p_kind text) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path FROM CURRENT AS $$
+    SELECT EXISTS (
+        SELECT 1 FROM principal_grant g
+        WHERE g.principal = p_principal AND g.app_id IN (p_app_id, '*')
+          AND (g.scope = 'all' OR (SELECT k.conversation FROM kind_config k WHERE k.kind = p_kind)))
+$$;
+-- +goose StatementEnd
+REVOKE EXECUTE ON FUNCTION may_enqueue(text, text, text) FROM PUBLIC;
+
+-- may_enqueue_as is may_enqueue for a role the session acts as, which an
+-- untrusted role's INSERT asks about itself.
+-- +goose StatementBegin
+CREATE FUNCTION may_enqueue_as(p_role text, p_app_id text, p_kind text) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path FROM CURRENT AS $$
+    SELECT pg_has_role(session_user, p_role, 'MEMBER') AND may_enqueue(p_role, p_app_id, p_kind)
+$$;
+-- +goose StatementEnd
+
+-- trusted says whether a role runs botq itself (the schema's owner, the
+-- runtime role, superusers): one that may update actions.
+-- +goose StatementBegin
+CREATE FUNCTION trusted(p_role text) RETURNS boolean
+LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+    SELECT has_table_privilege(p_role, 'action', 'UPDATE')
+$$;
+-- +goose StatementEnd
+
+-- action_caller_columns runs first, as the inserting role (no SECURITY
+-- DEFINER, so current_user is that role). An untrusted role (a bot's) may
+-- not set the columns botq sets and must hold a grant for the app and kind.
+-- A trusted role's direct INSERT may not set them either: replay_of and
+-- another principal's created_by come only through enqueue_many, which
+-- runs as the owner, checks its caller and marks its inserts with the
+-- transaction-local botq.enqueue setting (a role that sets it by hand gains
+-- nothing: only trusted roles reach that branch, and a bot has no INSERT
+-- right on those columns anyway).
+-- +goose StatementBegin
+CREATE FUNCTION action_caller_columns() RETURNS trigger
+LANGUAGE plpgsql SET plan_cache_mode = auto SET search_path FROM CURRENT AS $$
 BEGIN
-    SELECT id INTO found_id FROM action WHERE app_id = p_app_id AND idempotency_key = p_key;
-    RETURN found_id;
+    IF NEW.river_job_id IS NOT NULL THEN
+        RAISE EXCEPTION 'botq: river_job_id is set by botq; leave it out'
+            USING ERRCODE = '22023', COLUMN = 'river_job_id';
+    END IF;
+    IF current_setting('botq.enqueue', true) = 'on' AND trusted(current_user::text) THEN
+        RETURN NEW;
+    END IF;
+    IF NEW.replay_of IS NOT NULL THEN
+        RAISE EXCEPTION 'botq: replay_of is set by botq replay; leave it out'
+            USING ERRCODE = '22023', COLUMN = 'replay_of';
+    END IF;
+    IF NEW.created_by IS DISTINCT FROM current_user::text THEN
+        RAISE EXCEPTION 'botq: created_by is the inserting role (%); leave it out', current_user
+            USING ERRCODE = '22023', COLUMN = 'created_by';
+    END IF;
+    IF NOT trusted(current_user::text) AND NOT may_enqueue_as(current_user::text, NEW.app_id, NEW.kind) THEN
+        RAISE EXCEPTION 'botq: % may not enqueue % actions for app %', current_user, NEW.kind, quote_literal(NEW.app_id) USING
+            ERRCODE = '42501', COLUMN = 'app_id',
+            HINT = 'an operator grants it: botq grant add <principal> <app> (--all-kinds for registration, mode and token kinds)';
+    END IF;
+    RETURN NEW;
 END
 $$;
 -- +goose StatementEnd
-REVOKE EXECUTE ON FUNCTION action_by_key(text, text) FROM PUBLIC;
 
--- action_before_insert validates a new action and fills its defaults. A
--- second insert of an idempotency key already used by the app is skipped
--- (the statement reports 0 rows and RETURNING returns nothing) so that a
--- bot's retried transaction goes through; a concurrent duplicate still meets
--- the unique constraint. An action inserted without a key (the column's
--- default, chr(1)) gets a random one and is not looked up: a fresh key cannot
--- be taken, and the lookup, planned on every call, is a large part of an
--- insert.
+CREATE TRIGGER action_0_caller_columns BEFORE INSERT ON action
+    FOR EACH ROW EXECUTE FUNCTION action_caller_columns();
+
+-- payload_normalized is a valid payload as the insert trigger stores it.
+-- +goose StatementBegin
+CREATE FUNCTION payload_normalized(p_kind text, p_app_id text, p jsonb) RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path FROM CURRENT AS $$
+    SELECT payload_validate(p_kind, p_app_id, p)
+$$;
+-- +goose StatementEnd
+REVOKE EXECUTE ON FUNCTION payload_normalized(text, text, jsonb) FROM PUBLIC;
+
+-- key_reused raises BQ003 for an idempotency key of the app that another
+-- request holds, naming neither the other action nor its principal.
+-- +goose StatementBegin
+CREATE FUNCTION key_reused(p_app_id text, p_key text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'botq: idempotency key % of app % is already used by another request', quote_literal(p_key), quote_literal(p_app_id)
+        USING ERRCODE = 'BQ003', COLUMN = 'idempotency_key',
+              HINT = 'a key is one request: the same principal, kind, payload and lane; use a new key for a new request';
+END
+$$;
+-- +goose StatementEnd
+
+-- action_key_holder returns the app's action with the key if it is the same
+-- request (principal, kind, normalized payload, lane), NULL when the key is
+-- free, and raises BQ003 when another request holds it.
+-- +goose StatementBegin
+CREATE FUNCTION action_key_holder(p_app_id text, p_key text, p_created_by text, p_kind text, p_payload jsonb, p_lane text)
+RETURNS bigint
+LANGUAGE plpgsql STABLE SET plan_cache_mode = force_custom_plan SET search_path FROM CURRENT AS $$
+DECLARE
+    a action%ROWTYPE;
+BEGIN
+    SELECT * INTO a FROM action WHERE app_id = p_app_id AND idempotency_key = p_key;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF a.created_by IS DISTINCT FROM p_created_by OR a.kind IS DISTINCT FROM p_kind
+       OR a.payload IS DISTINCT FROM p_payload OR a.lane IS DISTINCT FROM p_lane THEN
+        PERFORM key_reused(p_app_id, p_key);
+    END IF;
+    RETURN a.id;
+END
+$$;
+-- +goose StatementEnd
+REVOKE EXECUTE ON FUNCTION action_key_holder(text, text, text, text, jsonb, text) FROM PUBLIC;
+
+-- action_before_insert validates a new action and fills its defaults; see
+-- "Trust boundaries" above for the grant and the idempotency rules. A second
+-- insert of a request already made (same principal, key, kind, payload and
+-- lane) is skipped (the statement reports 0 rows and RETURNING returns
+-- nothing) so that a bot's retried transaction goes through; a concurrent
+-- duplicate still meets the unique constraint. An action inserted without a
+-- key (the column's default, chr(1)) gets a random one and is not looked up:
+-- a fresh key cannot be taken, and the lookup is a large part of an insert.
 -- +goose StatementBegin
 CREATE FUNCTION action_before_insert() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT SET plan_cache_mode = auto AS $$
@@ -433,6 +567,7 @@ DECLARE
     existing bigint;
     text_limit integer;
     checked boolean := false;
+    fresh boolean;
 BEGIN
     IF NEW.app_id IS NULL THEN
         PERFORM payload_error('app_id', 'is required', '23502');
@@ -455,26 +590,19 @@ BEGIN
     END IF;
     IF NEW.state IS DISTINCT FROM 'queued' OR NEW.attempt_count IS DISTINCT FROM 0
        OR NEW.release_count IS DISTINCT FROM 0 OR NEW.request_id IS NOT NULL
-       OR NEW.last_error IS NOT NULL OR NEW.finished_at IS NOT NULL THEN
+       OR NEW.last_error IS NOT NULL OR NEW.finished_at IS NOT NULL OR NEW.possibly_sent THEN
         PERFORM payload_error('state', 'and the other outcome columns are set by botq; leave them out');
     END IF;
     IF NEW.idempotency_key IS NULL THEN
         PERFORM payload_error('idempotency_key', 'must not be null (omit it to get a random key)', '23502');
     END IF;
-    IF NEW.idempotency_key = chr(1) THEN
+    fresh := NEW.idempotency_key = chr(1);
+    IF fresh THEN
         -- The column's default, no key given: a fresh one cannot be taken,
         -- so it is not looked up.
         NEW.idempotency_key := gen_random_uuid()::text;
-    ELSE
-        IF char_length(NEW.idempotency_key) NOT BETWEEN 1 AND 255 OR NEW.idempotency_key ~ '[[:cntrl:]]' THEN
-            PERFORM payload_error('idempotency_key', 'must be 1 to 255 characters without control characters');
-        END IF;
-        existing := action_by_key(NEW.app_id, NEW.idempotency_key);
-        IF existing IS NOT NULL THEN
-            RAISE NOTICE 'botq: app % already has action % with idempotency key %; not enqueued again',
-                NEW.app_id, existing, quote_literal(NEW.idempotency_key);
-            RETURN NULL;
-        END IF;
+    ELSIF char_length(NEW.idempotency_key) NOT BETWEEN 1 AND 255 OR NEW.idempotency_key ~ '[[:cntrl:]]' THEN
+        PERFORM payload_error('idempotency_key', 'must be 1 to 255 characters without control characters');
     END IF;
 
     -- The common case, a text reply, is checked in one expression; anything
@@ -491,12 +619,20 @@ BEGIN
     ELSE
         NEW.payload := payload_validate(NEW.kind, NEW.app_id, NEW.payload);
     END IF;
-    NEW.river_job_id := nextval('river_job_id_seq');
     IF NEW.lane IS NULL THEN
         NEW.lane := payload_lane(NEW.kind, NEW.payload);
     ELSIF char_length(NEW.lane) NOT BETWEEN 1 AND 512 OR NEW.lane ~ '[[:cntrl:]]' THEN
         PERFORM payload_error('lane', 'must be 1 to 512 characters without control characters (or omitted for the default lane)');
     END IF;
+    IF NOT fresh THEN
+        existing := action_key_holder(NEW.app_id, NEW.idempotency_key, NEW.created_by, NEW.kind, NEW.payload, NEW.lane);
+        IF existing IS NOT NULL THEN
+            RAISE NOTICE 'botq: app % already has action % with idempotency key %; not enqueued again',
+                NEW.app_id, existing, quote_literal(NEW.idempotency_key);
+            RETURN NULL;
+        END IF;
+    END IF;
+    NEW.river_job_id := nextval('river_job_id_seq');
     RETURN NEW;
 END
 $$;
@@ -569,52 +705,55 @@ CREATE TRIGGER action_after_insert AFTER INSERT ON action
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION action_after_insert();
 
--- enqueue_many inserts actions in one statement (the triggers validate them
--- and create their River jobs) and returns, in input order, each one's id
--- and whether its idempotency key was known already (then nothing was
--- inserted for it). It serves bots whose role may insert actions but not
--- read other bots' rows (botq_enqueuer), from SQL or through jobs.Enqueue.
--- p_as, defaulted at the call to the caller's current role, becomes
--- created_by; only a role that may update actions (the service role) may
--- name another author in p_created_by. A missing key is passed on as chr(1),
--- the column's default, so the trigger makes it without a lookup.
---
--- It does not force custom plans: its SET would apply to everything fired
--- inside it, the foreign-key checks of every inserted row among them, planned
--- again for each row. Its own lookups need none: the keys it inserted are
--- matched to the INSERT's RETURNING rows by the ids it takes up front, and
--- the keys that existed before go through action_by_key.
 -- +goose StatementBegin
 CREATE FUNCTION enqueue_many(
     p_app_ids text[], p_kinds text[], p_payloads jsonb[], p_keys text[] DEFAULT NULL, p_lanes text[] DEFAULT NULL,
-    p_created_by text[] DEFAULT NULL, p_as text DEFAULT current_user)
+    p_created_by text[] DEFAULT NULL, p_as text DEFAULT current_user, p_replay_of bigint[] DEFAULT NULL,
+    p_check_grants boolean DEFAULT true)
 RETURNS TABLE (ord bigint, action_id bigint, existed boolean)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     n integer := coalesce(cardinality(p_app_ids), 0);
     keys text[] := coalesce(p_keys, array_fill(NULL::text, ARRAY[n]));
     lanes text[] := coalesce(p_lanes, array_fill(NULL::text, ARRAY[n]));
+    replays bigint[] := coalesce(p_replay_of, array_fill(NULL::bigint, ARRAY[n]));
     authors text[] := array_fill(p_as, ARRAY[n]);
+    is_trusted boolean;
     ids bigint[];
     ins_ids bigint[];
-    ins_apps text[];
-    ins_keys text[];
 BEGIN
     IF cardinality(p_kinds) IS DISTINCT FROM n OR cardinality(p_payloads) IS DISTINCT FROM n
-       OR cardinality(keys) <> n OR cardinality(lanes) <> n
+       OR cardinality(keys) <> n OR cardinality(lanes) <> n OR cardinality(replays) <> n
        OR (p_created_by IS NOT NULL AND cardinality(p_created_by) <> n) THEN
         RAISE EXCEPTION 'botq: enqueue_many needs arrays of one length' USING ERRCODE = '22023';
     END IF;
     IF NOT pg_has_role(session_user, p_as, 'MEMBER') THEN
         RAISE EXCEPTION 'botq: % cannot enqueue as %', session_user, p_as USING ERRCODE = '42501';
     END IF;
+    is_trusted := trusted(p_as);
     FOR i IN 1 .. n LOOP
         IF keys[i] IS NULL OR keys[i] = '' THEN
             keys[i] := chr(1);
         END IF;
-        IF p_created_by IS NOT NULL AND nullif(p_created_by[i], '') IS NOT NULL
-           AND has_table_privilege(session_user, 'action', 'UPDATE') THEN
+        IF p_created_by IS NOT NULL AND nullif(p_created_by[i], '') IS NOT NULL THEN
+            IF NOT is_trusted THEN
+                RAISE EXCEPTION 'botq: % may not enqueue in the name of another principal', p_as
+                    USING ERRCODE = '42501', COLUMN = 'created_by';
+            END IF;
             authors[i] := p_created_by[i];
+        END IF;
+        IF replays[i] IS NOT NULL AND NOT is_trusted THEN
+            RAISE EXCEPTION 'botq: replay_of is set by botq replay' USING ERRCODE = '42501', COLUMN = 'replay_of';
+        END IF;
+        -- Grants bind every principal but botq's own roles. A trusted
+        -- caller that names another principal has its grant checked unless
+        -- it says the principal needs none (p_check_grants false: an
+        -- operator's API key, an operator at the CLI).
+        IF (NOT is_trusted OR (p_check_grants AND authors[i] IS DISTINCT FROM p_as)) AND replays[i] IS NULL
+           AND NOT may_enqueue(authors[i], p_app_ids[i], p_kinds[i]) THEN
+            RAISE EXCEPTION 'botq: % may not enqueue % actions for app %', authors[i], p_kinds[i], quote_literal(p_app_ids[i]) USING
+                ERRCODE = '42501', COLUMN = 'app_id',
+                HINT = 'an operator grants it: botq grant add <principal> <app> (--all-kinds for registration, mode and token kinds)';
         END IF;
     END LOOP;
 
@@ -622,31 +761,35 @@ BEGIN
     -- (its key made by the insert trigger) is found among the inserted rows.
     SELECT array_agg(nextval('action_id_seq')) INTO ids FROM generate_series(1, n);
 
+    PERFORM set_config('botq.enqueue', 'on', true);
     WITH ins AS (
-        INSERT INTO action (id, app_id, kind, payload, idempotency_key, lane, created_by) OVERRIDING SYSTEM VALUE
-        SELECT t.id, t.a, t.k, t.p, t.key, nullif(t.l, ''), t.c
-        FROM unnest(ids, p_app_ids, p_kinds, p_payloads, keys, lanes, authors) WITH ORDINALITY AS t(id, a, k, p, key, l, c, o)
+        INSERT INTO action (id, app_id, kind, payload, idempotency_key, lane, created_by, replay_of) OVERRIDING SYSTEM VALUE
+        SELECT t.id, t.a, t.k, t.p, t.key, nullif(t.l, ''), t.c, t.r
+        FROM unnest(ids, p_app_ids, p_kinds, p_payloads, keys, lanes, authors, replays) WITH ORDINALITY AS t(id, a, k, p, key, l, c, r, o)
         ORDER BY t.o
         ON CONFLICT (app_id, idempotency_key) DO NOTHING
-        RETURNING id, app_id, idempotency_key
+        RETURNING id
     )
-    SELECT array_agg(id), array_agg(app_id), array_agg(idempotency_key) INTO ins_ids, ins_apps, ins_keys FROM ins;
+    SELECT array_agg(id) INTO ins_ids FROM ins;
+    PERFORM set_config('botq.enqueue', '', true);
 
-    -- An input row whose id was inserted is new. A key repeated in the
-    -- input was inserted once, for its first occurrence, and its other
-    -- occurrences are matched to that row in memory; the other keys existed
-    -- before (a new statement sees them, even if another transaction
-    -- committed them meanwhile) and are looked up one by one.
+    -- An input row whose id was inserted is new. Every other one holds a
+    -- key that was taken: earlier in this call, before it (a new statement
+    -- sees them, even if another transaction committed them meanwhile), or
+    -- by a concurrent insert. Each is looked up and checked to be the same
+    -- request; the trigger checked those it skipped, but not a repeat
+    -- within the call or one committed while this insert ran.
     RETURN QUERY
-    SELECT t.o, coalesce(i.id, f.id, action_by_key(t.a, t.key)), i.id IS NULL
-    FROM unnest(p_app_ids, keys, ids) WITH ORDINALITY AS t(a, key, id, o)
+    SELECT t.o, coalesce(i.id, action_key_holder(t.a, t.key, t.c, t.k, payload_validate(t.k, t.a, t.p),
+                                                  coalesce(nullif(t.l, ''), payload_lane(t.k, payload_validate(t.k, t.a, t.p))))),
+           i.id IS NULL
+    FROM unnest(p_app_ids, keys, ids, authors, p_kinds, p_payloads, lanes) WITH ORDINALITY AS t(a, key, id, c, k, p, l, o)
     LEFT JOIN unnest(ins_ids) AS i(id) ON i.id = t.id
-    LEFT JOIN unnest(ins_ids, ins_apps, ins_keys) AS f(id, a, key) ON i.id IS NULL AND f.a = t.a AND f.key = t.key
     ORDER BY t.o;
 END
 $$;
 -- +goose StatementEnd
-REVOKE EXECUTE ON FUNCTION enqueue_many(text[], text[], jsonb[], text[], text[], text[], text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION enqueue_many(text[], text[], jsonb[], text[], text[], text[], text, bigint[], boolean) FROM PUBLIC;
 
 -- enqueue is enqueue_many for one action.
 -- +goose StatementBegin
@@ -693,6 +836,10 @@ BEGIN
         RAISE EXCEPTION 'botq: action % can change only its state and outcome; what was enqueued is history', OLD.id
             USING ERRCODE = 'BQ002';
     END IF;
+    IF TG_ARGV[0] = 'possibly_sent' THEN
+        RAISE EXCEPTION 'botq: action % can be marked possibly sent only by the cancel that makes it cancelled, and never unmarked', OLD.id
+            USING ERRCODE = 'BQ002', COLUMN = 'possibly_sent';
+    END IF;
     RAISE EXCEPTION 'botq: action % cannot go from % to %', OLD.id, OLD.state, NEW.state
         USING ERRCODE = 'BQ001', COLUMN = 'state';
 END
@@ -715,6 +862,12 @@ CREATE TRIGGER action_history_guard BEFORE UPDATE OF id, app_id, kind, payload, 
           OR NEW.replay_of IS DISTINCT FROM OLD.replay_of OR NEW.created_at <> OLD.created_at
           OR NEW.created_by <> OLD.created_by)
     EXECUTE FUNCTION action_update_refused('history');
+
+CREATE TRIGGER action_possibly_sent_guard BEFORE UPDATE OF possibly_sent ON action
+    FOR EACH ROW
+    WHEN (NEW.possibly_sent IS DISTINCT FROM OLD.possibly_sent
+          AND NOT (NEW.possibly_sent AND OLD.state <> 'cancelled' AND NEW.state = 'cancelled'))
+    EXECUTE FUNCTION action_update_refused('possibly_sent');
 
 -- action_state_guard's condition is built from action_transition's rows, so
 -- the table stays the list of moves; a later change to the table needs a
@@ -1025,7 +1178,126 @@ $$;
 CREATE TRIGGER app_slot_sync AFTER INSERT OR UPDATE OF concurrency_limit ON app
     FOR EACH ROW EXECUTE FUNCTION app_slot_sync();
 
+-- request_update_guard keeps a request record's life: while PENDING it is
+-- checked and settled (any column but its identity); once final only a
+-- missing action link may be made. Other updates are refused (BQ004) for
+-- every role but the schema's owner.
+-- +goose StatementBegin
+CREATE FUNCTION request_update_guard() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF pg_has_role(current_user, (SELECT nspowner FROM pg_namespace WHERE nspname = TG_TABLE_SCHEMA), 'USAGE') THEN
+        RETURN NEW;
+    END IF;
+    IF NEW.request_id IS DISTINCT FROM OLD.request_id OR NEW.app_id IS DISTINCT FROM OLD.app_id
+       OR NEW.origin IS DISTINCT FROM OLD.origin OR NEW.first_seen_at IS DISTINCT FROM OLD.first_seen_at
+       OR (OLD.action_id IS NOT NULL AND NEW.action_id IS DISTINCT FROM OLD.action_id) THEN
+        RAISE EXCEPTION 'botq: request % keeps its identity; its history is append-only', OLD.request_id
+            USING ERRCODE = 'BQ004';
+    END IF;
+    IF OLD.state <> 'PENDING' AND (ROW(NEW.state, NEW.details, NEW.payload, NEW.http_status, NEW.khoros_created_at,
+            NEW.khoros_completed_at, NEW.khoros_updated_at, NEW.last_checked_at, NEW.next_check_at, NEW.check_count,
+            NEW.finalized_at, NEW.reason)
+        IS DISTINCT FROM ROW(OLD.state, OLD.details, OLD.payload, OLD.http_status, OLD.khoros_created_at,
+            OLD.khoros_completed_at, OLD.khoros_updated_at, OLD.last_checked_at, OLD.next_check_at, OLD.check_count,
+            OLD.finalized_at, OLD.reason)) THEN
+        RAISE EXCEPTION 'botq: request % is final (%); its history is append-only', OLD.request_id, OLD.state
+            USING ERRCODE = 'BQ004';
+    END IF;
+    RETURN NEW;
+END
+$$;
+-- +goose StatementEnd
+
+CREATE TRIGGER request_update_guard BEFORE UPDATE ON request
+    FOR EACH ROW EXECUTE FUNCTION request_update_guard();
+
+-- retention_purge_part deletes one batch of audit rows older than p_cutoff:
+-- 'events', settled 'requests', or finished 'actions' with their attempts
+-- (except an action a lane points at). It runs as the schema's owner, the
+-- one way the runtime role deletes audit rows; it returns the rows deleted
+-- and, for actions, their attempts.
+-- +goose StatementBegin
+CREATE FUNCTION retention_purge_part(p_part text, p_cutoff timestamptz, p_batch integer, OUT deleted bigint, OUT attempts bigint)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+BEGIN
+    attempts := 0;
+    CASE p_part
+    WHEN 'events' THEN
+        WITH doomed AS (SELECT id FROM event WHERE at < p_cutoff ORDER BY at LIMIT p_batch)
+        DELETE FROM event e USING doomed WHERE e.id = doomed.id;
+        GET DIAGNOSTICS deleted = ROW_COUNT;
+    WHEN 'requests' THEN
+        WITH doomed AS (
+            SELECT request_id FROM request
+            WHERE first_seen_at < p_cutoff AND state <> 'PENDING'
+            ORDER BY first_seen_at LIMIT p_batch
+            FOR UPDATE SKIP LOCKED)
+        DELETE FROM request r USING doomed WHERE r.request_id = doomed.request_id;
+        GET DIAGNOSTICS deleted = ROW_COUNT;
+    WHEN 'actions' THEN
+        -- finished_at >= created_at, so the created_at bound only lets the
+        -- state index find the candidates.
+        WITH doomed AS (
+            SELECT a.id FROM action a
+            WHERE a.state IN ('succeeded', 'failed', 'cancelled')
+              AND a.created_at < p_cutoff AND a.finished_at < p_cutoff
+              AND NOT EXISTS (SELECT 1 FROM lane l
+                              WHERE l.app_id = a.app_id AND l.lane = a.lane
+                                AND (l.head_action_id = a.id OR l.blocked_by = a.id))
+            ORDER BY a.created_at LIMIT p_batch
+            FOR UPDATE SKIP LOCKED
+        ), gone_attempts AS (
+            DELETE FROM attempt t USING doomed WHERE t.action_id = doomed.id
+            RETURNING 1
+        ), gone AS (
+            DELETE FROM action a USING doomed WHERE a.id = doomed.id
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM gone_attempts) INTO deleted, attempts;
+    ELSE
+        RAISE EXCEPTION 'botq: retention has no part %', quote_literal(p_part) USING ERRCODE = '22023';
+    END CASE;
+END
+$$;
+-- +goose StatementEnd
+REVOKE EXECUTE ON FUNCTION retention_purge_part(text, timestamptz, integer) FROM PUBLIC;
+
+-- Console ----------------------------------------------------------------
+
+-- console_session_start opens a session for p_ttl and deletes the expired
+-- ones; it returns when the new one expires.
+-- +goose StatementBegin
+CREATE FUNCTION console_session_start(p_token_hash bytea, p_principal text, p_role text, p_key_fingerprint bytea, p_ttl interval)
+RETURNS timestamptz
+LANGUAGE sql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+    DELETE FROM console_session WHERE expires_at <= now();
+    INSERT INTO console_session (token_hash, principal, role, key_fingerprint, expires_at)
+    VALUES (p_token_hash, p_principal, p_role, p_key_fingerprint, now() + p_ttl)
+    RETURNING expires_at;
+$$;
+-- +goose StatementEnd
+REVOKE EXECUTE ON FUNCTION console_session_start(bytea, text, text, bytea, interval) FROM PUBLIC;
+
+-- console_session_end ends a session (sign-out); it says whether there was
+-- one.
+-- +goose StatementBegin
+CREATE FUNCTION console_session_end(p_token_hash bytea) RETURNS boolean
+LANGUAGE sql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+    WITH d AS (DELETE FROM console_session WHERE token_hash = p_token_hash RETURNING 1)
+    SELECT EXISTS (SELECT 1 FROM d);
+$$;
+-- +goose StatementEnd
+REVOKE EXECUTE ON FUNCTION console_session_end(bytea) FROM PUBLIC;
+
 -- +goose Down
+DROP FUNCTION console_session_end(bytea);
+DROP FUNCTION console_session_start(bytea, text, text, bytea, interval);
+DROP FUNCTION retention_purge_part(text, timestamptz, integer);
+DROP TRIGGER request_update_guard ON request;
+DROP FUNCTION request_update_guard();
+DROP TRIGGER action_possibly_sent_guard ON action;
+DROP TRIGGER action_0_caller_columns ON action;
 DROP TRIGGER app_slot_sync ON app;
 DROP TRIGGER action_lanes_advance ON action;
 DROP TRIGGER action_state_guard ON action;
@@ -1042,10 +1314,16 @@ DROP FUNCTION lane_release_next(text, text);
 DROP FUNCTION action_update_refused();
 DROP FUNCTION action_before_update();
 DROP FUNCTION enqueue(text, text, jsonb, text, text, text);
-DROP FUNCTION enqueue_many(text[], text[], jsonb[], text[], text[], text[], text);
+DROP FUNCTION enqueue_many(text[], text[], jsonb[], text[], text[], text[], text, bigint[], boolean);
 DROP FUNCTION action_after_insert();
 DROP FUNCTION action_before_insert();
-DROP FUNCTION action_by_key(text, text);
+DROP FUNCTION action_key_holder(text, text, text, text, jsonb, text);
+DROP FUNCTION key_reused(text, text);
+DROP FUNCTION payload_normalized(text, text, jsonb);
+DROP FUNCTION action_caller_columns();
+DROP FUNCTION trusted(text);
+DROP FUNCTION may_enqueue_as(text, text, text);
+DROP FUNCTION may_enqueue(text, text, text);
 DROP FUNCTION notify_insert(text[]);
 DROP FUNCTION notify_due();
 DROP FUNCTION payload_redacted(jsonb);

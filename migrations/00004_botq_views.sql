@@ -25,7 +25,8 @@ SELECT a.id AS action_id,
        a.created_at,
        a.created_by,
        a.updated_at,
-       a.finished_at
+       a.finished_at,
+       a.possibly_sent
 FROM action a
 LEFT JOIN river_job j ON j.id = a.river_job_id
 LEFT JOIN request r ON r.request_id = a.request_id;
@@ -50,7 +51,8 @@ FROM event;
 -- action_status is what an enqueuer may read: the status of the actions it
 -- inserted itself (created_by defaults to the inserting role and is not among
 -- the columns it may set). security_barrier keeps a caller's functions from
--- seeing rows the filter hides.
+-- seeing rows the filter hides. possibly_sent is there because a bot that
+-- finds its action cancelled must not take that as "not sent" when it is set.
 CREATE VIEW action_status WITH (security_barrier) AS
 SELECT a.id AS action_id,
        a.app_id,
@@ -65,7 +67,8 @@ SELECT a.id AS action_id,
        a.last_error,
        a.created_at,
        a.updated_at,
-       a.finished_at
+       a.finished_at,
+       a.possibly_sent
 FROM action a
 LEFT JOIN river_job j ON j.id = a.river_job_id
 LEFT JOIN request r ON r.request_id = a.request_id

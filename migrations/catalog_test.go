@@ -21,7 +21,7 @@ import (
 	"github.com/botq/botq/store/storetest"
 )
 
-// preBaselineDir holds the migrations 00002-00017 that the baseline
+// preBaselineDir holds the migrations 00002-00021 that the baseline
 // replaced, as they were, for the comparison below only (they are not
 // embedded in the binary).
 const preBaselineDir = "testdata/prebaseline"

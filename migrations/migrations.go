@@ -22,7 +22,11 @@
 // Versions 2 to 5 are botq's baseline: its tables, then its functions and
 // triggers, its views, and its roles' grants. They replaced, before any
 // release, the migrations that built the schema step by step; a schema those
-// migrated is refused (ErrPreBaseline) and made again.
+// migrated is refused (ErrPreBaseline) and made again. Versions 6 to 10,
+// written after the first squash and before any release, were folded into
+// the baseline too: a schema at version 10 holds exactly the baseline's
+// objects, so it needs nothing, and the migrations after the baseline start
+// at 11, which both kinds of schema apply.
 package migrations
 
 import (

@@ -85,9 +85,10 @@ func matchAPIKey(keys []APIKey, presented string) (*APIKey, bool) {
 	return found, found != nil
 }
 
-// fingerprint identifies the key in console sessions (see
-// migrations/00009_console.sql): the SHA-256 of the key's SHA-256, which
-// can neither be presented as the key nor compared with a presented one.
+// fingerprint identifies the key in console sessions (see console_session
+// in migrations/00002_botq_tables.sql): the SHA-256 of the key's SHA-256,
+// which can neither be presented as the key nor compared with a presented
+// one.
 func (k *APIKey) fingerprint() [32]byte { return sha256.Sum256(k.hash[:]) }
 
 // consoleSignIn resolves a key presented at the console's sign-in: its

@@ -14,7 +14,8 @@ import (
 
 // ConsoleSession is a browser signed in to the console. TokenHash is the
 // SHA-256 of the token its cookie holds; KeyFingerprint identifies the API
-// key it was opened with (see migrations/00009_console.sql).
+// key it was opened with (see console_session in
+// migrations/00002_botq_tables.sql).
 type ConsoleSession struct {
 	TokenHash      []byte
 	Principal      string

@@ -72,7 +72,7 @@ func soakHistory(t *testing.T, c *cluster) {
 }
 
 // soakAutovacuumDefault resets the per-table autovacuum settings of
-// migration 00010 when BOTQ_SOAK_AUTOVACUUM=default, to measure Postgres'
+// the schema's migration when BOTQ_SOAK_AUTOVACUUM=default, to measure Postgres'
 // defaults against them.
 func soakAutovacuumDefault(t *testing.T, c *cluster) {
 	t.Helper()

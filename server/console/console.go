@@ -29,7 +29,8 @@ type Config struct {
 	Store *store.Store
 	// SignIn resolves the API key a person signs in with: the principal it
 	// names and the key's fingerprint, which the session keeps (see
-	// migrations/00009_console.sql); ok is false for an unknown key.
+	// console_session in migrations/00002_botq_tables.sql); ok is false for
+	// an unknown key.
 	SignIn func(key string) (p api.Principal, fingerprint []byte, ok bool)
 	// Lookup resolves a session's key fingerprint to the principal that
 	// key names now; ok is false when no configured key has it any more.
