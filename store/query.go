@@ -261,7 +261,11 @@ func (f *RequestFilter) apply(w *sqlWhere) {
 		w.add("r.action_id = " + w.arg(*f.ActionID))
 	}
 	if f.Lane != "" {
+		// A record's app is its action's: saying so lets the lane index
+		// be entered by app and lane when the app is given, rather than
+		// read whole for the lane.
 		w.add("a.lane = " + w.arg(f.Lane))
+		w.add("a.app_id = r.app_id")
 	}
 	if f.Conversation != "" {
 		w.add("botq.payload_lane('respond', r.payload) = " + w.arg(f.Conversation))
