@@ -83,8 +83,8 @@ const (
 	historyRetentionBatch = 1000  // retention.batch_size's default
 )
 
-// historyApps are the apps of the history and the share of conversations
-// each has.
+// historyApps are the apps of the history: 60%, 30% and 10% of the
+// conversations (historyapp in the fill).
 var historyApps = []string{"hist-a", "hist-b", "hist-c"}
 
 // historyReport is the JSON of `botq bench history`.

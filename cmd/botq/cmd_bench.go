@@ -108,7 +108,7 @@ peak RSS); runs botq's retention of the oldest month (time, longest batch, WAL, 
 drops the schema. Several sizes (--actions 1000000,5000000) run one after the other and are compared.
 
 The fill sets session_replication_role (a superuser's right) so that no trigger runs: use a database of its
-own, on a disk with room (about 1.5 GB per million actions).`,
+own, on a disk with room (about 1.6 GB per million actions, and the WAL of the fill).`,
 		Example: `  botq bench history --actions 1000000,5000000 --out docs/bench-history.json`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
