@@ -1,5 +1,6 @@
--- One lane index for both the lane's next action and the conversation's
--- history.
+-- Indexes for the auditor's questions: one lane index for both the lane's
+-- next action and the conversation's history, and one for an app's
+-- failures.
 --
 -- A lane is a conversation (payload_lane), and the auditor's first
 -- question is what botq sent to one conversation. The lane index was
@@ -17,13 +18,23 @@
 -- was HOT before (state is in action_state_created_idx), so no update
 -- becomes more expensive in kind, only by that entry.
 --
--- The build takes a SHARE lock on action: enqueues wait for it (the reads
--- do not). On a large history, apply it when few enqueue.
+-- One app's failed actions of a time range (`botq actions list --app A
+-- --state failed --from --to`, the same through /v1/actions) were every
+-- app's failures of the range, read from the state index and filtered by
+-- app. action_failed_app_idx has the app's failures only, by creation
+-- time. Only failed actions have an entry, and the move into failed is an
+-- update that writes every index already, so the rest pays nothing.
+-- action_failed_idx (by finish time) stays for the console's overview.
+--
+-- The builds take a SHARE lock on action: enqueues wait for them (the
+-- reads do not). On a large history, apply it when few enqueue.
 
 -- +goose Up
 CREATE INDEX action_lane_idx ON action (app_id, lane, state, id) WHERE lane IS NOT NULL;
 DROP INDEX action_lane_queued_idx;
+CREATE INDEX action_failed_app_idx ON action (app_id, created_at) WHERE state = 'failed';
 
 -- +goose Down
+DROP INDEX action_failed_app_idx;
 CREATE INDEX action_lane_queued_idx ON action (app_id, lane, id) WHERE state = 'queued' AND lane IS NOT NULL;
 DROP INDEX action_lane_idx;
