@@ -42,6 +42,8 @@ type benchChildSpec struct {
 	AppID      string  `json:"app_id"`
 	Token      string  `json:"token"`
 	CPUProfile string  `json:"cpuprofile,omitempty"`
+	// History is the day a history_export child exports.
+	History *historyExportSpec `json:"history,omitempty"`
 }
 
 // benchChildResult is what a child reports on its stdout.
@@ -92,6 +94,8 @@ func RunChild(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) er
 		res, err = childBotq(ctx, spec, stderr)
 	case "river":
 		res, err = childRiver(ctx, spec, stderr)
+	case "history_export":
+		res, err = childHistoryExport(ctx, spec)
 	default:
 		err = fmt.Errorf("unknown mode %q", spec.Mode)
 	}

@@ -90,7 +90,48 @@ after the other, and reports each figure's median (and each ratio's, paired by r
 	f.Float64Var(&o.MaxBusy, "max-busy", 0, "before each scenario, wait (up to 3 minutes) until fewer than this many cores are busy (0: do not wait)")
 	f.BoolVar(&o.Keep, "keep", false, "keep the benchmark's schemas at the end")
 	f.IntVar(&o.Rounds, "rounds", o.Rounds, "run the selected scenarios this many times (1 to 9), round after round, and report medians (the million drain runs in the first round only)")
-	cmd.AddCommand(newBenchChildCmd(env))
+	cmd.AddCommand(newBenchChildCmd(env), newBenchHistoryCmd(env))
+	return cmd
+}
+
+func newBenchHistoryCmd(env *cliEnv) *cobra.Command {
+	o := bench.DefaultHistoryOptions()
+	cmd := &cobra.Command{
+		Use:   "history",
+		Short: "Time the auditor's questions and retention on a generated audit history",
+		Long: `Fills a schema of its own (made by botq's migrations) with an audit history of --actions actions over
+90 days: attempts, request records (and KHOROS-origin records of no action) and events, for 3 apps, N/10
+conversations and N/60 authors. It then times, with --samples random keys each: a conversation's timeline
+(its actions, their attempts and request records), its request records, one request id, one app's failed
+actions in one day and an author's actions; exports one day of request records in a child process (rows/s,
+peak RSS); runs botq's retention of the oldest month (time, longest batch, WAL, sizes before and after) and
+drops the schema. Several sizes (--actions 1000000,5000000) run one after the other and are compared.
+
+The fill sets session_replication_role (a superuser's right) so that no trigger runs: use a database of its
+own, on a disk with room (about 1.6 GB per million actions, and the WAL of the fill).`,
+		Example: `  botq bench history --actions 1000000,5000000 --out docs/bench-history.json`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.DatabaseURL == "" {
+				cfg, err := env.config()
+				if err != nil {
+					return err
+				}
+				o.DatabaseURL = cfg.Database.URL
+			}
+			if err := o.Validate(); err != nil {
+				return usageError{err}
+			}
+			return bench.RunHistory(cmd.Context(), o, env.stdout, env.stderr)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.DatabaseURL, "database-url", "", "Postgres to benchmark on (default: DATABASE_URL, or database.url of the config)")
+	f.IntSliceVar(&o.Actions, "actions", o.Actions, "history sizes in actions, run one after the other")
+	f.IntVar(&o.Samples, "samples", o.Samples, "random keys each question is timed with")
+	durationVar(f, &o.QueryBudget, "query-budget", o.QueryBudget, "at most this long timing one question at one size (at least 10 samples)")
+	f.StringVar(&o.Out, "out", "", "write the results as JSON to this file")
+	f.BoolVar(&o.Keep, "keep", false, "keep each size's schema")
 	return cmd
 }
 

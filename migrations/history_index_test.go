@@ -1,0 +1,84 @@
+package migrations_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/botq/botq/store/storetest"
+)
+
+// explain returns the plan of sql as text.
+func explain(ctx context.Context, t *testing.T, tx pgx.Tx, sql string, args ...any) string {
+	t.Helper()
+	rows, err := tx.Query(ctx, "EXPLAIN "+sql, args...)
+	require.NoError(t, err)
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	return strings.Join(lines, "\n")
+}
+
+// On a history of finished actions (20,000 of two apps, in 2,000
+// conversations), one index serves both a conversation's timeline (the
+// lane's actions, newest first, as ActionList reads them) and the lane's
+// next queued action (as lane_release_next and action_lanes_advance look
+// it up, with the latter's generic plan and settings), which descends to
+// the lane's queued entries without reading its finished ones; and an
+// app's failures of a day come from the index of failures by app.
+func TestLaneIndexServesTimelineAndAdvance(t *testing.T) {
+	ctx := context.Background()
+	tx := storetest.Tx(t)
+	var super bool
+	require.NoError(t, tx.QueryRow(ctx, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&super))
+	if !super {
+		t.Skip("the history is inserted without triggers (session_replication_role), a superuser's right")
+	}
+	for _, s := range []string{
+		"SET LOCAL session_replication_role = replica",
+		"INSERT INTO app (id) VALUES ('lane-app'), ('other-app')",
+		`INSERT INTO action (app_id, kind, payload, idempotency_key, lane, state, river_job_id, created_at, finished_at)
+		 SELECT CASE WHEN i % 5 = 0 THEN 'lane-app' ELSE 'other-app' END, 'respond', '{}', 'k' || i,
+		        'facebook/page-1/u' || (i % 2000),
+		        CASE WHEN i > 19990 THEN 'queued' WHEN i % 20 < 2 THEN 'failed' ELSE 'succeeded' END, -i,
+		        now() - (i * 7919 % 20000) * interval '4 minutes',
+		        CASE WHEN i <= 19990 THEN now() - (i * 7919 % 20000) * interval '4 minutes' END
+		 FROM generate_series(1, 20000) AS i`,
+		"ANALYZE action",
+	} {
+		_, err := tx.Exec(ctx, s)
+		require.NoError(t, err, s)
+	}
+
+	timeline := explain(ctx, t, tx, `SELECT a.id FROM action a LEFT JOIN river_job j ON j.id = a.river_job_id
+		WHERE a.app_id = $1 AND a.lane = $2 ORDER BY a.id DESC LIMIT 101`, "lane-app", "facebook/page-1/u5")
+	require.Contains(t, timeline, "action_lane_idx", timeline)
+
+	for _, s := range []string{
+		"SET LOCAL plan_cache_mode = force_generic_plan", "SET LOCAL enable_seqscan = off",
+		"SET LOCAL enable_hashjoin = off", "SET LOCAL enable_mergejoin = off",
+		`PREPARE lane_next(text, text) AS SELECT a.id, a.river_job_id FROM action a
+		 WHERE a.app_id = $1 AND a.lane = $2 AND a.state = 'queued' ORDER BY a.id LIMIT 1`,
+	} {
+		_, err := tx.Exec(ctx, s)
+		require.NoError(t, err, s)
+	}
+	next := explain(ctx, t, tx, "EXECUTE lane_next('lane-app', 'facebook/page-1/u7')")
+	require.Contains(t, next, "action_lane_idx", next)
+	require.Regexp(t, `Index Cond: .*\(state = 'queued'::text\)`, next, "the lane's queued entries are found by the index, not filtered")
+	require.NotContains(t, next, "Sort", next)
+	_, err := tx.Exec(ctx, "DEALLOCATE lane_next")
+	require.NoError(t, err)
+
+	// One app's failures in a time range, as ActionList writes the state.
+	for _, s := range []string{"RESET plan_cache_mode", "RESET enable_seqscan", "RESET enable_hashjoin", "RESET enable_mergejoin"} {
+		_, err := tx.Exec(ctx, s)
+		require.NoError(t, err, s)
+	}
+	failed := explain(ctx, t, tx, `SELECT a.id FROM action a LEFT JOIN river_job j ON j.id = a.river_job_id
+		WHERE a.app_id = $1 AND (a.state IN ('failed')) AND a.created_at >= now() - interval '1 day' AND a.created_at < now()
+		ORDER BY a.id DESC LIMIT 101`, "lane-app")
+	require.Contains(t, failed, "action_failed_app_idx", failed)
+}
