@@ -105,9 +105,7 @@ func genHistory(ctx context.Context, b *testing.B, pool *pgxpool.Pool, s *store.
 // generated history (-console.actions, default 200,000): the handler is
 // called in process, so the figure is botq's and Postgres' time, without
 // the network or the browser. It reports p50 and p99 per page besides the
-// mean. The conversation page is measured twice: with the indexes this
-// schema has, and with an index on (app_id, lane, id), which the audit
-// history's indexes provide.
+// mean.
 func BenchmarkConsolePages(b *testing.B) {
 	ctx := context.Background()
 	storetest.Conns(b, 4)
@@ -165,7 +163,7 @@ func BenchmarkConsolePages(b *testing.B) {
 		{"events", "/events"},
 		{"apps", "/apps"},
 		{"replay_plan_app_failed_7d", "/replay?app=app-a&state=failed&span=7d"},
-		{"conversation_no_lane_index", "/conversation?app=" + app + "&lane=" + lane},
+		{"conversation", "/conversation?app=" + app + "&lane=" + lane},
 	}
 	run := func(name, path string) {
 		b.Run(name, func(b *testing.B) {
@@ -196,8 +194,4 @@ func BenchmarkConsolePages(b *testing.B) {
 	for _, p := range pages {
 		run(p.name, p.path)
 	}
-	if _, err := pool.Exec(ctx, `CREATE INDEX bench_action_lane_idx ON action (app_id, lane, id)`); err != nil {
-		b.Fatal(err)
-	}
-	run("conversation_lane_index", "/conversation?app="+app+"&lane="+lane)
 }
