@@ -266,20 +266,10 @@ func (b *bench) drainChild(ctx context.Context, sc *benchScenario, spec benchChi
 	if b.o.CPUProfile != "" {
 		spec.CPUProfile = fmt.Sprintf("%s-%s-%d%s.pprof", b.o.CPUProfile, sc.Name, spec.Expect, b.roundSuffix())
 	}
-	in, err := json.Marshal(spec)
+	cmd, out, err := childCommand(ctx, spec, b.log)
 	if err != nil {
 		return nil, err
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("find this executable: %w", err)
-	}
-	cmd := exec.CommandContext(ctx, exe, "bench", "child")
-	cmd.Env = append(os.Environ(), benchChildEnv+"=1")
-	cmd.Stdin = bytes.NewReader(in)
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = b.log
 	watch := b.watchPostgres(ctx)
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -316,4 +306,24 @@ func (b *bench) drainChild(ctx context.Context, sc *benchScenario, spec benchChi
 	sc.Details["child_wall_seconds"] = wall.Seconds()
 	sc.Details["simulator_respond_calls"] = b.sim.calls("respond")
 	return &res, nil
+}
+
+// childCommand is this executable run as a bench child (`botq bench child`)
+// with spec on its stdin: its stdout, the child's JSON result, goes to out,
+// and its stderr to stderr. The caller starts it.
+func childCommand(ctx context.Context, spec benchChildSpec, stderr io.Writer) (*exec.Cmd, *bytes.Buffer, error) {
+	in, err := json.Marshal(spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, nil, fmt.Errorf("find this executable: %w", err)
+	}
+	cmd := exec.CommandContext(ctx, exe, "bench", "child")
+	cmd.Env = append(os.Environ(), benchChildEnv+"=1")
+	cmd.Stdin = bytes.NewReader(in)
+	out := &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, stderr
+	return cmd, out, nil
 }

@@ -1,14 +1,12 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"slices"
 	"time"
 
@@ -235,19 +233,10 @@ func (h *historyBench) export(ctx context.Context, schema string, g historyGen) 
 	day := g.start.AddDate(0, 0, historyDays/2)
 	spec := benchChildSpec{Mode: "history_export", Schema: schema, Options: Options{DatabaseURL: h.o.DatabaseURL},
 		History: &historyExportSpec{From: day, To: day.AddDate(0, 0, 1)}}
-	in, err := json.Marshal(spec)
+	cmd, out, err := childCommand(ctx, spec, h.log)
 	if err != nil {
 		return nil, err
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("find this executable: %w", err)
-	}
-	cmd := exec.CommandContext(ctx, exe, "bench", "child")
-	cmd.Env = append(os.Environ(), benchChildEnv+"=1")
-	cmd.Stdin = bytes.NewReader(in)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, h.log
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("export child: %w", err)
 	}
