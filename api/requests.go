@@ -88,7 +88,7 @@ func (s *Server) exportRequests(w http.ResponseWriter, r *http.Request, _ Princi
 	w.Header().Set("Content-Type", ctype)
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="botq-requests-%s.%s"`, s.cfg.Now().UTC().Format("20060102T150405Z"), format))
 	w.Header().Set("Cache-Control", "no-store")
-	fw := &flushWriter{w: w}
+	fw := &FlushWriter{W: w}
 	ew, err := NewRequestWriter(fw, format)
 	if err != nil {
 		return err
@@ -108,15 +108,16 @@ func (s *Server) exportRequests(w http.ResponseWriter, r *http.Request, _ Princi
 	return nil
 }
 
-// flushWriter flushes the response after every large write, so an export
-// reaches the client while it is produced.
-type flushWriter struct {
-	w http.ResponseWriter
+// FlushWriter writes to a response and flushes it after every write, so an
+// export reaches the client while it is produced. Put a buffer in front of
+// it: each of its writes is sent at once.
+type FlushWriter struct {
+	W http.ResponseWriter
 }
 
-func (f *flushWriter) Write(p []byte) (int, error) {
-	n, err := f.w.Write(p)
-	if fl, ok := f.w.(http.Flusher); ok {
+func (f *FlushWriter) Write(p []byte) (int, error) {
+	n, err := f.W.Write(p)
+	if fl, ok := f.W.(http.Flusher); ok {
 		fl.Flush()
 	}
 	return n, err

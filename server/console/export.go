@@ -63,7 +63,7 @@ func (c *Console) exportActions(w http.ResponseWriter, r *http.Request, _ *user)
 		return err
 	}
 	c.startExport(w, "actions", format)
-	bw := bufio.NewWriterSize(&flushWriter{w: w}, 64<<10)
+	bw := bufio.NewWriterSize(&api.FlushWriter{W: w}, 64<<10)
 	write := actionWriter(bw, format)
 	var before *store.ActionCursor
 	for n := 0; ; n++ {
@@ -160,7 +160,7 @@ func (c *Console) exportRequests(w http.ResponseWriter, r *http.Request, _ *user
 		return err
 	}
 	c.startExport(w, "requests", format)
-	ew, err := api.NewRequestWriter(&flushWriter{w: w}, format)
+	ew, err := api.NewRequestWriter(&api.FlushWriter{W: w}, format)
 	if err != nil {
 		return err
 	}
@@ -171,18 +171,4 @@ func (c *Console) exportRequests(w http.ResponseWriter, r *http.Request, _ *user
 		c.abortExport(r, err)
 	}
 	return nil
-}
-
-// flushWriter flushes the response after every write, so an export
-// reaches the browser while it is produced.
-type flushWriter struct {
-	w http.ResponseWriter
-}
-
-func (f *flushWriter) Write(p []byte) (int, error) {
-	n, err := f.w.Write(p)
-	if fl, ok := f.w.(http.Flusher); ok {
-		fl.Flush()
-	}
-	return n, err
 }
