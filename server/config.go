@@ -115,8 +115,9 @@ type RiverConfig struct {
 	// tables keep the audit record.
 	CompletedRetention time.Duration `yaml:"completed_retention"`
 	// MaintenanceRetention is how long the maintenance queue's completed
-	// jobs are kept (0: as long as CompletedRetention). Dozens run a minute,
-	// and kept a day they would bury the action jobs in River UI.
+	// jobs are kept (0: as long as CompletedRetention). The reconciler runs
+	// every couple of seconds, and its runs kept a day would bury the action
+	// jobs in River UI.
 	MaintenanceRetention time.Duration `yaml:"maintenance_retention"`
 	// PollOnly runs River without LISTEN: it acts on no NOTIFY, which any
 	// role that can connect may send (pause a queue, cancel a running job,
