@@ -27,8 +27,10 @@ type roleEnv struct {
 	appID  string
 }
 
-// loginAs creates a LOGIN role that is a member of group and connects as it.
-func (e *roleEnv) loginAs(t *testing.T, group string) (*pgx.Conn, string) {
+// loginAs creates a LOGIN role that is a member of group, with settings
+// ("name = value", set on the role by the owner, as a superuser may set
+// what the role itself may not), and connects as it.
+func (e *roleEnv) loginAs(t *testing.T, group string, settings ...string) (*pgx.Conn, string) {
 	t.Helper()
 	var b [4]byte
 	_, _ = rand.Read(b[:])
@@ -36,6 +38,10 @@ func (e *roleEnv) loginAs(t *testing.T, group string) (*pgx.Conn, string) {
 	password := hex.EncodeToString(b[:]) + "-pw"
 	_, err := e.owner.Exec(e.ctx, fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD '%s' IN ROLE %s", name, password, group))
 	require.NoError(t, err)
+	for _, set := range settings {
+		_, err = e.owner.Exec(e.ctx, fmt.Sprintf("ALTER ROLE %s SET %s", name, set))
+		require.NoError(t, err)
+	}
 	cfg, err := pgx.ParseConfig(storetest.DatabaseURL(t))
 	require.NoError(t, err)
 	cfg.User, cfg.Password = name, password

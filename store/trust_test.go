@@ -232,3 +232,68 @@ func TestTrustAuditIsAppendOnlyForTheRuntimeRole(t *testing.T) {
 	require.Equal(t, int64(1), purged.Events)
 	require.Equal(t, int64(1), purged.Requests)
 }
+
+// The caller checks cost an INSERT little: a trusted role's (botq's own)
+// skips the checks' function, and neither a trusted role's nor a bot's
+// calls a SQL-language function that is not inlined, which Postgres 15
+// parses and plans again in every transaction.
+func TestTrustChecksCallNoPlannedSQLFunction(t *testing.T) {
+	t.Parallel()
+	e := setupRoles(t)
+	ctx := e.ctx
+	bot, name := e.loginAs(t, store.DBRoleEnqueuer, "track_functions = 'all'")
+	_, err := e.s.GrantAdd(ctx, e.owner, name, e.appID, store.ScopeConversation, "ops", "test")
+	require.NoError(t, err)
+	_, err = e.owner.Exec(ctx, "SET track_functions = 'all'")
+	require.NoError(t, err)
+
+	// calls waits until want has n calls counted and returns the calls of
+	// this schema's functions by name; none may be a SQL function.
+	calls := func(want string, n int64) map[string]int64 {
+		t.Helper()
+		var got map[string]int64
+		var sqlFns []string
+		for deadline := time.Now().Add(10 * time.Second); got[want] != n && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			_, err := e.owner.Exec(ctx, "SELECT pg_stat_clear_snapshot()")
+			require.NoError(t, err)
+			rows, err := e.owner.Query(ctx, `
+				SELECT p.proname, l.lanname, s.calls
+				FROM pg_stat_user_functions s
+				JOIN pg_proc p ON p.oid = s.funcid
+				JOIN pg_language l ON l.oid = p.prolang
+				WHERE p.pronamespace = $1::regnamespace`, e.schema)
+			require.NoError(t, err)
+			got, sqlFns = map[string]int64{}, nil
+			for rows.Next() {
+				var fn, lang string
+				var c int64
+				require.NoError(t, rows.Scan(&fn, &lang, &c))
+				got[fn] = c
+				if lang == "sql" {
+					sqlFns = append(sqlFns, fn)
+				}
+			}
+			require.NoError(t, rows.Err())
+		}
+		require.Equal(t, n, got[want], "calls of %s", want)
+		require.Empty(t, sqlFns, "SQL functions called by an enqueue")
+		return got
+	}
+
+	payload := storetest.RespondPayload("a", "hi")
+	insert := fmt.Sprintf(`INSERT INTO %s.action (app_id, kind, payload) VALUES ($1, 'respond', $2)`, e.schema)
+	_, err = e.owner.Exec(ctx, insert, e.appID, payload)
+	require.NoError(t, err)
+	_, err = e.owner.Exec(ctx, "SELECT pg_stat_force_next_flush()")
+	require.NoError(t, err)
+	got := calls("action_before_insert", 1)
+	require.Zero(t, got["action_caller_columns"], "a trusted role's plain INSERT runs no caller check")
+
+	_, err = bot.Exec(ctx, insert, e.appID, payload)
+	require.NoError(t, err)
+	_, err = bot.Exec(ctx, "SELECT pg_stat_force_next_flush()")
+	require.NoError(t, err)
+	got = calls("action_before_insert", 2)
+	require.Equal(t, int64(1), got["action_caller_columns"], "a bot's INSERT is checked")
+	require.Equal(t, int64(1), got["may_enqueue_as"], "against its grants")
+}
