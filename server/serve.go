@@ -239,10 +239,7 @@ func (m *Main) open(ctx context.Context) error {
 	if err := m.syncConfig(ctx); err != nil {
 		return err
 	}
-	m.Apps = appclient.New(appclient.Config{
-		Pool: pool, Store: m.Store, Keyring: m.Keyring, External: ExternalTokens(cfg, m.LookupEnv),
-		HTTPTimeout: cfg.Khoros.HTTPTimeout,
-	})
+	m.Apps = newRegistry(cfg, pool, m.Store, m.Keyring, m.LookupEnv)
 
 	if !cfg.Roles.Workers && !cfg.Roles.Reconciler {
 		return nil
