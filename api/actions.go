@@ -442,22 +442,34 @@ func (s *Server) replayBulk(w http.ResponseWriter, r *http.Request, p Principal)
 		if err != nil {
 			return err
 		}
-		out := BulkReplayResponse{DryRun: true, Matched: plan.Matched, Eligible: plan.Eligible, Skipped: plan.Skipped, Sample: []Action{}}
-		for _, a := range plan.Sample {
-			out.Sample = append(out.Sample, NewAction(a))
-		}
-		writeJSON(w, http.StatusOK, out)
+		writeJSON(w, http.StatusOK, NewReplayPlan(plan))
 		return nil
 	}
 	res, err := s.cfg.Store.ActionReplayBulk(ctx, s.cfg.DB, store.ReplayBulkParams{Filter: f, Options: opts, BatchSize: s.cfg.ReplayBatchSize})
 	if err != nil {
 		return err
 	}
+	writeJSON(w, http.StatusOK, NewReplayResult(res))
+	return nil
+}
+
+// NewReplayPlan answers the dry run of a bulk replay (POST /v1/replay,
+// botq replay --dry-run).
+func NewReplayPlan(plan *store.ReplayPlan) BulkReplayResponse {
+	out := BulkReplayResponse{DryRun: true, Matched: plan.Matched, Eligible: plan.Eligible, Skipped: plan.Skipped, Sample: []Action{}}
+	for _, a := range plan.Sample {
+		out.Sample = append(out.Sample, NewAction(a))
+	}
+	return out
+}
+
+// NewReplayResult answers a bulk replay that ran. Its skipped counts
+// include the actions that changed while it ran (changed_meanwhile).
+func NewReplayResult(res *store.ReplayBulkResult) BulkReplayResponse {
 	skipped := res.Plan.Skipped
 	if res.Skipped > 0 {
 		skipped["changed_meanwhile"] = res.Skipped
 	}
-	writeJSON(w, http.StatusOK, BulkReplayResponse{Matched: res.Plan.Matched, Eligible: res.Plan.Eligible, Skipped: skipped,
-		Replayed: res.Replayed, FirstActionIDs: res.FirstIDs})
-	return nil
+	return BulkReplayResponse{Matched: res.Plan.Matched, Eligible: res.Plan.Eligible, Skipped: skipped,
+		Replayed: res.Replayed, FirstActionIDs: res.FirstIDs}
 }
