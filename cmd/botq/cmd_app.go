@@ -32,25 +32,22 @@ func newAppListCmd(env *cliEnv) *cobra.Command {
 		Short:   "List apps (or one) with token expiry, health, pause and queue depth",
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			id := ""
-			if len(args) == 1 {
-				id = args[0]
-			}
-			apps, err := appViews(cmd.Context(), env, db, id)
-			if err != nil {
-				return err
-			}
-			res := api.AppList{Apps: apps}
-			if out.json() {
-				return writeJSONOut(env.stdout, res)
-			}
-			printApps(env, res.Apps)
-			return nil
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				id := ""
+				if len(args) == 1 {
+					id = args[0]
+				}
+				apps, err := appViews(cmd.Context(), env, db, id)
+				if err != nil {
+					return err
+				}
+				res := api.AppList{Apps: apps}
+				if out.json() {
+					return writeJSONOut(env.stdout, res)
+				}
+				printApps(env, res.Apps)
+				return nil
+			})
 		},
 	}
 	addOutputFlag(cmd, &out)
@@ -59,7 +56,7 @@ func newAppListCmd(env *cliEnv) *cobra.Command {
 
 // reportApp ends a command that changed an app: its sentences, or with
 // --output json the app as `botq app list` shows it.
-func reportApp(ctx context.Context, env *cliEnv, db *cliDB, out *outputOpts, appID string, lines ...string) error {
+func reportApp(ctx context.Context, env *cliEnv, db *server.Conn, out *outputOpts, appID string, lines ...string) error {
 	if !out.json() {
 		for _, l := range lines {
 			fmt.Fprintln(env.stdout, l)
@@ -78,12 +75,12 @@ func reportApp(ctx context.Context, env *cliEnv, db *cliDB, out *outputOpts, app
 
 // appViews returns the apps (or the one, appID "" for all) as the API and
 // `app list` show them.
-func appViews(ctx context.Context, env *cliEnv, db *cliDB, appID string) ([]api.App, error) {
-	sts, err := db.store.AppStatusList(ctx, db.pool, appID)
+func appViews(ctx context.Context, env *cliEnv, db *server.Conn, appID string) ([]api.App, error) {
+	sts, err := db.Store.AppStatusList(ctx, db.Pool, appID)
 	if err != nil {
 		return nil, err
 	}
-	ext := server.ExternalTokens(db.cfg, env.lookupEnv)
+	ext := server.ExternalTokens(db.Config, env.lookupEnv)
 	now := time.Now()
 	apps := make([]api.App, len(sts))
 	for i, st := range sts {
@@ -147,20 +144,17 @@ run when the app is resumed. Records a pause event.`,
 			case forDur > 0:
 				end = time.Now().Add(forDur)
 			}
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			a, err := db.store.AppPauseAudited(cmd.Context(), db.pool, args[0], end, actorOr(env, actor), reason)
-			if err != nil {
-				return err
-			}
-			line := fmt.Sprintf("paused app %s until %s", a.ID, end.UTC().Format(time.RFC3339))
-			if end.Equal(store.Forever) {
-				line = fmt.Sprintf("paused app %s until resumed (botq app resume %s)", a.ID, a.ID)
-			}
-			return reportApp(cmd.Context(), env, db, &out, a.ID, line)
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				a, err := db.Store.AppPauseAudited(cmd.Context(), db.Pool, args[0], end, actorOr(env, actor), reason)
+				if err != nil {
+					return err
+				}
+				line := fmt.Sprintf("paused app %s until %s", a.ID, end.UTC().Format(time.RFC3339))
+				if end.Equal(store.Forever) {
+					line = fmt.Sprintf("paused app %s until resumed (botq app resume %s)", a.ID, a.ID)
+				}
+				return reportApp(cmd.Context(), env, db, &out, a.ID, line)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why (required; recorded in the pause event)")
@@ -179,16 +173,13 @@ func newAppResumeCmd(env *cliEnv) *cobra.Command {
 		Short: "Resume an app's calls (and clear a Khoros throttle); waiting actions run at once",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			a, err := db.store.AppResumeAudited(cmd.Context(), db.pool, args[0], actorOr(env, actor), reason)
-			if err != nil {
-				return err
-			}
-			return reportApp(cmd.Context(), env, db, &out, a.ID, fmt.Sprintf("resumed app %s", a.ID))
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				a, err := db.Store.AppResumeAudited(cmd.Context(), db.Pool, args[0], actorOr(env, actor), reason)
+				if err != nil {
+					return err
+				}
+				return reportApp(cmd.Context(), env, db, &out, a.ID, fmt.Sprintf("resumed app %s", a.ID))
+			})
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the resume event)")
@@ -229,26 +220,24 @@ botq serve at start, so change those in the file instead. Set the app's token wi
 			if conc > 0 {
 				p.ConcurrencyLimit = &conc
 			}
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			ctx := cmd.Context()
-			var a *store.App
-			err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-				if a, err = db.store.AppUpsert(ctx, tx, p); err != nil {
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				ctx := cmd.Context()
+				var a *store.App
+				var err error
+				err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+					if a, err = db.Store.AppUpsert(ctx, tx, p); err != nil {
+						return err
+					}
+					_, err = db.Store.EventInsert(ctx, tx, store.EventInsertParams{AppID: a.ID, Kind: "app_upsert", Actor: actorOr(env, actor),
+						After: map[string]any{"region": a.Region, "base_url": a.BaseURL, "company_key": a.CompanyKey, "rate_limit": a.RateLimit,
+							"rate_burst": a.RateBurst, "concurrency_limit": a.ConcurrencyLimit, "lane_on_failure": a.LaneOnFailure}})
+					return err
+				})
+				if err != nil {
 					return err
 				}
-				_, err = db.store.EventInsert(ctx, tx, store.EventInsertParams{AppID: a.ID, Kind: "app_upsert", Actor: actorOr(env, actor),
-					After: map[string]any{"region": a.Region, "base_url": a.BaseURL, "company_key": a.CompanyKey, "rate_limit": a.RateLimit,
-						"rate_burst": a.RateBurst, "concurrency_limit": a.ConcurrencyLimit, "lane_on_failure": a.LaneOnFailure}})
-				return err
+				return reportApp(ctx, env, db, &out, a.ID, fmt.Sprintf("app %s set (region %s)", a.ID, a.Region))
 			})
-			if err != nil {
-				return err
-			}
-			return reportApp(ctx, env, db, &out, a.ID, fmt.Sprintf("app %s set (region %s)", a.ID, a.Region))
 		},
 	}
 	f := cmd.Flags()

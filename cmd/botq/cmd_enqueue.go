@@ -14,6 +14,7 @@ import (
 
 	"github.com/botq/botq/api"
 	"github.com/botq/botq/jobs"
+	"github.com/botq/botq/server"
 	"github.com/botq/botq/store"
 )
 
@@ -49,46 +50,43 @@ whose idempotency key the app used already is not enqueued again; the existing o
 			if err != nil {
 				return err
 			}
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			ps := make([]store.ActionInsertParams, len(reqs))
-			for i, q := range reqs {
-				ps[i] = store.ActionInsertParams{AppID: q.AppID, Kind: q.Kind, Payload: q.Payload,
-					IdempotencyKey: q.IdempotencyKey, Lane: q.Lane, CreatedBy: actorOr(env, actor)}
-			}
-			res, err := db.store.ActionInsertMany(cmd.Context(), db.pool, ps)
-			if err != nil {
-				return explain(err)
-			}
-			if wait > 0 {
-				ids := make([]int64, len(res))
-				for i, r := range res {
-					ids[i] = r.Action.ID
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				ps := make([]store.ActionInsertParams, len(reqs))
+				for i, q := range reqs {
+					ps[i] = store.ActionInsertParams{AppID: q.AppID, Kind: q.Kind, Payload: q.Payload,
+						IdempotencyKey: q.IdempotencyKey, Lane: q.Lane, CreatedBy: actorOr(env, actor)}
 				}
-				if err := waitActions(cmd.Context(), db, ids, wait); err != nil {
-					return err
+				res, err := db.Store.ActionInsertMany(cmd.Context(), db.Pool, ps)
+				if err != nil {
+					return explain(err)
 				}
-				for i := range res {
-					if res[i].Action, err = db.store.ActionView(cmd.Context(), db.pool, res[i].Action.ID); err != nil {
+				if wait > 0 {
+					ids := make([]int64, len(res))
+					for i, r := range res {
+						ids[i] = r.Action.ID
+					}
+					if err := waitActions(cmd.Context(), db, ids, wait); err != nil {
 						return err
 					}
+					for i := range res {
+						if res[i].Action, err = db.Store.ActionView(cmd.Context(), db.Pool, res[i].Action.ID); err != nil {
+							return err
+						}
+					}
 				}
-			}
-			if out.json() {
-				outRes := make([]api.EnqueueResponse, len(res))
-				for i, r := range res {
-					outRes[i] = api.EnqueueResponse{Action: api.NewAction(r.Action), Existed: r.Existed}
+				if out.json() {
+					outRes := make([]api.EnqueueResponse, len(res))
+					for i, r := range res {
+						outRes[i] = api.EnqueueResponse{Action: api.NewAction(r.Action), Existed: r.Existed}
+					}
+					return writeJSONOut(env.stdout, outRes)
 				}
-				return writeJSONOut(env.stdout, outRes)
-			}
-			tw := newTable(env.stdout, "ID", "APP", "KIND", "STATE", "EXISTED", "IDEMPOTENCY KEY")
-			for _, r := range res {
-				row(tw, r.Action.ID, r.Action.AppID, r.Action.Kind, string(r.Action.State), r.Existed, r.Action.IdempotencyKey)
-			}
-			return tw.Flush()
+				tw := newTable(env.stdout, "ID", "APP", "KIND", "STATE", "EXISTED", "IDEMPOTENCY KEY")
+				for _, r := range res {
+					row(tw, r.Action.ID, r.Action.AppID, r.Action.Kind, string(r.Action.State), r.Existed, r.Action.IdempotencyKey)
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "read the JSON from this file (default: stdin)")
@@ -148,12 +146,12 @@ func decodeActions(r io.Reader) ([]api.EnqueueRequest, error) {
 var errWaitTimeout = errors.New("timed out waiting")
 
 // waitActions waits until every action is sent or finished.
-func waitActions(ctx context.Context, db *cliDB, ids []int64, timeout time.Duration) error {
+func waitActions(ctx context.Context, db *server.Conn, ids []int64, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		pending := 0
 		for _, id := range ids {
-			a, err := db.store.ActionGet(ctx, db.pool, id)
+			a, err := db.Store.ActionGet(ctx, db.Pool, id)
 			if err != nil {
 				return err
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/botq/botq/api"
 	"github.com/botq/botq/botapi"
 	"github.com/botq/botq/jobs"
+	"github.com/botq/botq/server"
 	"github.com/botq/botq/store"
 )
 
@@ -52,45 +53,42 @@ func (f *actionWriteFlags) add(cmd *cobra.Command) {
 // enqueueOne enqueues an action and prints its id (and, with --wait, its
 // outcome).
 func enqueueOne(cmd *cobra.Command, env *cliEnv, f *actionWriteFlags, appID, kind string, payload []byte) error {
-	db, err := env.openDB(cmd.Context())
-	if err != nil {
-		return err
-	}
-	defer db.close()
-	res, err := db.store.ActionInsert(cmd.Context(), db.pool, store.ActionInsertParams{
-		AppID: appID, Kind: kind, Payload: payload, IdempotencyKey: f.key, CreatedBy: actorOr(env, f.actor),
+	return env.withDB(cmd.Context(), func(db *server.Conn) error {
+		res, err := db.Store.ActionInsert(cmd.Context(), db.Pool, store.ActionInsertParams{
+			AppID: appID, Kind: kind, Payload: payload, IdempotencyKey: f.key, CreatedBy: actorOr(env, f.actor),
+		})
+		if err != nil {
+			return explain(err)
+		}
+		a := res.Action
+		if f.wait > 0 {
+			if err := waitActions(cmd.Context(), db, []int64{a.ID}, f.wait); err != nil {
+				return err
+			}
+			if a, err = db.Store.ActionGet(cmd.Context(), db.Pool, a.ID); err != nil {
+				return err
+			}
+		}
+		if f.out.json() {
+			return writeJSONOut(env.stdout, api.EnqueueResponse{Action: api.NewAction(a), Existed: res.Existed})
+		}
+		switch {
+		case res.Existed:
+			fmt.Fprintf(env.stdout, "action %d (enqueued before with this idempotency key) is %s\n", a.ID, a.State)
+		case f.wait > 0:
+			fmt.Fprintf(env.stdout, "action %d is %s", a.ID, a.State)
+			if a.LastError != "" {
+				fmt.Fprintf(env.stdout, ": %s", a.LastError)
+			}
+			fmt.Fprintln(env.stdout)
+		default:
+			fmt.Fprintf(env.stdout, "enqueued action %d (botq actions show %d)\n", a.ID, a.ID)
+		}
+		if a.State == store.ActionFailed {
+			return fmt.Errorf("action %d failed", a.ID)
+		}
+		return nil
 	})
-	if err != nil {
-		return explain(err)
-	}
-	a := res.Action
-	if f.wait > 0 {
-		if err := waitActions(cmd.Context(), db, []int64{a.ID}, f.wait); err != nil {
-			return err
-		}
-		if a, err = db.store.ActionGet(cmd.Context(), db.pool, a.ID); err != nil {
-			return err
-		}
-	}
-	if f.out.json() {
-		return writeJSONOut(env.stdout, api.EnqueueResponse{Action: api.NewAction(a), Existed: res.Existed})
-	}
-	switch {
-	case res.Existed:
-		fmt.Fprintf(env.stdout, "action %d (enqueued before with this idempotency key) is %s\n", a.ID, a.State)
-	case f.wait > 0:
-		fmt.Fprintf(env.stdout, "action %d is %s", a.ID, a.State)
-		if a.LastError != "" {
-			fmt.Fprintf(env.stdout, ": %s", a.LastError)
-		}
-		fmt.Fprintln(env.stdout)
-	default:
-		fmt.Fprintf(env.stdout, "enqueued action %d (botq actions show %d)\n", a.ID, a.ID)
-	}
-	if a.State == store.ActionFailed {
-		return fmt.Errorf("action %d failed", a.ID)
-	}
-	return nil
 }
 
 func newRegistrationWriteCmd(env *cliEnv, verb, kind, short string) *cobra.Command {
@@ -204,12 +202,12 @@ func newModeCmd(env *cliEnv) *cobra.Command {
 }
 
 // botClient returns the Bot v3 client of an app.
-func botClient(cmd *cobra.Command, env *cliEnv, db *cliDB, appID string) (*botapi.Client, error) {
-	app, err := db.store.AppGet(cmd.Context(), db.pool, appID)
+func botClient(cmd *cobra.Command, env *cliEnv, db *server.Conn, appID string) (*botapi.Client, error) {
+	app, err := db.Store.AppGet(cmd.Context(), db.Pool, appID)
 	if err != nil {
 		return nil, err
 	}
-	return db.registry(env).Client(app)
+	return db.Apps.Client(app)
 }
 
 func redactRegistration(r *botapi.Registration) {
@@ -243,20 +241,17 @@ func newRegistrationGetCmd(env *cliEnv) *cobra.Command {
 			if err := page.check(true); err != nil {
 				return err
 			}
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			c, err := botClient(cmd, env, db, args[0])
-			if err != nil {
-				return err
-			}
-			reg, _, err := c.GetRegistration(cmd.Context(), page.network, page.externalID, args[0])
-			if err != nil {
-				return fmt.Errorf("get registration: %w", err)
-			}
-			return printRegistrations(env, out, []botapi.Registration{*reg})
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				c, err := botClient(cmd, env, db, args[0])
+				if err != nil {
+					return err
+				}
+				reg, _, err := c.GetRegistration(cmd.Context(), page.network, page.externalID, args[0])
+				if err != nil {
+					return fmt.Errorf("get registration: %w", err)
+				}
+				return printRegistrations(env, out, []botapi.Registration{*reg})
+			})
 		},
 	}
 	page.add(cmd)
@@ -275,25 +270,22 @@ func newRegistrationListCmd(env *cliEnv) *cobra.Command {
 			if err := page.check(false); err != nil {
 				return err
 			}
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			c, err := botClient(cmd, env, db, args[0])
-			if err != nil {
-				return err
-			}
-			var regs []botapi.Registration
-			if page.network != "" {
-				regs, _, err = c.ListPageRegistrations(cmd.Context(), page.network, page.externalID)
-			} else {
-				regs, _, err = c.ListRegistrations(cmd.Context())
-			}
-			if err != nil {
-				return fmt.Errorf("list registrations: %w", err)
-			}
-			return printRegistrations(env, out, regs)
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				c, err := botClient(cmd, env, db, args[0])
+				if err != nil {
+					return err
+				}
+				var regs []botapi.Registration
+				if page.network != "" {
+					regs, _, err = c.ListPageRegistrations(cmd.Context(), page.network, page.externalID)
+				} else {
+					regs, _, err = c.ListRegistrations(cmd.Context())
+				}
+				if err != nil {
+					return fmt.Errorf("list registrations: %w", err)
+				}
+				return printRegistrations(env, out, regs)
+			})
 		},
 	}
 	page.add(cmd)
@@ -318,65 +310,62 @@ func newHealthCmd(env *cliEnv) *cobra.Command {
 		Short: "Show apps' webhook health: live from Khoros (GET /bots/v3/health) and as last recorded",
 		Args:  cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			apps, err := db.store.AppList(cmd.Context(), db.pool)
-			if err != nil {
-				return err
-			}
-			if len(args) > 0 {
-				apps = apps[:0]
-				for _, id := range args {
-					a, err := db.store.AppGet(cmd.Context(), db.pool, id)
-					if err != nil {
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				apps, err := db.Store.AppList(cmd.Context(), db.Pool)
+				if err != nil {
+					return err
+				}
+				if len(args) > 0 {
+					apps = apps[:0]
+					for _, id := range args {
+						a, err := db.Store.AppGet(cmd.Context(), db.Pool, id)
+						if err != nil {
+							return err
+						}
+						apps = append(apps, a)
+					}
+				}
+				reg := db.Apps
+				var res []AppHealthReport
+				failed := 0
+				for _, a := range apps {
+					rep := AppHealthReport{AppID: a.ID, Stored: a.HealthStatus, CheckedAt: a.HealthCheckedAt}
+					if !stored {
+						c, err := reg.Client(a)
+						if err == nil {
+							rep.Live, _, err = c.GetHealth(cmd.Context(), a.ID)
+						}
+						if err != nil {
+							rep.LiveError = err.Error()
+							failed++
+						}
+					}
+					res = append(res, rep)
+				}
+				if out.json() {
+					if err := writeJSONOut(env.stdout, res); err != nil {
 						return err
 					}
-					apps = append(apps, a)
-				}
-			}
-			reg := db.registry(env)
-			var res []AppHealthReport
-			failed := 0
-			for _, a := range apps {
-				rep := AppHealthReport{AppID: a.ID, Stored: a.HealthStatus, CheckedAt: a.HealthCheckedAt}
-				if !stored {
-					c, err := reg.Client(a)
-					if err == nil {
-						rep.Live, _, err = c.GetHealth(cmd.Context(), a.ID)
+				} else {
+					tw := newTable(env.stdout, "APP", "LIVE", "FAILURES", "SUCCESSES", "STORED", "CHECKED")
+					for _, r := range res {
+						live, fails, oks := any(r.LiveError), any(nil), any(nil)
+						if len(r.Live) > 0 {
+							live, fails, oks = r.Live[0].Status, r.Live[0].FailureCount, r.Live[0].SuccessCount
+						} else if r.LiveError == "" && !stored {
+							live = "no data"
+						}
+						row(tw, r.AppID, live, fails, oks, r.Stored, r.CheckedAt)
 					}
-					if err != nil {
-						rep.LiveError = err.Error()
-						failed++
+					if err := tw.Flush(); err != nil {
+						return err
 					}
 				}
-				res = append(res, rep)
-			}
-			if out.json() {
-				if err := writeJSONOut(env.stdout, res); err != nil {
-					return err
+				if failed > 0 {
+					return fmt.Errorf("health of %d of %s could not be read from Khoros", failed, plural(int64(len(res)), "app"))
 				}
-			} else {
-				tw := newTable(env.stdout, "APP", "LIVE", "FAILURES", "SUCCESSES", "STORED", "CHECKED")
-				for _, r := range res {
-					live, fails, oks := any(r.LiveError), any(nil), any(nil)
-					if len(r.Live) > 0 {
-						live, fails, oks = r.Live[0].Status, r.Live[0].FailureCount, r.Live[0].SuccessCount
-					} else if r.LiveError == "" && !stored {
-						live = "no data"
-					}
-					row(tw, r.AppID, live, fails, oks, r.Stored, r.CheckedAt)
-				}
-				if err := tw.Flush(); err != nil {
-					return err
-				}
-			}
-			if failed > 0 {
-				return fmt.Errorf("health of %d of %s could not be read from Khoros", failed, plural(int64(len(res)), "app"))
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&stored, "stored", false, "show only what the reconciler recorded; call nothing")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/botq/botq/server"
 	"github.com/botq/botq/store"
 )
 
@@ -28,13 +29,13 @@ func newTokenCmd(env *cliEnv) *cobra.Command {
 }
 
 // storeToken stores a token for the app and reports it.
-func storeToken(cmd *cobra.Command, env *cliEnv, db *cliDB, out *outputOpts, appID, token, actor, reason string) error {
-	app, resumed, err := db.registry(env).StoreToken(cmd.Context(), appID, token, actor, reason)
+func storeToken(cmd *cobra.Command, env *cliEnv, db *server.Conn, out *outputOpts, appID, token, actor, reason string) error {
+	app, resumed, err := db.Apps.StoreToken(cmd.Context(), appID, token, actor, reason)
 	return reportToken(cmd, env, db, out, app, resumed, err)
 }
 
 // reportToken ends a command that stored an app's token.
-func reportToken(cmd *cobra.Command, env *cliEnv, db *cliDB, out *outputOpts, app *store.App, resumed bool, err error) error {
+func reportToken(cmd *cobra.Command, env *cliEnv, db *server.Conn, out *outputOpts, app *store.App, resumed bool, err error) error {
 	if err != nil {
 		return err
 	}
@@ -87,12 +88,9 @@ func newTokenSetCmd(env *cliEnv) *cobra.Command {
 			} else if token, err = readSecret(env.stdin, "token"); err != nil {
 				return err
 			}
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			return storeToken(cmd, env, db, &out, args[0], token, actorOr(env, actor), reason)
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				return storeToken(cmd, env, db, &out, args[0], token, actorOr(env, actor), reason)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&file, "file", "", "read the token from this file (default: stdin)")
@@ -116,17 +114,14 @@ on the first line, the password on the second). With --existing, fetches the tok
 already exists instead of creating one.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			user, pass, err := careCredentials(env)
-			if err != nil {
-				return err
-			}
-			app, resumed, err := db.registry(env).Bootstrap(cmd.Context(), db.cfg.Khoros.CareBaseURL, user, pass, args[0], existing, actorOr(env, actor))
-			return reportToken(cmd, env, db, &out, app, resumed, err)
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				user, pass, err := careCredentials(env)
+				if err != nil {
+					return err
+				}
+				app, resumed, err := db.Apps.Bootstrap(cmd.Context(), db.Config.Khoros.CareBaseURL, user, pass, args[0], existing, actorOr(env, actor))
+				return reportToken(cmd, env, db, &out, app, resumed, err)
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&existing, "existing", false, "fetch the app's existing token instead of creating one")
@@ -143,26 +138,23 @@ func newTokenRefreshCmd(env *cliEnv) *cobra.Command {
 		Short: "Exchange an app's stored token for a new one now (the old one keeps working 10 minutes)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			app, err := db.store.AppGet(cmd.Context(), db.pool, args[0])
-			if err != nil {
-				return err
-			}
-			if reason == "" {
-				reason = "refreshed by an operator"
-			}
-			res, err := db.registry(env).Refresh(cmd.Context(), app.ID, app.TokenVersion, actorOr(env, actor), reason)
-			if err != nil {
-				return err
-			}
-			if !res.Refreshed {
-				return reportApp(cmd.Context(), env, db, &out, app.ID, fmt.Sprintf("app %s's token changed meanwhile (now version %d); nothing refreshed", app.ID, res.App.TokenVersion))
-			}
-			return reportApp(cmd.Context(), env, db, &out, app.ID, fmt.Sprintf("refreshed token of app %s: version %d, expires %s", app.ID, res.App.TokenVersion, cell(res.App.TokenExpiresAt)))
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				app, err := db.Store.AppGet(cmd.Context(), db.Pool, args[0])
+				if err != nil {
+					return err
+				}
+				if reason == "" {
+					reason = "refreshed by an operator"
+				}
+				res, err := db.Apps.Refresh(cmd.Context(), app.ID, app.TokenVersion, actorOr(env, actor), reason)
+				if err != nil {
+					return err
+				}
+				if !res.Refreshed {
+					return reportApp(cmd.Context(), env, db, &out, app.ID, fmt.Sprintf("app %s's token changed meanwhile (now version %d); nothing refreshed", app.ID, res.App.TokenVersion))
+				}
+				return reportApp(cmd.Context(), env, db, &out, app.ID, fmt.Sprintf("refreshed token of app %s: version %d, expires %s", app.ID, res.App.TokenVersion, cell(res.App.TokenExpiresAt)))
+			})
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the token_refresh event)")
@@ -185,16 +177,13 @@ set (botq token set or bootstrap), which resumes it.`,
 			if reason == "" {
 				return usagef("--reason is required: say why the tokens are revoked")
 			}
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			app, err := db.registry(env).Revoke(cmd.Context(), args[0], actorOr(env, actor), reason)
-			if err != nil {
-				return err
-			}
-			return reportApp(cmd.Context(), env, db, &out, app.ID, fmt.Sprintf("revoked every token of app %s; the app is paused until a new token is set", app.ID))
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				app, err := db.Apps.Revoke(cmd.Context(), args[0], actorOr(env, actor), reason)
+				if err != nil {
+					return err
+				}
+				return reportApp(cmd.Context(), env, db, &out, app.ID, fmt.Sprintf("revoked every token of app %s; the app is paused until a new token is set", app.ID))
+			})
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why (required; recorded in the token_revoke event)")
@@ -210,35 +199,32 @@ func newTokenStatusCmd(env *cliEnv) *cobra.Command {
 		Short: "Show where each app's token comes from, its version and expiry (never the token)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			apps, err := db.store.AppList(cmd.Context(), db.pool)
-			if err != nil {
-				return err
-			}
-			if len(args) == 1 {
-				a, err := db.store.AppGet(cmd.Context(), db.pool, args[0])
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				apps, err := db.Store.AppList(cmd.Context(), db.Pool)
 				if err != nil {
 					return err
 				}
-				apps = []*store.App{a}
-			}
-			res := db.registry(env).TokenStatuses(apps)
-			if out.json() {
-				return writeJSONOut(env.stdout, res)
-			}
-			tw := newTable(env.stdout, "APP", "SOURCE", "VERSION", "EXPIRES", "REFRESHED", "KEY OK", "PAUSED UNTIL")
-			for _, st := range res {
-				keyOK := any(nil)
-				if st.KeyOK != nil {
-					keyOK = *st.KeyOK
+				if len(args) == 1 {
+					a, err := db.Store.AppGet(cmd.Context(), db.Pool, args[0])
+					if err != nil {
+						return err
+					}
+					apps = []*store.App{a}
 				}
-				row(tw, st.AppID, st.Source, st.Version, st.ExpiresAt, st.RefreshedAt, keyOK, st.PausedUntil)
-			}
-			return tw.Flush()
+				res := db.Apps.TokenStatuses(apps)
+				if out.json() {
+					return writeJSONOut(env.stdout, res)
+				}
+				tw := newTable(env.stdout, "APP", "SOURCE", "VERSION", "EXPIRES", "REFRESHED", "KEY OK", "PAUSED UNTIL")
+				for _, st := range res {
+					keyOK := any(nil)
+					if st.KeyOK != nil {
+						keyOK = *st.KeyOK
+					}
+					row(tw, st.AppID, st.Source, st.Version, st.ExpiresAt, st.RefreshedAt, keyOK, st.PausedUntil)
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	addOutputFlag(cmd, &out)
