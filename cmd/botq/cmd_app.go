@@ -6,8 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/spf13/cobra"
 
 	"github.com/botq/botq/api"
@@ -37,7 +35,7 @@ func newAppListCmd(env *cliEnv) *cobra.Command {
 				if len(args) == 1 {
 					id = args[0]
 				}
-				apps, err := appViews(cmd.Context(), env, db, id)
+				apps, err := api.LoadApps(cmd.Context(), db.Store, db.Pool, id, db.Apps.External, time.Now())
 				if err != nil {
 					return err
 				}
@@ -54,6 +52,22 @@ func newAppListCmd(env *cliEnv) *cobra.Command {
 	return cmd
 }
 
+// appsNamed returns the apps of ids, or every app when ids is empty.
+func appsNamed(ctx context.Context, db *server.Conn, ids []string) ([]*store.App, error) {
+	if len(ids) == 0 {
+		return db.Store.AppList(ctx, db.Pool)
+	}
+	apps := make([]*store.App, 0, len(ids))
+	for _, id := range ids {
+		a, err := db.Store.AppGet(ctx, db.Pool, id)
+		if err != nil {
+			return nil, err
+		}
+		apps = append(apps, a)
+	}
+	return apps, nil
+}
+
 // reportApp ends a command that changed an app: its sentences, or with
 // --output json the app as `botq app list` shows it.
 func reportApp(ctx context.Context, env *cliEnv, db *server.Conn, out *outputOpts, appID string, lines ...string) error {
@@ -63,31 +77,11 @@ func reportApp(ctx context.Context, env *cliEnv, db *server.Conn, out *outputOpt
 		}
 		return nil
 	}
-	apps, err := appViews(ctx, env, db, appID)
+	apps, err := api.LoadApps(ctx, db.Store, db.Pool, appID, db.Apps.External, time.Now())
 	if err != nil {
 		return err
 	}
-	if len(apps) != 1 {
-		return fmt.Errorf("app %s: %w", appID, store.ErrNotFound)
-	}
 	return writeJSONOut(env.stdout, apps[0])
-}
-
-// appViews returns the apps (or the one, appID "" for all) as the API and
-// `app list` show them.
-func appViews(ctx context.Context, env *cliEnv, db *server.Conn, appID string) ([]api.App, error) {
-	sts, err := db.Store.AppStatusList(ctx, db.Pool, appID)
-	if err != nil {
-		return nil, err
-	}
-	ext := server.ExternalTokens(db.Config, env.lookupEnv)
-	now := time.Now()
-	apps := make([]api.App, len(sts))
-	for i, st := range sts {
-		_, external := ext[st.ID]
-		apps[i] = api.NewApp(st, external, now)
-	}
-	return apps, nil
 }
 
 func printApps(env *cliEnv, apps []api.App) {
@@ -190,10 +184,8 @@ func newAppResumeCmd(env *cliEnv) *cobra.Command {
 
 func newAppSetCmd(env *cliEnv) *cobra.Command {
 	var (
-		p     store.AppUpsertParams
+		a     server.AppConfig
 		actor string
-		rate  float64
-		conc  int
 		out   outputOpts
 	)
 	cmd := &cobra.Command{
@@ -206,48 +198,28 @@ botq serve at start, so change those in the file instead. Set the app's token wi
   botq app set test-bot --region CUSTOM --base-url http://127.0.0.1:8089 --company-key acme`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p.ID = args[0]
-			cfg := server.AppConfig{ID: p.ID, Region: p.Region, BaseURL: p.BaseURL, CompanyKey: p.CompanyKey, RateLimit: rate,
-				RateBurst: p.RateBurst, Concurrency: conc, LaneOnFailure: p.LaneOnFailure}
-			check := server.Config{Apps: []server.AppConfig{cfg}}
+			a.ID = args[0]
+			check := server.Config{Apps: []server.AppConfig{a}}
 			for _, problem := range check.ValidateApps() {
 				return usagef("%s", strings.Replace(strings.Replace(problem, "apps[0].", "--", 1), "_", "-", 1))
 			}
-			p.Region = server.AppRegion(cfg)
-			if rate > 0 {
-				p.RateLimit = &rate
-			}
-			if conc > 0 {
-				p.ConcurrencyLimit = &conc
-			}
 			return env.withDB(cmd.Context(), func(db *server.Conn) error {
-				ctx := cmd.Context()
-				var a *store.App
-				var err error
-				err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
-					if a, err = db.Store.AppUpsert(ctx, tx, p); err != nil {
-						return err
-					}
-					_, err = db.Store.EventInsert(ctx, tx, store.EventInsertParams{AppID: a.ID, Kind: "app_upsert", Actor: actorOr(env, actor),
-						After: map[string]any{"region": a.Region, "base_url": a.BaseURL, "company_key": a.CompanyKey, "rate_limit": a.RateLimit,
-							"rate_burst": a.RateBurst, "concurrency_limit": a.ConcurrencyLimit, "lane_on_failure": a.LaneOnFailure}})
-					return err
-				})
+				app, err := db.Store.AppUpsertAudited(cmd.Context(), db.Pool, a.UpsertParams(), actorOr(env, actor))
 				if err != nil {
 					return err
 				}
-				return reportApp(ctx, env, db, &out, a.ID, fmt.Sprintf("app %s set (region %s)", a.ID, a.Region))
+				return reportApp(cmd.Context(), env, db, &out, app.ID, fmt.Sprintf("app %s set (region %s)", app.ID, app.Region))
 			})
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&p.Region, "region", "US", "US, EMEA, APAC, or CUSTOM with --base-url")
-	f.StringVar(&p.BaseURL, "base-url", "", "gateway for region CUSTOM: https, or http to a loopback address (the simulator)")
-	f.StringVar(&p.CompanyKey, "company-key", "", "the app's Care company key")
-	f.Float64Var(&rate, "rate-limit", 0, "calls per second for the whole fleet (0: none)")
-	f.IntVar(&p.RateBurst, "rate-burst", 1, "calls allowed at once above the rate")
-	f.IntVar(&conc, "concurrency", 0, "calls in flight for the whole fleet (0: none)")
-	f.StringVar(&p.LaneOnFailure, "lane-on-failure", "continue", "continue, or block: a failed action holds its lane's later ones")
+	f.StringVar(&a.Region, "region", "US", "US, EMEA, APAC, or CUSTOM with --base-url")
+	f.StringVar(&a.BaseURL, "base-url", "", "gateway for region CUSTOM: https, or http to a loopback address (the simulator)")
+	f.StringVar(&a.CompanyKey, "company-key", "", "the app's Care company key")
+	f.Float64Var(&a.RateLimit, "rate-limit", 0, "calls per second for the whole fleet (0: none)")
+	f.IntVar(&a.RateBurst, "rate-burst", 1, "calls allowed at once above the rate")
+	f.IntVar(&a.Concurrency, "concurrency", 0, "calls in flight for the whole fleet (0: none)")
+	f.StringVar(&a.LaneOnFailure, "lane-on-failure", "continue", "continue, or block: a failed action holds its lane's later ones")
 	addActorFlag(cmd, &actor)
 	addOutputFlag(cmd, &out)
 	return cmd

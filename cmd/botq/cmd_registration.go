@@ -293,15 +293,6 @@ func newRegistrationListCmd(env *cliEnv) *cobra.Command {
 	return cmd
 }
 
-// AppHealthReport is one app's health, live from Khoros and as stored.
-type AppHealthReport struct {
-	AppID     string          `json:"app_id"`
-	Live      []botapi.Health `json:"live,omitempty"`
-	LiveError string          `json:"live_error,omitempty"`
-	Stored    string          `json:"stored,omitempty"`
-	CheckedAt *time.Time      `json:"checked_at,omitempty"`
-}
-
 func newHealthCmd(env *cliEnv) *cobra.Command {
 	var out outputOpts
 	var stored bool
@@ -311,37 +302,11 @@ func newHealthCmd(env *cliEnv) *cobra.Command {
 		Args:  cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return env.withDB(cmd.Context(), func(db *server.Conn) error {
-				apps, err := db.Store.AppList(cmd.Context(), db.Pool)
+				apps, err := appsNamed(cmd.Context(), db, args)
 				if err != nil {
 					return err
 				}
-				if len(args) > 0 {
-					apps = apps[:0]
-					for _, id := range args {
-						a, err := db.Store.AppGet(cmd.Context(), db.Pool, id)
-						if err != nil {
-							return err
-						}
-						apps = append(apps, a)
-					}
-				}
-				reg := db.Apps
-				var res []AppHealthReport
-				failed := 0
-				for _, a := range apps {
-					rep := AppHealthReport{AppID: a.ID, Stored: a.HealthStatus, CheckedAt: a.HealthCheckedAt}
-					if !stored {
-						c, err := reg.Client(a)
-						if err == nil {
-							rep.Live, _, err = c.GetHealth(cmd.Context(), a.ID)
-						}
-						if err != nil {
-							rep.LiveError = err.Error()
-							failed++
-						}
-					}
-					res = append(res, rep)
-				}
+				res, failed := db.Apps.Health(cmd.Context(), apps, !stored)
 				if out.json() {
 					if err := writeJSONOut(env.stdout, res); err != nil {
 						return err

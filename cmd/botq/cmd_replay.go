@@ -142,10 +142,7 @@ func (r *replayRun) plan(ctx context.Context, db *server.Conn, f store.ActionFil
 	if err != nil {
 		return err
 	}
-	res := api.BulkReplayResponse{DryRun: true, Matched: plan.Matched, Eligible: plan.Eligible, Skipped: plan.Skipped, Sample: []api.Action{}}
-	for _, a := range plan.Sample {
-		res.Sample = append(res.Sample, api.NewAction(a))
-	}
+	res := api.NewReplayPlan(plan)
 	if r.out.json() {
 		return writeJSONOut(r.env.stdout, res)
 	}
@@ -184,24 +181,20 @@ func (r *replayRun) bulk(ctx context.Context, db *server.Conn, f store.ActionFil
 		}
 		return err
 	}
-	skipped := res.Plan.Skipped
-	if res.Skipped > 0 {
-		skipped["changed_meanwhile"] = res.Skipped
-	}
+	out := api.NewReplayResult(res)
 	if r.out.json() {
-		if err := writeJSONOut(r.env.stdout, api.BulkReplayResponse{Matched: res.Plan.Matched, Eligible: res.Plan.Eligible,
-			Skipped: skipped, Replayed: res.Replayed, FirstActionIDs: res.FirstIDs}); err != nil {
+		if err := writeJSONOut(r.env.stdout, out); err != nil {
 			return err
 		}
 	} else {
-		fmt.Fprintf(r.env.stdout, "replayed %d of %s matched\n", res.Replayed, plural(res.Plan.Matched, "action"))
-		printSkipped(r.env, skipped)
-		if len(res.FirstIDs) > 0 {
-			fmt.Fprintf(r.env.stdout, "new actions: %s; see one with: botq actions show %d\n", idList(res.FirstIDs, res.Replayed), res.FirstIDs[0])
+		fmt.Fprintf(r.env.stdout, "replayed %d of %s matched\n", out.Replayed, plural(out.Matched, "action"))
+		printSkipped(r.env, out.Skipped)
+		if len(out.FirstActionIDs) > 0 {
+			fmt.Fprintf(r.env.stdout, "new actions: %s; see one with: botq actions show %d\n", idList(out.FirstActionIDs, out.Replayed), out.FirstActionIDs[0])
 		}
 	}
-	if named && len(skipped) > 0 {
-		return fmt.Errorf("%d of the actions named were not replayed (see above)", res.Plan.Matched-res.Replayed)
+	if named && len(out.Skipped) > 0 {
+		return fmt.Errorf("%d of the actions named were not replayed (see above)", out.Matched-out.Replayed)
 	}
 	return nil
 }

@@ -218,38 +218,22 @@ A progress bar shows on a terminal (or with --progress).`,
 	return cmd
 }
 
-// exportRequests streams the records to w and returns how many it wrote.
+// exportRequests streams the records to w, with a progress bar, and
+// returns how many it wrote.
 func exportRequests(ctx context.Context, env *cliEnv, db *server.Conn, f store.RequestFilter, format string, w io.Writer, forceBar bool) (int64, error) {
-	rw, err := api.NewRequestWriter(w, format)
-	if err != nil {
-		return 0, err
-	}
-	var p *progress
+	p := &progress{}
 	if forceBar || isTerminal(env.stderr) {
 		total, err := db.Store.RequestCount(ctx, db.Pool, f)
 		if err != nil {
 			return 0, err
 		}
 		p = newProgress(env, forceBar, total, "exporting")
-	} else {
-		p = &progress{}
 	}
-	n, err := db.Store.RequestExport(ctx, db.Pool, f, func(it *store.RequestItem) error {
-		if err := rw.Write(it); err != nil {
-			return fmt.Errorf("write export: %w", err)
-		}
-		if rw.Count()%1000 == 0 {
-			p.set(rw.Count())
-		}
-		return nil
-	})
+	n, err := api.ExportRequests(ctx, db.Store, db.Pool, f, format, w, p.set)
 	if err != nil {
 		return n, err
 	}
 	p.set(n)
 	p.done()
-	if err := rw.Close(); err != nil {
-		return n, fmt.Errorf("write export: %w", err)
-	}
 	return n, nil
 }

@@ -200,16 +200,9 @@ func newTokenStatusCmd(env *cliEnv) *cobra.Command {
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return env.withDB(cmd.Context(), func(db *server.Conn) error {
-				apps, err := db.Store.AppList(cmd.Context(), db.Pool)
+				apps, err := appsNamed(cmd.Context(), db, args)
 				if err != nil {
 					return err
-				}
-				if len(args) == 1 {
-					a, err := db.Store.AppGet(cmd.Context(), db.Pool, args[0])
-					if err != nil {
-						return err
-					}
-					apps = []*store.App{a}
 				}
 				res := db.Apps.TokenStatuses(apps)
 				if out.json() {
