@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -29,8 +30,28 @@ func newRegistrationCmd(env *cliEnv) *cobra.Command {
 		newRegistrationWriteCmd(env, "create", jobs.KindRegistrationCreate, "Register the bot on a page (POST /bots/v3/registrations)"),
 		newRegistrationWriteCmd(env, "update", jobs.KindRegistrationUpdate, "Create or replace a registration (PUT /bots/v3/registrations)"),
 		newRegistrationDeleteCmd(env),
-		newRegistrationGetCmd(env),
-		newRegistrationListCmd(env),
+		newRegistrationReadCmd(env, "get <app-id> --network <key> --external-id <id>",
+			"Show the app's registration on a page (GET from Khoros)", true,
+			func(ctx context.Context, c *botapi.Client, page pageFlags, appID string) ([]botapi.Registration, error) {
+				reg, _, err := c.GetRegistration(ctx, page.network, page.externalID, appID)
+				if err != nil {
+					return nil, fmt.Errorf("get registration: %w", err)
+				}
+				return []botapi.Registration{*reg}, nil
+			}),
+		newRegistrationReadCmd(env, "list <app-id> [--network <key> --external-id <id>]",
+			"List the registrations the app's token sees, or those of one page (GET from Khoros)", false,
+			func(ctx context.Context, c *botapi.Client, page pageFlags, _ string) (regs []botapi.Registration, err error) {
+				if page.network != "" {
+					regs, _, err = c.ListPageRegistrations(ctx, page.network, page.externalID)
+				} else {
+					regs, _, err = c.ListRegistrations(ctx)
+				}
+				if err != nil {
+					return nil, fmt.Errorf("list registrations: %w", err)
+				}
+				return regs, nil
+			}),
 	)
 	return cmd
 }
@@ -201,90 +222,47 @@ func newModeCmd(env *cliEnv) *cobra.Command {
 	return cmd
 }
 
-// botClient returns the Bot v3 client of an app.
-func botClient(cmd *cobra.Command, env *cliEnv, db *server.Conn, appID string) (*botapi.Client, error) {
-	app, err := db.Store.AppGet(cmd.Context(), db.Pool, appID)
-	if err != nil {
-		return nil, err
-	}
-	return db.Apps.Client(app)
-}
-
-func redactRegistration(r *botapi.Registration) {
-	if r != nil && r.Credentials != nil && r.Credentials.Secret != "" {
-		r.Credentials.Secret = "[redacted]"
-	}
-}
-
-func printRegistrations(env *cliEnv, out outputOpts, regs []botapi.Registration) error {
-	for i := range regs {
-		redactRegistration(&regs[i])
-	}
-	if out.json() {
-		return writeJSONOut(env.stdout, regs)
-	}
-	tw := newTable(env.stdout, "NETWORK", "EXTERNAL ID", "APP", "NAME", "MODE", "PLATFORM", "CALLBACK")
-	for _, r := range regs {
-		row(tw, r.NetworkKey, r.ExternalID, r.AppID, r.Name, r.Mode, r.Platform, r.CallbackURL)
-	}
-	return tw.Flush()
-}
-
-func newRegistrationGetCmd(env *cliEnv) *cobra.Command {
+// newRegistrationReadCmd is a command that reads an app's registrations
+// from Khoros with read; pageRequired says whether it needs a page named.
+// Credentials' secrets are never shown.
+func newRegistrationReadCmd(env *cliEnv, use, short string, pageRequired bool,
+	read func(ctx context.Context, c *botapi.Client, page pageFlags, appID string) ([]botapi.Registration, error)) *cobra.Command {
 	var out outputOpts
 	var page pageFlags
 	cmd := &cobra.Command{
-		Use:   "get <app-id> --network <key> --external-id <id>",
-		Short: "Show the app's registration on a page (GET from Khoros)",
+		Use:   use,
+		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := page.check(true); err != nil {
+			if err := page.check(pageRequired); err != nil {
 				return err
 			}
 			return env.withDB(cmd.Context(), func(db *server.Conn) error {
-				c, err := botClient(cmd, env, db, args[0])
+				app, err := db.Store.AppGet(cmd.Context(), db.Pool, args[0])
 				if err != nil {
 					return err
 				}
-				reg, _, err := c.GetRegistration(cmd.Context(), page.network, page.externalID, args[0])
-				if err != nil {
-					return fmt.Errorf("get registration: %w", err)
-				}
-				return printRegistrations(env, out, []botapi.Registration{*reg})
-			})
-		},
-	}
-	page.add(cmd)
-	addOutputFlag(cmd, &out)
-	return cmd
-}
-
-func newRegistrationListCmd(env *cliEnv) *cobra.Command {
-	var out outputOpts
-	var page pageFlags
-	cmd := &cobra.Command{
-		Use:   "list <app-id> [--network <key> --external-id <id>]",
-		Short: "List the registrations the app's token sees, or those of one page (GET from Khoros)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := page.check(false); err != nil {
-				return err
-			}
-			return env.withDB(cmd.Context(), func(db *server.Conn) error {
-				c, err := botClient(cmd, env, db, args[0])
+				c, err := db.Apps.Client(app)
 				if err != nil {
 					return err
 				}
-				var regs []botapi.Registration
-				if page.network != "" {
-					regs, _, err = c.ListPageRegistrations(cmd.Context(), page.network, page.externalID)
-				} else {
-					regs, _, err = c.ListRegistrations(cmd.Context())
-				}
+				regs, err := read(cmd.Context(), c, page, app.ID)
 				if err != nil {
-					return fmt.Errorf("list registrations: %w", err)
+					return err
 				}
-				return printRegistrations(env, out, regs)
+				for i := range regs {
+					if c := regs[i].Credentials; c != nil && c.Secret != "" {
+						c.Secret = "[redacted]"
+					}
+				}
+				if out.json() {
+					return writeJSONOut(env.stdout, regs)
+				}
+				tw := newTable(env.stdout, "NETWORK", "EXTERNAL ID", "APP", "NAME", "MODE", "PLATFORM", "CALLBACK")
+				for _, r := range regs {
+					row(tw, r.NetworkKey, r.ExternalID, r.AppID, r.Name, r.Mode, r.Platform, r.CallbackURL)
+				}
+				return tw.Flush()
 			})
 		},
 	}
