@@ -167,10 +167,7 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, _ Principal)
 	if err != nil {
 		return err
 	}
-	out := EventList{Events: make([]Event, len(evs))}
-	for i, e := range evs {
-		out.Events[i] = NewEvent(e)
-	}
+	out := EventList{Events: NewEvents(evs)}
 	if more {
 		out.NextCursor = encodeCursor(cursor{Listing: "events", ID: evs[len(evs)-1].ID})
 	}

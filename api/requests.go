@@ -45,10 +45,7 @@ func (s *Server) listRequests(w http.ResponseWriter, r *http.Request, _ Principa
 	if err != nil {
 		return err
 	}
-	out := RequestList{Requests: make([]Request, len(items))}
-	for i, it := range items {
-		out.Requests[i] = NewRequest(&it.Request, it.Kind)
-	}
+	out := RequestList{Requests: NewRequests(items)}
 	if more {
 		last := items[len(items)-1]
 		at := last.FirstSeenAt

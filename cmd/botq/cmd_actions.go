@@ -53,11 +53,7 @@ func newActionsListCmd(env *cliEnv) *cobra.Command {
 					return err
 				}
 				if out.json() {
-					res := api.ActionList{Actions: make([]api.Action, len(actions))}
-					for i, a := range actions {
-						res.Actions[i] = api.NewAction(a)
-					}
-					return writeJSONOut(env.stdout, res)
+					return writeJSONOut(env.stdout, api.ActionList{Actions: api.NewActions(actions)})
 				}
 				tw := newTable(env.stdout, "ID", "APP", "KIND", "STATE", "ATTEMPTS", "CREATED", "REPLAY OF", "LAST ERROR")
 				for _, a := range actions {
@@ -271,10 +267,7 @@ func newEventsCmd(env *cliEnv) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				res := api.EventList{Events: make([]api.Event, len(evs))}
-				for i, e := range evs {
-					res.Events[i] = api.NewEvent(e)
-				}
+				res := api.EventList{Events: api.NewEvents(evs)}
 				if out.json() {
 					return writeJSONOut(env.stdout, res)
 				}

@@ -99,10 +99,7 @@ func newRequestsListCmd(env *cliEnv) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				res := api.RequestList{Requests: make([]api.Request, len(items))}
-				for i, it := range items {
-					res.Requests[i] = api.NewRequest(&it.Request, it.Kind)
-				}
+				res := api.RequestList{Requests: api.NewRequests(items)}
 				if more && len(items) > 0 {
 					defer fmt.Fprintf(env.stderr, "more: --after %s for the next page, or botq requests export\n", items[len(items)-1].RequestID)
 				}

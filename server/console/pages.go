@@ -110,9 +110,7 @@ func (c *Console) actions(w http.ResponseWriter, r *http.Request, u *user) error
 	if err != nil {
 		return err
 	}
-	for _, a := range list {
-		data.Actions = append(data.Actions, api.NewAction(a))
-	}
+	data.Actions = api.NewActions(list)
 	if more {
 		last := list[len(list)-1]
 		data.Next = withParam("/actions", q.values(), "before", actionCursorText(store.ActionCursor{CreatedAt: last.CreatedAt, ID: last.ID}))
@@ -304,9 +302,7 @@ func (c *Console) events(w http.ResponseWriter, r *http.Request, u *user) error 
 	if err != nil {
 		return err
 	}
-	for _, e := range evs {
-		data.Events = append(data.Events, api.NewEvent(e))
-	}
+	data.Events = api.NewEvents(evs)
 	if more {
 		data.Next = withParam("/events", q.values(), "before", strconv.FormatInt(evs[len(evs)-1].ID, 10))
 	}
