@@ -68,10 +68,27 @@ func appsNamed(ctx context.Context, db *server.Conn, ids []string) ([]*store.App
 	return apps, nil
 }
 
-// reportApp ends a command that changed an app: its sentences, or with
-// --output json the app as `botq app list` shows it.
-func reportApp(ctx context.Context, env *cliEnv, db *server.Conn, out *outputOpts, appID string, lines ...string) error {
-	if !out.json() {
+// appWriteFlags are the flags of a command that changes an app: --actor,
+// --reason and --output.
+type appWriteFlags struct {
+	out    outputOpts
+	actor  string
+	reason string
+}
+
+// add adds the flags; --reason only with its usage.
+func (f *appWriteFlags) add(cmd *cobra.Command, reasonUsage string) {
+	if reasonUsage != "" {
+		cmd.Flags().StringVar(&f.reason, "reason", "", reasonUsage)
+	}
+	addActorFlag(cmd, &f.actor)
+	addOutputFlag(cmd, &f.out)
+}
+
+// report ends the command: its sentences, or with --output json the app
+// as `botq app list` shows it.
+func (f *appWriteFlags) report(ctx context.Context, env *cliEnv, db *server.Conn, appID string, lines ...string) error {
+	if !f.out.json() {
 		for _, l := range lines {
 			fmt.Fprintln(env.stdout, l)
 		}
@@ -105,10 +122,9 @@ func printApps(env *cliEnv, apps []api.App) {
 
 func newAppPauseCmd(env *cliEnv) *cobra.Command {
 	var (
-		reason, until string
-		forDur        time.Duration
-		actor         string
-		out           outputOpts
+		f      appWriteFlags
+		until  string
+		forDur time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "pause <app-id>",
@@ -117,7 +133,7 @@ func newAppPauseCmd(env *cliEnv) *cobra.Command {
 run when the app is resumed. Records a pause event.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if reason == "" {
+			if f.reason == "" {
 				return usagef("--reason is required: say why the app is paused")
 			}
 			end := store.Forever
@@ -139,7 +155,7 @@ run when the app is resumed. Records a pause event.`,
 				end = time.Now().Add(forDur)
 			}
 			return env.withDB(cmd.Context(), func(db *server.Conn) error {
-				a, err := db.Store.AppPauseAudited(cmd.Context(), db.Pool, args[0], end, actorOr(env, actor), reason)
+				a, err := db.Store.AppPauseAudited(cmd.Context(), db.Pool, args[0], end, actorOr(env, f.actor), f.reason)
 				if err != nil {
 					return err
 				}
@@ -147,46 +163,40 @@ run when the app is resumed. Records a pause event.`,
 				if end.Equal(store.Forever) {
 					line = fmt.Sprintf("paused app %s until resumed (botq app resume %s)", a.ID, a.ID)
 				}
-				return reportApp(cmd.Context(), env, db, &out, a.ID, line)
+				return f.report(cmd.Context(), env, db, a.ID, line)
 			})
 		},
 	}
-	cmd.Flags().StringVar(&reason, "reason", "", "why (required; recorded in the pause event)")
 	cmd.Flags().StringVar(&until, "until", "", "resume by itself at this time (RFC 3339)")
 	durationVar(cmd.Flags(), &forDur, "for", 0, "resume by itself after this long (30m, 2h, 1d)")
-	addActorFlag(cmd, &actor)
-	addOutputFlag(cmd, &out)
+	f.add(cmd, "why (required; recorded in the pause event)")
 	return cmd
 }
 
 func newAppResumeCmd(env *cliEnv) *cobra.Command {
-	var reason, actor string
-	var out outputOpts
+	var f appWriteFlags
 	cmd := &cobra.Command{
 		Use:   "resume <app-id>",
 		Short: "Resume an app's calls (and clear a Khoros throttle); waiting actions run at once",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return env.withDB(cmd.Context(), func(db *server.Conn) error {
-				a, err := db.Store.AppResumeAudited(cmd.Context(), db.Pool, args[0], actorOr(env, actor), reason)
+				a, err := db.Store.AppResumeAudited(cmd.Context(), db.Pool, args[0], actorOr(env, f.actor), f.reason)
 				if err != nil {
 					return err
 				}
-				return reportApp(cmd.Context(), env, db, &out, a.ID, fmt.Sprintf("resumed app %s", a.ID))
+				return f.report(cmd.Context(), env, db, a.ID, fmt.Sprintf("resumed app %s", a.ID))
 			})
 		},
 	}
-	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the resume event)")
-	addActorFlag(cmd, &actor)
-	addOutputFlag(cmd, &out)
+	f.add(cmd, "why (recorded in the resume event)")
 	return cmd
 }
 
 func newAppSetCmd(env *cliEnv) *cobra.Command {
 	var (
-		a     server.AppConfig
-		actor string
-		out   outputOpts
+		a server.AppConfig
+		f appWriteFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "set <app-id>",
@@ -204,23 +214,22 @@ botq serve at start, so change those in the file instead. Set the app's token wi
 				return usagef("%s", strings.Replace(strings.Replace(problem, "apps[0].", "--", 1), "_", "-", 1))
 			}
 			return env.withDB(cmd.Context(), func(db *server.Conn) error {
-				app, err := db.Store.AppUpsertAudited(cmd.Context(), db.Pool, a.UpsertParams(), actorOr(env, actor))
+				app, err := db.Store.AppUpsertAudited(cmd.Context(), db.Pool, a.UpsertParams(), actorOr(env, f.actor))
 				if err != nil {
 					return err
 				}
-				return reportApp(cmd.Context(), env, db, &out, app.ID, fmt.Sprintf("app %s set (region %s)", app.ID, app.Region))
+				return f.report(cmd.Context(), env, db, app.ID, fmt.Sprintf("app %s set (region %s)", app.ID, app.Region))
 			})
 		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&a.Region, "region", "US", "US, EMEA, APAC, or CUSTOM with --base-url")
-	f.StringVar(&a.BaseURL, "base-url", "", "gateway for region CUSTOM: https, or http to a loopback address (the simulator)")
-	f.StringVar(&a.CompanyKey, "company-key", "", "the app's Care company key")
-	f.Float64Var(&a.RateLimit, "rate-limit", 0, "calls per second for the whole fleet (0: none)")
-	f.IntVar(&a.RateBurst, "rate-burst", 1, "calls allowed at once above the rate")
-	f.IntVar(&a.Concurrency, "concurrency", 0, "calls in flight for the whole fleet (0: none)")
-	f.StringVar(&a.LaneOnFailure, "lane-on-failure", "continue", "continue, or block: a failed action holds its lane's later ones")
-	addActorFlag(cmd, &actor)
-	addOutputFlag(cmd, &out)
+	fs := cmd.Flags()
+	fs.StringVar(&a.Region, "region", "US", "US, EMEA, APAC, or CUSTOM with --base-url")
+	fs.StringVar(&a.BaseURL, "base-url", "", "gateway for region CUSTOM: https, or http to a loopback address (the simulator)")
+	fs.StringVar(&a.CompanyKey, "company-key", "", "the app's Care company key")
+	fs.Float64Var(&a.RateLimit, "rate-limit", 0, "calls per second for the whole fleet (0: none)")
+	fs.IntVar(&a.RateBurst, "rate-burst", 1, "calls allowed at once above the rate")
+	fs.IntVar(&a.Concurrency, "concurrency", 0, "calls in flight for the whole fleet (0: none)")
+	fs.StringVar(&a.LaneOnFailure, "lane-on-failure", "continue", "continue, or block: a failed action holds its lane's later ones")
+	f.add(cmd, "")
 	return cmd
 }

@@ -28,14 +28,8 @@ func newTokenCmd(env *cliEnv) *cobra.Command {
 	return cmd
 }
 
-// storeToken stores a token for the app and reports it.
-func storeToken(cmd *cobra.Command, env *cliEnv, db *server.Conn, out *outputOpts, appID, token, actor, reason string) error {
-	app, resumed, err := db.Apps.StoreToken(cmd.Context(), appID, token, actor, reason)
-	return reportToken(cmd, env, db, out, app, resumed, err)
-}
-
 // reportToken ends a command that stored an app's token.
-func reportToken(cmd *cobra.Command, env *cliEnv, db *server.Conn, out *outputOpts, app *store.App, resumed bool, err error) error {
+func reportToken(cmd *cobra.Command, env *cliEnv, db *server.Conn, f *appWriteFlags, app *store.App, resumed bool, err error) error {
 	if err != nil {
 		return err
 	}
@@ -43,7 +37,7 @@ func reportToken(cmd *cobra.Command, env *cliEnv, db *server.Conn, out *outputOp
 	if resumed {
 		lines = append(lines, fmt.Sprintf("app %s was paused for its token and is resumed", app.ID))
 	}
-	return reportApp(cmd.Context(), env, db, out, app.ID, lines...)
+	return f.report(cmd.Context(), env, db, app.ID, lines...)
 }
 
 func expiry(t *time.Time) string {
@@ -66,8 +60,8 @@ func readSecret(r io.Reader, what string) (string, error) {
 }
 
 func newTokenSetCmd(env *cliEnv) *cobra.Command {
-	var file, actor, reason string
-	var out outputOpts
+	var file string
+	var f appWriteFlags
 	cmd := &cobra.Command{
 		Use:   "set <app-id>",
 		Short: "Store a token for an app, read from stdin or --file (never from a flag)",
@@ -89,20 +83,18 @@ func newTokenSetCmd(env *cliEnv) *cobra.Command {
 				return err
 			}
 			return env.withDB(cmd.Context(), func(db *server.Conn) error {
-				return storeToken(cmd, env, db, &out, args[0], token, actorOr(env, actor), reason)
+				app, resumed, err := db.Apps.StoreToken(cmd.Context(), args[0], token, actorOr(env, f.actor), f.reason)
+				return reportToken(cmd, env, db, &f, app, resumed, err)
 			})
 		},
 	}
 	cmd.Flags().StringVar(&file, "file", "", "read the token from this file (default: stdin)")
-	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the token_set event)")
-	addActorFlag(cmd, &actor)
-	addOutputFlag(cmd, &out)
+	f.add(cmd, "why (recorded in the token_set event)")
 	return cmd
 }
 
 func newTokenBootstrapCmd(env *cliEnv) *cobra.Command {
-	var actor string
-	var out outputOpts
+	var f appWriteFlags
 	var existing bool
 	cmd := &cobra.Command{
 		Use:   "bootstrap <app-id>",
@@ -119,20 +111,18 @@ already exists instead of creating one.`,
 				if err != nil {
 					return err
 				}
-				app, resumed, err := db.Apps.Bootstrap(cmd.Context(), db.Config.Khoros.CareBaseURL, user, pass, args[0], existing, actorOr(env, actor))
-				return reportToken(cmd, env, db, &out, app, resumed, err)
+				app, resumed, err := db.Apps.Bootstrap(cmd.Context(), db.Config.Khoros.CareBaseURL, user, pass, args[0], existing, actorOr(env, f.actor))
+				return reportToken(cmd, env, db, &f, app, resumed, err)
 			})
 		},
 	}
 	cmd.Flags().BoolVar(&existing, "existing", false, "fetch the app's existing token instead of creating one")
-	addActorFlag(cmd, &actor)
-	addOutputFlag(cmd, &out)
+	f.add(cmd, "")
 	return cmd
 }
 
 func newTokenRefreshCmd(env *cliEnv) *cobra.Command {
-	var actor, reason string
-	var out outputOpts
+	var f appWriteFlags
 	cmd := &cobra.Command{
 		Use:   "refresh <app-id>",
 		Short: "Exchange an app's stored token for a new one now (the old one keeps working 10 minutes)",
@@ -143,29 +133,26 @@ func newTokenRefreshCmd(env *cliEnv) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if reason == "" {
-					reason = "refreshed by an operator"
+				if f.reason == "" {
+					f.reason = "refreshed by an operator"
 				}
-				res, err := db.Apps.Refresh(cmd.Context(), app.ID, app.TokenVersion, actorOr(env, actor), reason)
+				res, err := db.Apps.Refresh(cmd.Context(), app.ID, app.TokenVersion, actorOr(env, f.actor), f.reason)
 				if err != nil {
 					return err
 				}
 				if !res.Refreshed {
-					return reportApp(cmd.Context(), env, db, &out, app.ID, fmt.Sprintf("app %s's token changed meanwhile (now version %d); nothing refreshed", app.ID, res.App.TokenVersion))
+					return f.report(cmd.Context(), env, db, app.ID, fmt.Sprintf("app %s's token changed meanwhile (now version %d); nothing refreshed", app.ID, res.App.TokenVersion))
 				}
-				return reportApp(cmd.Context(), env, db, &out, app.ID, fmt.Sprintf("refreshed token of app %s: version %d, expires %s", app.ID, res.App.TokenVersion, cell(res.App.TokenExpiresAt)))
+				return f.report(cmd.Context(), env, db, app.ID, fmt.Sprintf("refreshed token of app %s: version %d, expires %s", app.ID, res.App.TokenVersion, cell(res.App.TokenExpiresAt)))
 			})
 		},
 	}
-	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the token_refresh event)")
-	addActorFlag(cmd, &actor)
-	addOutputFlag(cmd, &out)
+	f.add(cmd, "why (recorded in the token_refresh event)")
 	return cmd
 }
 
 func newTokenRevokeCmd(env *cliEnv) *cobra.Command {
-	var actor, reason string
-	var out outputOpts
+	var f appWriteFlags
 	cmd := &cobra.Command{
 		Use:   "revoke <app-id>",
 		Short: "Revoke every token of an app at Khoros, forget the stored one and pause the app",
@@ -174,21 +161,19 @@ with no grace period. botq forgets the stored token and pauses the app until a n
 set (botq token set or bootstrap), which resumes it.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if reason == "" {
+			if f.reason == "" {
 				return usagef("--reason is required: say why the tokens are revoked")
 			}
 			return env.withDB(cmd.Context(), func(db *server.Conn) error {
-				app, err := db.Apps.Revoke(cmd.Context(), args[0], actorOr(env, actor), reason)
+				app, err := db.Apps.Revoke(cmd.Context(), args[0], actorOr(env, f.actor), f.reason)
 				if err != nil {
 					return err
 				}
-				return reportApp(cmd.Context(), env, db, &out, app.ID, fmt.Sprintf("revoked every token of app %s; the app is paused until a new token is set", app.ID))
+				return f.report(cmd.Context(), env, db, app.ID, fmt.Sprintf("revoked every token of app %s; the app is paused until a new token is set", app.ID))
 			})
 		},
 	}
-	cmd.Flags().StringVar(&reason, "reason", "", "why (required; recorded in the token_revoke event)")
-	addActorFlag(cmd, &actor)
-	addOutputFlag(cmd, &out)
+	f.add(cmd, "why (required; recorded in the token_revoke event)")
 	return cmd
 }
 
