@@ -89,7 +89,11 @@ func newActionsShowCmd(env *cliEnv) *cobra.Command {
 				return err
 			}
 			return env.withDB(cmd.Context(), func(db *server.Conn) error {
-				d, err := actionDetail(cmd, db, id)
+				a, err := db.Store.ActionView(cmd.Context(), db.Pool, id)
+				if err != nil {
+					return err
+				}
+				d, err := api.LoadActionDetail(cmd.Context(), db.Store, db.Pool, a)
 				if err != nil {
 					return err
 				}
@@ -102,14 +106,6 @@ func newActionsShowCmd(env *cliEnv) *cobra.Command {
 	}
 	addOutputFlag(cmd, &out)
 	return cmd
-}
-
-func actionDetail(cmd *cobra.Command, db *server.Conn, id int64) (*api.ActionDetail, error) {
-	a, err := db.Store.ActionView(cmd.Context(), db.Pool, id)
-	if err != nil {
-		return nil, err
-	}
-	return api.LoadActionDetail(cmd.Context(), db.Store, db.Pool, a)
 }
 
 func printActionDetail(env *cliEnv, d *api.ActionDetail) error {
