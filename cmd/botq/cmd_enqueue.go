@@ -56,23 +56,9 @@ whose idempotency key the app used already is not enqueued again; the existing o
 					ps[i] = store.ActionInsertParams{AppID: q.AppID, Kind: q.Kind, Payload: q.Payload,
 						IdempotencyKey: q.IdempotencyKey, Lane: q.Lane, CreatedBy: actorOr(env, actor)}
 				}
-				res, err := db.Store.ActionInsertMany(cmd.Context(), db.Pool, ps)
+				res, err := enqueue(cmd.Context(), db, ps, wait)
 				if err != nil {
-					return explain(err)
-				}
-				if wait > 0 {
-					ids := make([]int64, len(res))
-					for i, r := range res {
-						ids[i] = r.Action.ID
-					}
-					if err := waitActions(cmd.Context(), db, ids, wait); err != nil {
-						return err
-					}
-					for i := range res {
-						if res[i].Action, err = db.Store.ActionView(cmd.Context(), db.Pool, res[i].Action.ID); err != nil {
-							return err
-						}
-					}
+					return err
 				}
 				if out.json() {
 					outRes := make([]api.EnqueueResponse, len(res))
@@ -145,29 +131,33 @@ func decodeActions(r io.Reader) ([]api.EnqueueRequest, error) {
 // errWaitTimeout is returned when actions are not done in time.
 var errWaitTimeout = errors.New("timed out waiting")
 
-// waitActions waits until every action is sent or finished.
-func waitActions(ctx context.Context, db *server.Conn, ids []int64, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
+// enqueue enqueues ps in one transaction and, with wait, waits until every
+// action is sent or finished; it returns the actions as they are then.
+func enqueue(ctx context.Context, db *server.Conn, ps []store.ActionInsertParams, wait time.Duration) ([]store.ActionInsertResult, error) {
+	res, err := db.Store.ActionInsertMany(ctx, db.Pool, ps)
+	if err != nil || wait <= 0 {
+		return res, explain(err)
+	}
+	deadline := time.Now().Add(wait)
 	for {
 		pending := 0
-		for _, id := range ids {
-			a, err := db.Store.ActionGet(ctx, db.Pool, id)
-			if err != nil {
-				return err
+		for i := range res {
+			if res[i].Action, err = db.Store.ActionGet(ctx, db.Pool, res[i].Action.ID); err != nil {
+				return nil, err
 			}
-			if !a.State.Final() && a.State != store.ActionSent {
+			if st := res[i].Action.State; !st.Final() && st != store.ActionSent {
 				pending++
 			}
 		}
 		if pending == 0 {
-			return nil
+			return res, nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%w: %d of %s still not sent or finished after %s (is botq serve running?)", errWaitTimeout, pending, plural(int64(len(ids)), "action"), timeout)
+			return nil, fmt.Errorf("%w: %d of %s still not sent or finished after %s (is botq serve running?)", errWaitTimeout, pending, plural(int64(len(res)), "action"), wait)
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

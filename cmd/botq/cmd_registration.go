@@ -75,26 +75,18 @@ func (f *actionWriteFlags) add(cmd *cobra.Command) {
 // outcome).
 func enqueueOne(cmd *cobra.Command, env *cliEnv, f *actionWriteFlags, appID, kind string, payload []byte) error {
 	return env.withDB(cmd.Context(), func(db *server.Conn) error {
-		res, err := db.Store.ActionInsert(cmd.Context(), db.Pool, store.ActionInsertParams{
+		res, err := enqueue(cmd.Context(), db, []store.ActionInsertParams{{
 			AppID: appID, Kind: kind, Payload: payload, IdempotencyKey: f.key, CreatedBy: actorOr(env, f.actor),
-		})
+		}}, f.wait)
 		if err != nil {
-			return explain(err)
+			return err
 		}
-		a := res.Action
-		if f.wait > 0 {
-			if err := waitActions(cmd.Context(), db, []int64{a.ID}, f.wait); err != nil {
-				return err
-			}
-			if a, err = db.Store.ActionGet(cmd.Context(), db.Pool, a.ID); err != nil {
-				return err
-			}
-		}
+		a := res[0].Action
 		if f.out.json() {
-			return writeJSONOut(env.stdout, api.EnqueueResponse{Action: api.NewAction(a), Existed: res.Existed})
+			return writeJSONOut(env.stdout, api.EnqueueResponse{Action: api.NewAction(a), Existed: res[0].Existed})
 		}
 		switch {
-		case res.Existed:
+		case res[0].Existed:
 			fmt.Fprintf(env.stdout, "action %d (enqueued before with this idempotency key) is %s\n", a.ID, a.State)
 		case f.wait > 0:
 			fmt.Fprintf(env.stdout, "action %d is %s", a.ID, a.State)
