@@ -109,10 +109,7 @@ func (s *Server) listActions(w http.ResponseWriter, r *http.Request, p Principal
 	if err != nil {
 		return err
 	}
-	out := ActionList{Actions: make([]Action, len(actions))}
-	for i, a := range actions {
-		out.Actions[i] = NewAction(a)
-	}
+	out := ActionList{Actions: NewActions(actions)}
 	if more {
 		out.NextCursor = encodeCursor(cursor{Listing: "actions", ID: actions[len(actions)-1].ID})
 	}
@@ -197,16 +194,12 @@ func LoadActionDetail(ctx context.Context, s *store.Store, db store.DBTX, a *sto
 	if err != nil {
 		return nil, err
 	}
-	for _, e := range evs {
-		out.Events = append(out.Events, NewEvent(e))
-	}
+	out.Events = NewEvents(evs)
 	replays, _, err := s.ActionList(ctx, db, store.ActionListParams{Filter: store.ActionFilter{ReplayOf: &id}, Ascending: true, Limit: MaxLimit})
 	if err != nil {
 		return nil, err
 	}
-	for _, rp := range replays {
-		out.Replays = append(out.Replays, NewAction(rp))
-	}
+	out.Replays = NewActions(replays)
 	return out, nil
 }
 
@@ -442,22 +435,30 @@ func (s *Server) replayBulk(w http.ResponseWriter, r *http.Request, p Principal)
 		if err != nil {
 			return err
 		}
-		out := BulkReplayResponse{DryRun: true, Matched: plan.Matched, Eligible: plan.Eligible, Skipped: plan.Skipped, Sample: []Action{}}
-		for _, a := range plan.Sample {
-			out.Sample = append(out.Sample, NewAction(a))
-		}
-		writeJSON(w, http.StatusOK, out)
+		writeJSON(w, http.StatusOK, NewReplayPlan(plan))
 		return nil
 	}
 	res, err := s.cfg.Store.ActionReplayBulk(ctx, s.cfg.DB, store.ReplayBulkParams{Filter: f, Options: opts, BatchSize: s.cfg.ReplayBatchSize})
 	if err != nil {
 		return err
 	}
+	writeJSON(w, http.StatusOK, NewReplayResult(res))
+	return nil
+}
+
+// NewReplayPlan answers the dry run of a bulk replay (POST /v1/replay,
+// botq replay --dry-run).
+func NewReplayPlan(plan *store.ReplayPlan) BulkReplayResponse {
+	return BulkReplayResponse{DryRun: true, Matched: plan.Matched, Eligible: plan.Eligible, Skipped: plan.Skipped, Sample: NewActions(plan.Sample)}
+}
+
+// NewReplayResult answers a bulk replay that ran. Its skipped counts
+// include the actions that changed while it ran (changed_meanwhile).
+func NewReplayResult(res *store.ReplayBulkResult) BulkReplayResponse {
 	skipped := res.Plan.Skipped
 	if res.Skipped > 0 {
 		skipped["changed_meanwhile"] = res.Skipped
 	}
-	writeJSON(w, http.StatusOK, BulkReplayResponse{Matched: res.Plan.Matched, Eligible: res.Plan.Eligible, Skipped: skipped,
-		Replayed: res.Replayed, FirstActionIDs: res.FirstIDs})
-	return nil
+	return BulkReplayResponse{Matched: res.Plan.Matched, Eligible: res.Plan.Eligible, Skipped: skipped,
+		Replayed: res.Replayed, FirstActionIDs: res.FirstIDs}
 }

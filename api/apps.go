@@ -1,9 +1,11 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/botq/botq/store"
 )
@@ -17,17 +19,27 @@ func (s *Server) listApps(w http.ResponseWriter, r *http.Request, _ Principal) e
 	if _, err := newQuery(r); err != nil {
 		return err
 	}
-	sts, err := s.cfg.Store.AppStatusList(r.Context(), s.cfg.DB, "")
+	apps, err := LoadApps(r.Context(), s.cfg.Store, s.cfg.DB, "", s.cfg.ExternalToken, s.cfg.Now())
 	if err != nil {
 		return err
 	}
-	now := s.cfg.Now()
-	out := AppList{Apps: make([]App, len(sts))}
-	for i, st := range sts {
-		out.Apps[i] = NewApp(st, s.cfg.ExternalToken(st.ID), now)
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, AppList{Apps: apps})
 	return nil
+}
+
+// LoadApps reads the apps (or the one of appID; "" for all) with their
+// queues, as GET /v1/apps, the console and botq app list show them.
+// external reports whether an app's token comes from outside the database.
+func LoadApps(ctx context.Context, s *store.Store, db store.DBTX, appID string, external func(string) bool, now time.Time) ([]App, error) {
+	sts, err := s.AppStatusList(ctx, db, appID)
+	if err != nil {
+		return nil, err
+	}
+	apps := make([]App, len(sts))
+	for i, st := range sts {
+		apps[i] = NewApp(st, external(st.ID), now)
+	}
+	return apps, nil
 }
 
 // AppDetail answers the app endpoints.
@@ -36,11 +48,11 @@ type AppDetail struct {
 }
 
 func (s *Server) writeApp(w http.ResponseWriter, r *http.Request, id string) error {
-	sts, err := s.cfg.Store.AppStatusList(r.Context(), s.cfg.DB, id)
+	apps, err := LoadApps(r.Context(), s.cfg.Store, s.cfg.DB, id, s.cfg.ExternalToken, s.cfg.Now())
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, AppDetail{App: NewApp(sts[0], s.cfg.ExternalToken(id), s.cfg.Now())})
+	writeJSON(w, http.StatusOK, AppDetail{App: apps[0]})
 	return nil
 }
 
@@ -155,10 +167,7 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, _ Principal)
 	if err != nil {
 		return err
 	}
-	out := EventList{Events: make([]Event, len(evs))}
-	for i, e := range evs {
-		out.Events[i] = NewEvent(e)
-	}
+	out := EventList{Events: NewEvents(evs)}
 	if more {
 		out.NextCursor = encodeCursor(cursor{Listing: "events", ID: evs[len(evs)-1].ID})
 	}

@@ -45,6 +45,15 @@ func NewAction(a *store.Action) Action {
 	}
 }
 
+// NewActions converts stored actions; none is an empty list, never null.
+func NewActions(as []*store.Action) []Action {
+	out := make([]Action, len(as))
+	for i, a := range as {
+		out[i] = NewAction(a)
+	}
+	return out
+}
+
 // RedactPayload hides a registration's webhook secret, as the
 // action_history view does.
 func RedactPayload(p json.RawMessage) json.RawMessage {
@@ -134,6 +143,16 @@ func NewRequest(r *store.Request, kind string) Request {
 	}
 }
 
+// NewRequests converts request records with their actions' kinds; none is
+// an empty list, never null.
+func NewRequests(items []*store.RequestItem) []Request {
+	out := make([]Request, len(items))
+	for i, it := range items {
+		out[i] = NewRequest(&it.Request, it.Kind)
+	}
+	return out
+}
+
 func nullable(b json.RawMessage) json.RawMessage {
 	if len(b) == 0 {
 		return nil
@@ -158,6 +177,15 @@ type Event struct {
 func NewEvent(e *store.Event) Event {
 	return Event{ID: e.ID, At: e.At.UTC(), AppID: e.AppID, ActionID: e.ActionID, Kind: e.Kind, Actor: e.Actor,
 		Reason: e.Reason, Before: nullable(e.Before), After: nullable(e.After)}
+}
+
+// NewEvents converts stored events; none is an empty list, never null.
+func NewEvents(es []*store.Event) []Event {
+	out := make([]Event, len(es))
+	for i, e := range es {
+		out[i] = NewEvent(e)
+	}
+	return out
 }
 
 // App is an app with its token, health and queue, never the token itself.

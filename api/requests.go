@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -44,10 +45,7 @@ func (s *Server) listRequests(w http.ResponseWriter, r *http.Request, _ Principa
 	if err != nil {
 		return err
 	}
-	out := RequestList{Requests: make([]Request, len(items))}
-	for i, it := range items {
-		out.Requests[i] = NewRequest(&it.Request, it.Kind)
-	}
+	out := RequestList{Requests: NewRequests(items)}
 	if more {
 		last := items[len(items)-1]
 		at := last.FirstSeenAt
@@ -88,16 +86,7 @@ func (s *Server) exportRequests(w http.ResponseWriter, r *http.Request, _ Princi
 	w.Header().Set("Content-Type", ctype)
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="botq-requests-%s.%s"`, s.cfg.Now().UTC().Format("20060102T150405Z"), format))
 	w.Header().Set("Cache-Control", "no-store")
-	fw := &FlushWriter{W: w}
-	ew, err := NewRequestWriter(fw, format)
-	if err != nil {
-		return err
-	}
-	_, err = s.cfg.Store.RequestExport(r.Context(), s.cfg.DB, f, ew.Write)
-	if err == nil {
-		err = ew.Close()
-	}
-	if err != nil {
+	if _, err := ExportRequests(r.Context(), s.cfg.Store, s.cfg.DB, f, format, &FlushWriter{W: w}, nil); err != nil {
 		if r.Context().Err() == nil {
 			s.cfg.Logger.Error().Err(err).Msg("api: Export failed midway")
 		}
@@ -106,6 +95,33 @@ func (s *Server) exportRequests(w http.ResponseWriter, r *http.Request, _ Princi
 		panic(http.ErrAbortHandler)
 	}
 	return nil
+}
+
+// ExportRequests writes the request records of f to w as format (csv, or
+// one JSON array), oldest first, streamed with flat memory: the exports of
+// the API, the console and botq requests export. progress, if set, is told
+// the count every 1000 records. It returns how many it wrote.
+func ExportRequests(ctx context.Context, s *store.Store, db store.DBTX, f store.RequestFilter, format string, w io.Writer, progress func(n int64)) (int64, error) {
+	rw, err := NewRequestWriter(w, format)
+	if err != nil {
+		return 0, err
+	}
+	n, err := s.RequestExport(ctx, db, f, func(it *store.RequestItem) error {
+		if err := rw.Write(it); err != nil {
+			return fmt.Errorf("write export: %w", err)
+		}
+		if progress != nil && rw.Count()%1000 == 0 {
+			progress(rw.Count())
+		}
+		return nil
+	})
+	if err != nil {
+		return n, err
+	}
+	if err := rw.Close(); err != nil {
+		return n, fmt.Errorf("write export: %w", err)
+	}
+	return n, nil
 }
 
 // FlushWriter writes to a response and flushes it after every write, so an

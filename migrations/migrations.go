@@ -38,6 +38,7 @@ import (
 	"hash/fnv"
 	"io/fs"
 	"log/slog"
+	"path"
 	"regexp"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -222,4 +223,64 @@ func Up(ctx context.Context, pool *pgxpool.Pool, schema string, logger *slog.Log
 		return res, fmt.Errorf("migrate %s up: %w", schema, err)
 	}
 	return res, nil
+}
+
+// Down undoes the last migration of schema or, when to is 0 or more, every
+// migration above version to (0 removes everything, River's tables
+// included).
+func Down(ctx context.Context, pool *pgxpool.Pool, schema string, to int64) ([]*goose.MigrationResult, error) {
+	p, err := Open(ctx, pool, schema, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer p.Close()
+	if to < 0 {
+		res, err := p.Down(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("migrate down: %w", err)
+		}
+		return []*goose.MigrationResult{res}, nil
+	}
+	res, err := p.DownTo(ctx, to)
+	if err != nil {
+		return res, fmt.Errorf("migrate down to %d: %w", to, err)
+	}
+	return res, nil
+}
+
+// Status lists every migration of schema and whether it is applied. It
+// writes nothing: where goose would create the schema and its version
+// table, a schema never migrated (migrated false) lists every migration as
+// pending.
+func Status(ctx context.Context, pool *pgxpool.Pool, schema string) (st []*goose.MigrationStatus, migrated bool, err error) {
+	if err := ValidateSchema(schema); err != nil {
+		return nil, false, err
+	}
+	if migrated, err = Migrated(ctx, pool, schema); err != nil {
+		return nil, false, fmt.Errorf("migration status: %w", err)
+	}
+	p, err := NewProvider(stdlib.OpenDBFromPool(pool), schema, nil)
+	if err != nil {
+		return nil, migrated, err
+	}
+	defer p.Close()
+	if !migrated {
+		for _, src := range p.ListSources() {
+			st = append(st, &goose.MigrationStatus{Source: src, State: goose.StatePending})
+		}
+		return st, false, nil
+	}
+	if st, err = p.Status(ctx); err != nil {
+		return nil, true, fmt.Errorf("migration status: %w", err)
+	}
+	return st, true, nil
+}
+
+// SourceName names a migration for people: its file, or "River's tables"
+// for version 1, which runs River's own migrations and has no file.
+func SourceName(s *goose.Source) string {
+	if s.Path == "" {
+		return "River's tables"
+	}
+	return path.Base(s.Path)
 }

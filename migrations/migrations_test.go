@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pressly/goose/v3"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/stretchr/testify/require"
@@ -155,5 +156,50 @@ func TestRowTriggersKeepCachedPlans(t *testing.T) {
 		WHERE t.tgrelid = ($1 || '.action')::regclass AND t.tgname = 'action_lanes_advance'`, schema).Scan(&conf))
 	for _, want := range []string{"plan_cache_mode=force_generic_plan", "enable_seqscan=off", "enable_hashjoin=off", "enable_mergejoin=off"} {
 		require.Contains(t, conf, want)
+	}
+}
+
+// Status only looks: on a schema never migrated it lists every migration
+// as pending and creates nothing. Down undoes the last migration, or every
+// one above a version.
+func TestStatusAndDown(t *testing.T) {
+	ctx := context.Background()
+	schema, pool := emptySchema(t, "status")
+	st, migrated, err := migrations.Status(ctx, pool, schema)
+	require.NoError(t, err)
+	require.False(t, migrated)
+	require.NotEmpty(t, st)
+	for _, s := range st {
+		require.Equal(t, goose.StatePending, s.State)
+	}
+	require.Equal(t, "River's tables", migrations.SourceName(st[0].Source))
+	require.Equal(t, "00002_botq_tables.sql", migrations.SourceName(st[1].Source))
+	migrated, err = migrations.Migrated(ctx, pool, schema)
+	require.NoError(t, err)
+	require.False(t, migrated, "status created goose's version table")
+
+	ensureRoles(t, pool)
+	_, err = migrations.Up(ctx, pool, schema, nil)
+	require.NoError(t, err)
+	st, migrated, err = migrations.Status(ctx, pool, schema)
+	require.NoError(t, err)
+	require.True(t, migrated)
+	last := st[len(st)-1].Source.Version
+	for _, s := range st {
+		require.Equal(t, goose.StateApplied, s.State)
+		require.False(t, s.AppliedAt.IsZero())
+	}
+
+	res, err := migrations.Down(ctx, pool, schema, -1)
+	require.NoError(t, err)
+	require.Len(t, res, 1)
+	require.Equal(t, last, res[0].Source.Version)
+	res, err = migrations.Down(ctx, pool, schema, 0)
+	require.NoError(t, err)
+	require.Len(t, res, len(st)-1)
+	st, _, err = migrations.Status(ctx, pool, schema)
+	require.NoError(t, err)
+	for _, s := range st {
+		require.Equal(t, goose.StatePending, s.State)
 	}
 }

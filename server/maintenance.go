@@ -37,14 +37,9 @@ func (m *Main) registerMaintenance(workers *river.Workers) ([]*river.PeriodicJob
 // an unknown action, which asks Khoros about its send first (api.Config's
 // CheckSend, River UI's Cancel).
 func (m *Main) newReconciler() (*reconciler.Reconciler, error) {
-	cfg := m.Config.Reconciler
-	return reconciler.New(reconciler.Config{
-		Pool: m.Pool, Store: m.Store, Apps: m.Apps, Logger: m.Logger,
-		Interval: cfg.Interval, SingleGetMax: cfg.SingleGetMax, ListMaxWait: cfg.ListMaxWait, MaxWindow: cfg.MaxWindow,
-		AmbiguousGrace: cfg.AmbiguousGrace, MaxReleases: cfg.MaxReleases, RecordKhorosOrigin: cfg.RecordKhorosOrigin,
-		TokenRefreshBefore: cfg.TokenRefreshBefore, Observer: m.reconcilerObserver(),
-		CompletedJobRetention: m.Config.River.MaintenanceRetention,
-	})
+	rc := reconcilerConfig(m.Config, m.Pool, m.Store, m.Apps, m.Logger)
+	rc.Observer = m.reconcilerObserver()
+	return reconciler.New(rc)
 }
 
 // taskRetention is the maintenance task of the retention purge.

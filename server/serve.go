@@ -239,10 +239,7 @@ func (m *Main) open(ctx context.Context) error {
 	if err := m.syncConfig(ctx); err != nil {
 		return err
 	}
-	m.Apps = appclient.New(appclient.Config{
-		Pool: pool, Store: m.Store, Keyring: m.Keyring, External: ExternalTokens(cfg, m.LookupEnv),
-		HTTPTimeout: cfg.Khoros.HTTPTimeout,
-	})
+	m.Apps = newRegistry(cfg, pool, m.Store, m.Keyring, m.LookupEnv)
 
 	if !cfg.Roles.Workers && !cfg.Roles.Reconciler {
 		return nil
@@ -339,22 +336,28 @@ func (m *Main) syncConfig(ctx context.Context) error {
 			}
 		}
 		for _, a := range m.Config.Apps {
-			p := store.AppUpsertParams{
-				ID: a.ID, Region: AppRegion(a), BaseURL: a.BaseURL, CompanyKey: a.CompanyKey,
-				RateBurst: a.RateBurst, LaneOnFailure: a.LaneOnFailure,
-			}
-			if a.RateLimit > 0 {
-				p.RateLimit = &a.RateLimit
-			}
-			if a.Concurrency > 0 {
-				p.ConcurrencyLimit = &a.Concurrency
-			}
-			if _, err := m.Store.AppUpsert(ctx, tx, p); err != nil {
+			if _, err := m.Store.AppUpsert(ctx, tx, a.UpsertParams()); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+}
+
+// UpsertParams are the settings of the app a as stored: what botq serve
+// writes for every configured app, and `botq app set` for one.
+func (a AppConfig) UpsertParams() store.AppUpsertParams {
+	p := store.AppUpsertParams{
+		ID: a.ID, Region: AppRegion(a), BaseURL: a.BaseURL, CompanyKey: a.CompanyKey,
+		RateBurst: a.RateBurst, LaneOnFailure: a.LaneOnFailure,
+	}
+	if a.RateLimit > 0 {
+		p.RateLimit = &a.RateLimit
+	}
+	if a.Concurrency > 0 {
+		p.ConcurrencyLimit = &a.Concurrency
+	}
+	return p
 }
 
 // AppRegion is the region of a configured app: CUSTOM when it names a

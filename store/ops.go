@@ -172,6 +172,30 @@ func sendVerdict(a *Action, check *SendCheck) (possiblySent bool, note string) {
 	return true, check.Note
 }
 
+// AppUpsertAudited creates the app or replaces its configured settings (see
+// AppUpsert) and records an `app_upsert` event by actor with the settings
+// it now has, in one transaction.
+func (s *Store) AppUpsertAudited(ctx context.Context, db TxDB, p AppUpsertParams, actor string) (*App, error) {
+	var out *App
+	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		a, err := s.AppUpsert(ctx, tx, p)
+		if err != nil {
+			return err
+		}
+		out = a
+		_, err = s.EventInsert(ctx, tx, EventInsertParams{
+			AppID: a.ID, Kind: "app_upsert", Actor: actor,
+			After: map[string]any{"region": a.Region, "base_url": a.BaseURL, "company_key": a.CompanyKey, "rate_limit": a.RateLimit,
+				"rate_burst": a.RateBurst, "concurrency_limit": a.ConcurrencyLimit, "lane_on_failure": a.LaneOnFailure},
+		})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AppPauseAudited pauses the app until until (Forever: until resumed) and
 // records a `pause` event by actor, in one transaction.
 func (s *Store) AppPauseAudited(ctx context.Context, db TxDB, appID string, until time.Time, actor, reason string) (*App, error) {

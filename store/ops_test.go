@@ -205,6 +205,27 @@ func TestActionCancel(t *testing.T) {
 	require.ErrorIs(t, err, store.ErrNotFound)
 }
 
+// An app set by an operator is recorded with the settings it ends with,
+// defaults included.
+func TestAppUpsertAudited(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	rate := 5.0
+	a, err := b.s.AppUpsertAudited(b.ctx, b.tx, store.AppUpsertParams{ID: "set-app", CompanyKey: "acme", RateLimit: &rate}, "cli:bob")
+	require.NoError(t, err)
+	require.Equal(t, "US", a.Region)
+	require.Equal(t, 1, a.RateBurst)
+	evs, err := b.s.EventList(b.ctx, b.tx, store.EventListParams{AppID: "set-app", Kind: "app_upsert"})
+	require.NoError(t, err)
+	require.Len(t, evs, 1)
+	require.Equal(t, "cli:bob", evs[0].Actor)
+	require.JSONEq(t, `{"region": "US", "base_url": "", "company_key": "acme", "rate_limit": 5, "rate_burst": 1,
+		"concurrency_limit": null, "lane_on_failure": "continue"}`, string(evs[0].After))
+
+	_, err = b.s.AppUpsertAudited(b.ctx, b.tx, store.AppUpsertParams{ID: "set-app", Region: "MARS"}, "cli:bob")
+	require.Error(t, err, "a region the database refuses writes nothing")
+}
+
 func TestAppPauseResumeAudited(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

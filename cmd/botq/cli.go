@@ -13,14 +13,12 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/botq/botq/api"
-	"github.com/botq/botq/botapi/appclient"
 	"github.com/botq/botq/jobs"
 	"github.com/botq/botq/server"
 	"github.com/botq/botq/store"
@@ -32,52 +30,19 @@ import (
 // "cli:<os user>" unless --actor says otherwise. They print tables by
 // default and JSON with --output json.
 
-// cliDB is an open connection to botq's schema for one command.
-type cliDB struct {
-	cfg   server.Config
-	pool  *pgxpool.Pool
-	store *store.Store
-}
-
-func (e *cliEnv) openDB(ctx context.Context) (*cliDB, error) {
+// withDB runs fn on a connection to botq's schema, opened after the
+// command's own checks so that a usage error needs no database.
+func (e *cliEnv) withDB(ctx context.Context, fn func(*server.Conn) error) error {
 	cfg, err := e.config()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	pool, err := store.NewPool(ctx, cfg.Database.URL, cfg.Database.Schema, store.PoolOptions{MaxConns: 4, AppName: "botq-cli", Role: cfg.Database.Role})
+	db, err := server.Connect(ctx, cfg, e.lookupEnv, "botq-cli")
 	if err != nil {
-		return nil, err
+		return err
 	}
-	s, err := store.New(cfg.Database.Schema)
-	if err != nil {
-		pool.Close()
-		return nil, err
-	}
-	return &cliDB{cfg: cfg, pool: pool, store: s}, nil
-}
-
-func (d *cliDB) close() { d.pool.Close() }
-
-// keyring opens the token encryption key, naming its settings when absent.
-func (d *cliDB) keyring() (*store.Keyring, error) {
-	if d.cfg.Encryption.Key == "" {
-		return nil, errors.New("no token encryption key: set BOTQ_ENCRYPTION_KEY or encryption.key_file")
-	}
-	key, err := store.ParseKey(d.cfg.Encryption.Key)
-	if err != nil {
-		return nil, fmt.Errorf("encryption.key: %w", err)
-	}
-	return store.NewKeyring(key)
-}
-
-// registry returns per-app Bot v3 clients; without an encryption key only
-// apps whose token comes from the environment or a file can call.
-func (d *cliDB) registry(env *cliEnv) *appclient.Registry {
-	kr, _ := d.keyring()
-	return appclient.New(appclient.Config{
-		Pool: d.pool, Store: d.store, Keyring: kr, External: server.ExternalTokens(d.cfg, env.lookupEnv),
-		HTTPTimeout: d.cfg.Khoros.HTTPTimeout,
-	})
+	defer db.Close()
+	return fn(db)
 }
 
 // outputOpts are the flags every reading command has.

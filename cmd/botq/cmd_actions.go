@@ -1,17 +1,15 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"slices"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
 	"github.com/botq/botq/api"
-	"github.com/botq/botq/reconciler"
+	"github.com/botq/botq/server"
 	"github.com/botq/botq/store"
 )
 
@@ -49,33 +47,26 @@ func newActionsListCmd(env *cliEnv) *cobra.Command {
 			if cmd.Flags().Changed("replays-of") {
 				f.ReplayOf = &replays
 			}
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			actions, more, err := db.store.ActionList(cmd.Context(), db.pool, store.ActionListParams{Filter: f, AfterID: after, Limit: limit})
-			if err != nil {
-				return err
-			}
-			if out.json() {
-				res := api.ActionList{Actions: make([]api.Action, len(actions))}
-				for i, a := range actions {
-					res.Actions[i] = api.NewAction(a)
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				actions, more, err := db.Store.ActionList(cmd.Context(), db.Pool, store.ActionListParams{Filter: f, AfterID: after, Limit: limit})
+				if err != nil {
+					return err
 				}
-				return writeJSONOut(env.stdout, res)
-			}
-			tw := newTable(env.stdout, "ID", "APP", "KIND", "STATE", "ATTEMPTS", "CREATED", "REPLAY OF", "LAST ERROR")
-			for _, a := range actions {
-				row(tw, a.ID, a.AppID, a.Kind, string(a.State), a.AttemptCount, a.CreatedAt, a.ReplayOf, a.LastError)
-			}
-			if err := tw.Flush(); err != nil {
-				return err
-			}
-			if more {
-				fmt.Fprintf(env.stderr, "more: --after %d\n", actions[len(actions)-1].ID)
-			}
-			return nil
+				if out.json() {
+					return writeJSONOut(env.stdout, api.ActionList{Actions: api.NewActions(actions)})
+				}
+				tw := newTable(env.stdout, "ID", "APP", "KIND", "STATE", "ATTEMPTS", "CREATED", "REPLAY OF", "LAST ERROR")
+				for _, a := range actions {
+					row(tw, a.ID, a.AppID, a.Kind, string(a.State), a.AttemptCount, a.CreatedAt, a.ReplayOf, a.LastError)
+				}
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				if more {
+					fmt.Fprintf(env.stderr, "more: --after %d\n", actions[len(actions)-1].ID)
+				}
+				return nil
+			})
 		},
 	}
 	filter.add(cmd)
@@ -97,31 +88,24 @@ func newActionsShowCmd(env *cliEnv) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			d, err := actionDetail(cmd, db, id)
-			if err != nil {
-				return err
-			}
-			if out.json() {
-				return writeJSONOut(env.stdout, d)
-			}
-			return printActionDetail(env, d)
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				a, err := db.Store.ActionView(cmd.Context(), db.Pool, id)
+				if err != nil {
+					return err
+				}
+				d, err := api.LoadActionDetail(cmd.Context(), db.Store, db.Pool, a)
+				if err != nil {
+					return err
+				}
+				if out.json() {
+					return writeJSONOut(env.stdout, d)
+				}
+				return printActionDetail(env, d)
+			})
 		},
 	}
 	addOutputFlag(cmd, &out)
 	return cmd
-}
-
-func actionDetail(cmd *cobra.Command, db *cliDB, id int64) (*api.ActionDetail, error) {
-	a, err := db.store.ActionView(cmd.Context(), db.pool, id)
-	if err != nil {
-		return nil, err
-	}
-	return api.LoadActionDetail(cmd.Context(), db.store, db.pool, a)
 }
 
 func printActionDetail(env *cliEnv, d *api.ActionDetail) error {
@@ -219,49 +203,31 @@ is cancelled "possibly sent", and replaying it needs --possibly-sent.`,
 			if reason == "" {
 				return usagef("--reason is required: say why the action is cancelled")
 			}
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			check, err := db.checkSend(cmd.Context(), env, id)
-			if err != nil {
-				return explain(err)
-			}
-			a, note, err := db.store.ActionCancelChecked(cmd.Context(), db.pool, id, actorOr(env, actor), reason, check)
-			if err != nil {
-				return explain(err)
-			}
-			warning := api.PossiblySentWarning(a, note, replayFlags[store.ReplayOptionPossiblySent])
-			if out.json() {
-				return writeJSONOut(env.stdout, api.CancelResponse{Action: api.NewAction(a), Warning: warning})
-			}
-			fmt.Fprintf(env.stdout, "cancelled action %d\n", a.ID)
-			if warning != "" {
-				fmt.Fprintf(env.stderr, "warning: action %d %s\n", a.ID, warning)
-			}
-			return nil
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				check, err := db.CheckSend(cmd.Context(), id)
+				if err != nil {
+					return explain(err)
+				}
+				a, note, err := db.Store.ActionCancelChecked(cmd.Context(), db.Pool, id, actorOr(env, actor), reason, check)
+				if err != nil {
+					return explain(err)
+				}
+				warning := api.PossiblySentWarning(a, note, replayFlags[store.ReplayOptionPossiblySent])
+				if out.json() {
+					return writeJSONOut(env.stdout, api.CancelResponse{Action: api.NewAction(a), Warning: warning})
+				}
+				fmt.Fprintf(env.stdout, "cancelled action %d\n", a.ID)
+				if warning != "" {
+					fmt.Fprintf(env.stderr, "warning: action %d %s\n", a.ID, warning)
+				}
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why (required; recorded in the cancel event)")
 	addActorFlag(cmd, &actor)
 	addOutputFlag(cmd, &out)
 	return cmd
-}
-
-// checkSend asks Khoros about the send of an unknown action before it is
-// cancelled, with a reconciler of the configured settings on this command's
-// connection (reconciler's CheckSend); nil for another action.
-func (d *cliDB) checkSend(ctx context.Context, env *cliEnv, id int64) (*store.SendCheck, error) {
-	rc := d.cfg.Reconciler
-	r, err := reconciler.New(reconciler.Config{
-		Pool: d.pool, Store: d.store, Apps: d.registry(env), Logger: zerolog.Nop(),
-		MaxWindow: rc.MaxWindow, AmbiguousGrace: rc.AmbiguousGrace, MaxReleases: rc.MaxReleases,
-	})
-	if err != nil {
-		return nil, err
-	}
-	return r.CheckSend(ctx, id)
 }
 
 func newEventsCmd(env *cliEnv) *cobra.Command {
@@ -292,27 +258,21 @@ func newEventsCmd(env *cliEnv) *cobra.Command {
 			if limit < 1 || limit > api.MaxLimit {
 				return usagef("--limit must be from 1 to %d, not %d", api.MaxLimit, limit)
 			}
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			evs, more, err := db.store.EventQuery(cmd.Context(), db.pool, store.EventQueryParams{Filter: f, AfterID: after, Limit: limit})
-			if err != nil {
-				return err
-			}
-			res := api.EventList{Events: make([]api.Event, len(evs))}
-			for i, e := range evs {
-				res.Events[i] = api.NewEvent(e)
-			}
-			if out.json() {
-				return writeJSONOut(env.stdout, res)
-			}
-			printEvents(env, res.Events, row)
-			if more {
-				fmt.Fprintf(env.stderr, "more: --after %d\n", evs[len(evs)-1].ID)
-			}
-			return nil
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				evs, more, err := db.Store.EventQuery(cmd.Context(), db.Pool, store.EventQueryParams{Filter: f, AfterID: after, Limit: limit})
+				if err != nil {
+					return err
+				}
+				res := api.EventList{Events: api.NewEvents(evs)}
+				if out.json() {
+					return writeJSONOut(env.stdout, res)
+				}
+				printEvents(env, res.Events, row)
+				if more {
+					fmt.Fprintf(env.stderr, "more: --after %d\n", evs[len(evs)-1].ID)
+				}
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&app, "app", "", "only this app")

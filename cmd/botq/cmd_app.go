@@ -6,8 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/spf13/cobra"
 
 	"github.com/botq/botq/api"
@@ -32,65 +30,75 @@ func newAppListCmd(env *cliEnv) *cobra.Command {
 		Short:   "List apps (or one) with token expiry, health, pause and queue depth",
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			id := ""
-			if len(args) == 1 {
-				id = args[0]
-			}
-			apps, err := appViews(cmd.Context(), env, db, id)
-			if err != nil {
-				return err
-			}
-			res := api.AppList{Apps: apps}
-			if out.json() {
-				return writeJSONOut(env.stdout, res)
-			}
-			printApps(env, res.Apps)
-			return nil
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				id := ""
+				if len(args) == 1 {
+					id = args[0]
+				}
+				apps, err := api.LoadApps(cmd.Context(), db.Store, db.Pool, id, db.Apps.External, time.Now())
+				if err != nil {
+					return err
+				}
+				res := api.AppList{Apps: apps}
+				if out.json() {
+					return writeJSONOut(env.stdout, res)
+				}
+				printApps(env, res.Apps)
+				return nil
+			})
 		},
 	}
 	addOutputFlag(cmd, &out)
 	return cmd
 }
 
-// reportApp ends a command that changed an app: its sentences, or with
-// --output json the app as `botq app list` shows it.
-func reportApp(ctx context.Context, env *cliEnv, db *cliDB, out *outputOpts, appID string, lines ...string) error {
-	if !out.json() {
+// appsNamed returns the apps of ids, or every app when ids is empty.
+func appsNamed(ctx context.Context, db *server.Conn, ids []string) ([]*store.App, error) {
+	if len(ids) == 0 {
+		return db.Store.AppList(ctx, db.Pool)
+	}
+	apps := make([]*store.App, 0, len(ids))
+	for _, id := range ids {
+		a, err := db.Store.AppGet(ctx, db.Pool, id)
+		if err != nil {
+			return nil, err
+		}
+		apps = append(apps, a)
+	}
+	return apps, nil
+}
+
+// appWriteFlags are the flags of a command that changes an app: --actor,
+// --reason and --output.
+type appWriteFlags struct {
+	out    outputOpts
+	actor  string
+	reason string
+}
+
+// add adds the flags; --reason only with its usage.
+func (f *appWriteFlags) add(cmd *cobra.Command, reasonUsage string) {
+	if reasonUsage != "" {
+		cmd.Flags().StringVar(&f.reason, "reason", "", reasonUsage)
+	}
+	addActorFlag(cmd, &f.actor)
+	addOutputFlag(cmd, &f.out)
+}
+
+// report ends the command: its sentences, or with --output json the app
+// as `botq app list` shows it.
+func (f *appWriteFlags) report(ctx context.Context, env *cliEnv, db *server.Conn, appID string, lines ...string) error {
+	if !f.out.json() {
 		for _, l := range lines {
 			fmt.Fprintln(env.stdout, l)
 		}
 		return nil
 	}
-	apps, err := appViews(ctx, env, db, appID)
+	apps, err := api.LoadApps(ctx, db.Store, db.Pool, appID, db.Apps.External, time.Now())
 	if err != nil {
 		return err
 	}
-	if len(apps) != 1 {
-		return fmt.Errorf("app %s: %w", appID, store.ErrNotFound)
-	}
 	return writeJSONOut(env.stdout, apps[0])
-}
-
-// appViews returns the apps (or the one, appID "" for all) as the API and
-// `app list` show them.
-func appViews(ctx context.Context, env *cliEnv, db *cliDB, appID string) ([]api.App, error) {
-	sts, err := db.store.AppStatusList(ctx, db.pool, appID)
-	if err != nil {
-		return nil, err
-	}
-	ext := server.ExternalTokens(db.cfg, env.lookupEnv)
-	now := time.Now()
-	apps := make([]api.App, len(sts))
-	for i, st := range sts {
-		_, external := ext[st.ID]
-		apps[i] = api.NewApp(st, external, now)
-	}
-	return apps, nil
 }
 
 func printApps(env *cliEnv, apps []api.App) {
@@ -114,10 +122,9 @@ func printApps(env *cliEnv, apps []api.App) {
 
 func newAppPauseCmd(env *cliEnv) *cobra.Command {
 	var (
-		reason, until string
-		forDur        time.Duration
-		actor         string
-		out           outputOpts
+		f      appWriteFlags
+		until  string
+		forDur time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "pause <app-id>",
@@ -126,7 +133,7 @@ func newAppPauseCmd(env *cliEnv) *cobra.Command {
 run when the app is resumed. Records a pause event.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if reason == "" {
+			if f.reason == "" {
 				return usagef("--reason is required: say why the app is paused")
 			}
 			end := store.Forever
@@ -147,63 +154,49 @@ run when the app is resumed. Records a pause event.`,
 			case forDur > 0:
 				end = time.Now().Add(forDur)
 			}
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			a, err := db.store.AppPauseAudited(cmd.Context(), db.pool, args[0], end, actorOr(env, actor), reason)
-			if err != nil {
-				return err
-			}
-			line := fmt.Sprintf("paused app %s until %s", a.ID, end.UTC().Format(time.RFC3339))
-			if end.Equal(store.Forever) {
-				line = fmt.Sprintf("paused app %s until resumed (botq app resume %s)", a.ID, a.ID)
-			}
-			return reportApp(cmd.Context(), env, db, &out, a.ID, line)
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				a, err := db.Store.AppPauseAudited(cmd.Context(), db.Pool, args[0], end, actorOr(env, f.actor), f.reason)
+				if err != nil {
+					return err
+				}
+				line := fmt.Sprintf("paused app %s until %s", a.ID, end.UTC().Format(time.RFC3339))
+				if end.Equal(store.Forever) {
+					line = fmt.Sprintf("paused app %s until resumed (botq app resume %s)", a.ID, a.ID)
+				}
+				return f.report(cmd.Context(), env, db, a.ID, line)
+			})
 		},
 	}
-	cmd.Flags().StringVar(&reason, "reason", "", "why (required; recorded in the pause event)")
 	cmd.Flags().StringVar(&until, "until", "", "resume by itself at this time (RFC 3339)")
 	durationVar(cmd.Flags(), &forDur, "for", 0, "resume by itself after this long (30m, 2h, 1d)")
-	addActorFlag(cmd, &actor)
-	addOutputFlag(cmd, &out)
+	f.add(cmd, "why (required; recorded in the pause event)")
 	return cmd
 }
 
 func newAppResumeCmd(env *cliEnv) *cobra.Command {
-	var reason, actor string
-	var out outputOpts
+	var f appWriteFlags
 	cmd := &cobra.Command{
 		Use:   "resume <app-id>",
 		Short: "Resume an app's calls (and clear a Khoros throttle); waiting actions run at once",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			a, err := db.store.AppResumeAudited(cmd.Context(), db.pool, args[0], actorOr(env, actor), reason)
-			if err != nil {
-				return err
-			}
-			return reportApp(cmd.Context(), env, db, &out, a.ID, fmt.Sprintf("resumed app %s", a.ID))
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				a, err := db.Store.AppResumeAudited(cmd.Context(), db.Pool, args[0], actorOr(env, f.actor), f.reason)
+				if err != nil {
+					return err
+				}
+				return f.report(cmd.Context(), env, db, a.ID, fmt.Sprintf("resumed app %s", a.ID))
+			})
 		},
 	}
-	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the resume event)")
-	addActorFlag(cmd, &actor)
-	addOutputFlag(cmd, &out)
+	f.add(cmd, "why (recorded in the resume event)")
 	return cmd
 }
 
 func newAppSetCmd(env *cliEnv) *cobra.Command {
 	var (
-		p     store.AppUpsertParams
-		actor string
-		rate  float64
-		conc  int
-		out   outputOpts
+		a server.AppConfig
+		f appWriteFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "set <app-id>",
@@ -215,51 +208,28 @@ botq serve at start, so change those in the file instead. Set the app's token wi
   botq app set test-bot --region CUSTOM --base-url http://127.0.0.1:8089 --company-key acme`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p.ID = args[0]
-			cfg := server.AppConfig{ID: p.ID, Region: p.Region, BaseURL: p.BaseURL, CompanyKey: p.CompanyKey, RateLimit: rate,
-				RateBurst: p.RateBurst, Concurrency: conc, LaneOnFailure: p.LaneOnFailure}
-			check := server.Config{Apps: []server.AppConfig{cfg}}
+			a.ID = args[0]
+			check := server.Config{Apps: []server.AppConfig{a}}
 			for _, problem := range check.ValidateApps() {
 				return usagef("%s", strings.Replace(strings.Replace(problem, "apps[0].", "--", 1), "_", "-", 1))
 			}
-			p.Region = server.AppRegion(cfg)
-			if rate > 0 {
-				p.RateLimit = &rate
-			}
-			if conc > 0 {
-				p.ConcurrencyLimit = &conc
-			}
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			ctx := cmd.Context()
-			var a *store.App
-			err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-				if a, err = db.store.AppUpsert(ctx, tx, p); err != nil {
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				app, err := db.Store.AppUpsertAudited(cmd.Context(), db.Pool, a.UpsertParams(), actorOr(env, f.actor))
+				if err != nil {
 					return err
 				}
-				_, err = db.store.EventInsert(ctx, tx, store.EventInsertParams{AppID: a.ID, Kind: "app_upsert", Actor: actorOr(env, actor),
-					After: map[string]any{"region": a.Region, "base_url": a.BaseURL, "company_key": a.CompanyKey, "rate_limit": a.RateLimit,
-						"rate_burst": a.RateBurst, "concurrency_limit": a.ConcurrencyLimit, "lane_on_failure": a.LaneOnFailure}})
-				return err
+				return f.report(cmd.Context(), env, db, app.ID, fmt.Sprintf("app %s set (region %s)", app.ID, app.Region))
 			})
-			if err != nil {
-				return err
-			}
-			return reportApp(ctx, env, db, &out, a.ID, fmt.Sprintf("app %s set (region %s)", a.ID, a.Region))
 		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&p.Region, "region", "US", "US, EMEA, APAC, or CUSTOM with --base-url")
-	f.StringVar(&p.BaseURL, "base-url", "", "gateway for region CUSTOM: https, or http to a loopback address (the simulator)")
-	f.StringVar(&p.CompanyKey, "company-key", "", "the app's Care company key")
-	f.Float64Var(&rate, "rate-limit", 0, "calls per second for the whole fleet (0: none)")
-	f.IntVar(&p.RateBurst, "rate-burst", 1, "calls allowed at once above the rate")
-	f.IntVar(&conc, "concurrency", 0, "calls in flight for the whole fleet (0: none)")
-	f.StringVar(&p.LaneOnFailure, "lane-on-failure", "continue", "continue, or block: a failed action holds its lane's later ones")
-	addActorFlag(cmd, &actor)
-	addOutputFlag(cmd, &out)
+	fs := cmd.Flags()
+	fs.StringVar(&a.Region, "region", "US", "US, EMEA, APAC, or CUSTOM with --base-url")
+	fs.StringVar(&a.BaseURL, "base-url", "", "gateway for region CUSTOM: https, or http to a loopback address (the simulator)")
+	fs.StringVar(&a.CompanyKey, "company-key", "", "the app's Care company key")
+	fs.Float64Var(&a.RateLimit, "rate-limit", 0, "calls per second for the whole fleet (0: none)")
+	fs.IntVar(&a.RateBurst, "rate-burst", 1, "calls allowed at once above the rate")
+	fs.IntVar(&a.Concurrency, "concurrency", 0, "calls in flight for the whole fleet (0: none)")
+	fs.StringVar(&a.LaneOnFailure, "lane-on-failure", "continue", "continue, or block: a failed action holds its lane's later ones")
+	f.add(cmd, "")
 	return cmd
 }

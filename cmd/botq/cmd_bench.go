@@ -38,12 +38,8 @@ itself; --smoke runs every scenario for about a second. --rounds N runs the scen
 after the other, and reports each figure's median (and each ratio's, paired by round) with its range.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.DatabaseURL == "" {
-				cfg, err := env.config()
-				if err != nil {
-					return err
-				}
-				o.DatabaseURL = cfg.Database.URL
+			if err := env.defaultDatabaseURL(&o.DatabaseURL); err != nil {
+				return err
 			}
 			if scenarios != "" {
 				o.Scenarios = nil
@@ -112,12 +108,8 @@ own, on a disk with room (about 1.6 GB per million actions, and the WAL of the f
 		Example: `  botq bench history --actions 1000000,5000000 --out docs/bench-history.json`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.DatabaseURL == "" {
-				cfg, err := env.config()
-				if err != nil {
-					return err
-				}
-				o.DatabaseURL = cfg.Database.URL
+			if err := env.defaultDatabaseURL(&o.DatabaseURL); err != nil {
+				return err
 			}
 			if err := o.Validate(); err != nil {
 				return usageError{err}
@@ -145,4 +137,18 @@ func newBenchChildCmd(env *cliEnv) *cobra.Command {
 			return bench.RunChild(cmd.Context(), env.stdin, env.stdout, env.stderr)
 		},
 	}
+}
+
+// defaultDatabaseURL sets url, when --database-url did not, to the
+// configuration's (DATABASE_URL, or database.url).
+func (e *cliEnv) defaultDatabaseURL(url *string) error {
+	if *url != "" {
+		return nil
+	}
+	cfg, err := e.config()
+	if err != nil {
+		return err
+	}
+	*url = cfg.Database.URL
+	return nil
 }

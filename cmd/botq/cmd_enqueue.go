@@ -14,6 +14,7 @@ import (
 
 	"github.com/botq/botq/api"
 	"github.com/botq/botq/jobs"
+	"github.com/botq/botq/server"
 	"github.com/botq/botq/store"
 )
 
@@ -49,46 +50,29 @@ whose idempotency key the app used already is not enqueued again; the existing o
 			if err != nil {
 				return err
 			}
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			ps := make([]store.ActionInsertParams, len(reqs))
-			for i, q := range reqs {
-				ps[i] = store.ActionInsertParams{AppID: q.AppID, Kind: q.Kind, Payload: q.Payload,
-					IdempotencyKey: q.IdempotencyKey, Lane: q.Lane, CreatedBy: actorOr(env, actor)}
-			}
-			res, err := db.store.ActionInsertMany(cmd.Context(), db.pool, ps)
-			if err != nil {
-				return explain(err)
-			}
-			if wait > 0 {
-				ids := make([]int64, len(res))
-				for i, r := range res {
-					ids[i] = r.Action.ID
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				ps := make([]store.ActionInsertParams, len(reqs))
+				for i, q := range reqs {
+					ps[i] = store.ActionInsertParams{AppID: q.AppID, Kind: q.Kind, Payload: q.Payload,
+						IdempotencyKey: q.IdempotencyKey, Lane: q.Lane, CreatedBy: actorOr(env, actor)}
 				}
-				if err := waitActions(cmd.Context(), db, ids, wait); err != nil {
+				res, err := enqueue(cmd.Context(), db, ps, wait)
+				if err != nil {
 					return err
 				}
-				for i := range res {
-					if res[i].Action, err = db.store.ActionView(cmd.Context(), db.pool, res[i].Action.ID); err != nil {
-						return err
+				if out.json() {
+					outRes := make([]api.EnqueueResponse, len(res))
+					for i, r := range res {
+						outRes[i] = api.EnqueueResponse{Action: api.NewAction(r.Action), Existed: r.Existed}
 					}
+					return writeJSONOut(env.stdout, outRes)
 				}
-			}
-			if out.json() {
-				outRes := make([]api.EnqueueResponse, len(res))
-				for i, r := range res {
-					outRes[i] = api.EnqueueResponse{Action: api.NewAction(r.Action), Existed: r.Existed}
+				tw := newTable(env.stdout, "ID", "APP", "KIND", "STATE", "EXISTED", "IDEMPOTENCY KEY")
+				for _, r := range res {
+					row(tw, r.Action.ID, r.Action.AppID, r.Action.Kind, string(r.Action.State), r.Existed, r.Action.IdempotencyKey)
 				}
-				return writeJSONOut(env.stdout, outRes)
-			}
-			tw := newTable(env.stdout, "ID", "APP", "KIND", "STATE", "EXISTED", "IDEMPOTENCY KEY")
-			for _, r := range res {
-				row(tw, r.Action.ID, r.Action.AppID, r.Action.Kind, string(r.Action.State), r.Existed, r.Action.IdempotencyKey)
-			}
-			return tw.Flush()
+				return tw.Flush()
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "read the JSON from this file (default: stdin)")
@@ -147,29 +131,33 @@ func decodeActions(r io.Reader) ([]api.EnqueueRequest, error) {
 // errWaitTimeout is returned when actions are not done in time.
 var errWaitTimeout = errors.New("timed out waiting")
 
-// waitActions waits until every action is sent or finished.
-func waitActions(ctx context.Context, db *cliDB, ids []int64, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
+// enqueue enqueues ps in one transaction and, with wait, waits until every
+// action is sent or finished; it returns the actions as they are then.
+func enqueue(ctx context.Context, db *server.Conn, ps []store.ActionInsertParams, wait time.Duration) ([]store.ActionInsertResult, error) {
+	res, err := db.Store.ActionInsertMany(ctx, db.Pool, ps)
+	if err != nil || wait <= 0 {
+		return res, explain(err)
+	}
+	deadline := time.Now().Add(wait)
 	for {
 		pending := 0
-		for _, id := range ids {
-			a, err := db.store.ActionGet(ctx, db.pool, id)
-			if err != nil {
-				return err
+		for i := range res {
+			if res[i].Action, err = db.Store.ActionGet(ctx, db.Pool, res[i].Action.ID); err != nil {
+				return nil, err
 			}
-			if !a.State.Final() && a.State != store.ActionSent {
+			if st := res[i].Action.State; !st.Final() && st != store.ActionSent {
 				pending++
 			}
 		}
 		if pending == 0 {
-			return nil
+			return res, nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%w: %d of %s still not sent or finished after %s (is botq serve running?)", errWaitTimeout, pending, plural(int64(len(ids)), "action"), timeout)
+			return nil, fmt.Errorf("%w: %d of %s still not sent or finished after %s (is botq serve running?)", errWaitTimeout, pending, plural(int64(len(res)), "action"), wait)
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/botq/botq/server"
 	"github.com/botq/botq/store"
 )
 
@@ -38,17 +39,14 @@ role (its name) or an API key (api:<name>). Recorded as a grant event.`,
 			if allKinds {
 				scope = store.ScopeAll
 			}
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			g, err := db.store.GrantAdd(cmd.Context(), db.pool, args[0], args[1], scope, actorOr(env, actor), reason)
-			if err != nil {
-				return explain(err)
-			}
-			fmt.Fprintf(env.stdout, "granted %s app %s (%s kinds)\n", g.Principal, g.AppID, g.Scope)
-			return nil
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				g, err := db.Store.GrantAdd(cmd.Context(), db.Pool, args[0], args[1], scope, actorOr(env, actor), reason)
+				if err != nil {
+					return explain(err)
+				}
+				fmt.Fprintf(env.stdout, "granted %s app %s (%s kinds)\n", g.Principal, g.AppID, g.Scope)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&allKinds, "all-kinds", false, "also the registration, mode and token kinds")
@@ -64,16 +62,13 @@ func newGrantRemoveCmd(env *cliEnv) *cobra.Command {
 		Short: "Take a principal's grant of an app away",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			if err := db.store.GrantRemove(cmd.Context(), db.pool, args[0], args[1], actorOr(env, actor), reason); err != nil {
-				return explain(err)
-			}
-			fmt.Fprintf(env.stdout, "revoked %s app %s\n", args[0], args[1])
-			return nil
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				if err := db.Store.GrantRemove(cmd.Context(), db.Pool, args[0], args[1], actorOr(env, actor), reason); err != nil {
+					return explain(err)
+				}
+				fmt.Fprintf(env.stdout, "revoked %s app %s\n", args[0], args[1])
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the grant_revoke event)")
@@ -92,23 +87,20 @@ func newGrantListCmd(env *cliEnv) *cobra.Command {
 			if len(args) == 1 {
 				principal = args[0]
 			}
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			grants, err := db.store.GrantList(cmd.Context(), db.pool, principal)
-			if err != nil {
-				return err
-			}
-			if out.json() {
-				return writeJSONOut(env.stdout, map[string]any{"grants": grants})
-			}
-			tw := newTable(env.stdout, "PRINCIPAL", "APP", "KINDS", "GRANTED BY", "AT")
-			for _, g := range grants {
-				row(tw, g.Principal, g.AppID, g.Scope, g.GrantedBy, g.GrantedAt)
-			}
-			return tw.Flush()
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				grants, err := db.Store.GrantList(cmd.Context(), db.Pool, principal)
+				if err != nil {
+					return err
+				}
+				if out.json() {
+					return writeJSONOut(env.stdout, map[string]any{"grants": grants})
+				}
+				tw := newTable(env.stdout, "PRINCIPAL", "APP", "KINDS", "GRANTED BY", "AT")
+				for _, g := range grants {
+					row(tw, g.Principal, g.AppID, g.Scope, g.GrantedBy, g.GrantedAt)
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	addOutputFlag(cmd, &out)

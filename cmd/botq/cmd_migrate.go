@@ -3,11 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"text/tabwriter"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/pgx/v5/stdlib"
-	"github.com/pressly/goose/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/botq/botq/migrations"
@@ -26,31 +23,24 @@ func newMigrateCmd(env *cliEnv) *cobra.Command {
 		Short: "Undo the last migration, or every migration after --to",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withMigrator(cmd.Context(), env, func(ctx context.Context, cfg server.Config, pool *pgxpool.Pool) error {
-				p, err := migrations.Open(ctx, pool, cfg.Database.Schema, nil)
-				if err != nil {
-					return err
-				}
-				defer p.Close()
-				if !cmd.Flags().Changed("to") {
-					res, err := p.Down(ctx)
-					if err != nil {
-						return fmt.Errorf("migrate down: %w", err)
-					}
-					fmt.Fprintf(env.stdout, "undid version %d (%s)\n", res.Source.Version, baseName(res.Source.Path))
-					return nil
-				}
+			target := int64(-1) // without --to, the last migration only
+			if cmd.Flags().Changed("to") {
 				if to < 0 {
 					return usagef("--to must be 0 or more, not %d", to)
 				}
-				res, err := p.DownTo(ctx, to)
+				target = to
+			}
+			return withMigrator(cmd.Context(), env, func(ctx context.Context, cfg server.Config, pool *pgxpool.Pool) error {
+				res, err := migrations.Down(ctx, pool, cfg.Database.Schema, target)
 				if err != nil {
-					return fmt.Errorf("migrate down to %d: %w", to, err)
+					return err
 				}
 				for _, r := range res {
-					fmt.Fprintf(env.stdout, "undid version %d (%s)\n", r.Source.Version, baseName(r.Source.Path))
+					fmt.Fprintf(env.stdout, "undid version %d (%s)\n", r.Source.Version, migrations.SourceName(r.Source))
 				}
-				fmt.Fprintf(env.stdout, "schema %s is at version %d\n", cfg.Database.Schema, to)
+				if target >= 0 {
+					fmt.Fprintf(env.stdout, "schema %s is at version %d\n", cfg.Database.Schema, to)
+				}
 				return nil
 			})
 		},
@@ -68,7 +58,7 @@ func newMigrateCmd(env *cliEnv) *cobra.Command {
 						return err
 					}
 					for _, r := range res {
-						fmt.Fprintf(env.stdout, "applied version %d (%s) in %s\n", r.Source.Version, baseName(r.Source.Path), r.Duration.Round(1e6))
+						fmt.Fprintf(env.stdout, "applied version %d (%s) in %s\n", r.Source.Version, migrations.SourceName(r.Source), r.Duration.Round(1e6))
 					}
 					if err := server.SetupRoles(ctx, env.stdout, pool, cfg.Database.Schema); err != nil {
 						return err
@@ -85,40 +75,20 @@ func newMigrateCmd(env *cliEnv) *cobra.Command {
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				return withMigrator(cmd.Context(), env, func(ctx context.Context, cfg server.Config, pool *pgxpool.Pool) error {
-					schema := cfg.Database.Schema
-					if err := migrations.ValidateSchema(schema); err != nil {
-						return err
-					}
-					// Looking must not write: goose would create the schema and
-					// its version table.
-					migrated, err := migrations.Migrated(ctx, pool, schema)
-					if err != nil {
-						return fmt.Errorf("migration status: %w", err)
-					}
-					p, err := migrations.NewProvider(stdlib.OpenDBFromPool(pool), schema, nil)
+					st, migrated, err := migrations.Status(ctx, pool, cfg.Database.Schema)
 					if err != nil {
 						return err
 					}
-					defer p.Close()
-					var st []*goose.MigrationStatus
-					if migrated {
-						if st, err = p.Status(ctx); err != nil {
-							return fmt.Errorf("migration status: %w", err)
-						}
-					} else {
-						fmt.Fprintf(env.stdout, "schema %s was never migrated (botq migrate up)\n", schema)
-						for _, src := range p.ListSources() {
-							st = append(st, &goose.MigrationStatus{Source: src, State: goose.StatePending})
-						}
+					if !migrated {
+						fmt.Fprintf(env.stdout, "schema %s was never migrated (botq migrate up)\n", cfg.Database.Schema)
 					}
-					tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(tw, "VERSION\tSTATE\tAPPLIED AT\tSOURCE")
+					tw := newTable(env.stdout, "VERSION", "STATE", "APPLIED AT", "SOURCE")
 					for _, s := range st {
 						applied := "-"
 						if !s.AppliedAt.IsZero() {
 							applied = s.AppliedAt.Format("2006-01-02 15:04:05Z07:00")
 						}
-						fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", s.Source.Version, s.State, applied, baseName(s.Source.Path))
+						rowFull(tw, s.Source.Version, s.State, applied, migrations.SourceName(s.Source))
 					}
 					return tw.Flush()
 				})
@@ -140,16 +110,4 @@ func withMigrator(ctx context.Context, env *cliEnv, fn func(context.Context, ser
 	}
 	defer pool.Close()
 	return fn(ctx, cfg, pool)
-}
-
-func baseName(p string) string {
-	if p == "" {
-		return "River's tables"
-	}
-	for i := len(p) - 1; i >= 0; i-- {
-		if p[i] == '/' {
-			return p[i+1:]
-		}
-	}
-	return p
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"github.com/botq/botq/api"
 	"github.com/botq/botq/botapi"
 	"github.com/botq/botq/jobs"
+	"github.com/botq/botq/server"
 	"github.com/botq/botq/store"
 )
 
@@ -28,8 +30,28 @@ func newRegistrationCmd(env *cliEnv) *cobra.Command {
 		newRegistrationWriteCmd(env, "create", jobs.KindRegistrationCreate, "Register the bot on a page (POST /bots/v3/registrations)"),
 		newRegistrationWriteCmd(env, "update", jobs.KindRegistrationUpdate, "Create or replace a registration (PUT /bots/v3/registrations)"),
 		newRegistrationDeleteCmd(env),
-		newRegistrationGetCmd(env),
-		newRegistrationListCmd(env),
+		newRegistrationReadCmd(env, "get <app-id> --network <key> --external-id <id>",
+			"Show the app's registration on a page (GET from Khoros)", true,
+			func(ctx context.Context, c *botapi.Client, page pageFlags, appID string) ([]botapi.Registration, error) {
+				reg, _, err := c.GetRegistration(ctx, page.network, page.externalID, appID)
+				if err != nil {
+					return nil, fmt.Errorf("get registration: %w", err)
+				}
+				return []botapi.Registration{*reg}, nil
+			}),
+		newRegistrationReadCmd(env, "list <app-id> [--network <key> --external-id <id>]",
+			"List the registrations the app's token sees, or those of one page (GET from Khoros)", false,
+			func(ctx context.Context, c *botapi.Client, page pageFlags, _ string) (regs []botapi.Registration, err error) {
+				if page.network != "" {
+					regs, _, err = c.ListPageRegistrations(ctx, page.network, page.externalID)
+				} else {
+					regs, _, err = c.ListRegistrations(ctx)
+				}
+				if err != nil {
+					return nil, fmt.Errorf("list registrations: %w", err)
+				}
+				return regs, nil
+			}),
 	)
 	return cmd
 }
@@ -52,45 +74,34 @@ func (f *actionWriteFlags) add(cmd *cobra.Command) {
 // enqueueOne enqueues an action and prints its id (and, with --wait, its
 // outcome).
 func enqueueOne(cmd *cobra.Command, env *cliEnv, f *actionWriteFlags, appID, kind string, payload []byte) error {
-	db, err := env.openDB(cmd.Context())
-	if err != nil {
-		return err
-	}
-	defer db.close()
-	res, err := db.store.ActionInsert(cmd.Context(), db.pool, store.ActionInsertParams{
-		AppID: appID, Kind: kind, Payload: payload, IdempotencyKey: f.key, CreatedBy: actorOr(env, f.actor),
+	return env.withDB(cmd.Context(), func(db *server.Conn) error {
+		res, err := enqueue(cmd.Context(), db, []store.ActionInsertParams{{
+			AppID: appID, Kind: kind, Payload: payload, IdempotencyKey: f.key, CreatedBy: actorOr(env, f.actor),
+		}}, f.wait)
+		if err != nil {
+			return err
+		}
+		a := res[0].Action
+		if f.out.json() {
+			return writeJSONOut(env.stdout, api.EnqueueResponse{Action: api.NewAction(a), Existed: res[0].Existed})
+		}
+		switch {
+		case res[0].Existed:
+			fmt.Fprintf(env.stdout, "action %d (enqueued before with this idempotency key) is %s\n", a.ID, a.State)
+		case f.wait > 0:
+			fmt.Fprintf(env.stdout, "action %d is %s", a.ID, a.State)
+			if a.LastError != "" {
+				fmt.Fprintf(env.stdout, ": %s", a.LastError)
+			}
+			fmt.Fprintln(env.stdout)
+		default:
+			fmt.Fprintf(env.stdout, "enqueued action %d (botq actions show %d)\n", a.ID, a.ID)
+		}
+		if a.State == store.ActionFailed {
+			return fmt.Errorf("action %d failed", a.ID)
+		}
+		return nil
 	})
-	if err != nil {
-		return explain(err)
-	}
-	a := res.Action
-	if f.wait > 0 {
-		if err := waitActions(cmd.Context(), db, []int64{a.ID}, f.wait); err != nil {
-			return err
-		}
-		if a, err = db.store.ActionGet(cmd.Context(), db.pool, a.ID); err != nil {
-			return err
-		}
-	}
-	if f.out.json() {
-		return writeJSONOut(env.stdout, api.EnqueueResponse{Action: api.NewAction(a), Existed: res.Existed})
-	}
-	switch {
-	case res.Existed:
-		fmt.Fprintf(env.stdout, "action %d (enqueued before with this idempotency key) is %s\n", a.ID, a.State)
-	case f.wait > 0:
-		fmt.Fprintf(env.stdout, "action %d is %s", a.ID, a.State)
-		if a.LastError != "" {
-			fmt.Fprintf(env.stdout, ": %s", a.LastError)
-		}
-		fmt.Fprintln(env.stdout)
-	default:
-		fmt.Fprintf(env.stdout, "enqueued action %d (botq actions show %d)\n", a.ID, a.ID)
-	}
-	if a.State == store.ActionFailed {
-		return fmt.Errorf("action %d failed", a.ID)
-	}
-	return nil
 }
 
 func newRegistrationWriteCmd(env *cliEnv, verb, kind, short string) *cobra.Command {
@@ -203,111 +214,53 @@ func newModeCmd(env *cliEnv) *cobra.Command {
 	return cmd
 }
 
-// botClient returns the Bot v3 client of an app.
-func botClient(cmd *cobra.Command, env *cliEnv, db *cliDB, appID string) (*botapi.Client, error) {
-	app, err := db.store.AppGet(cmd.Context(), db.pool, appID)
-	if err != nil {
-		return nil, err
-	}
-	return db.registry(env).Client(app)
-}
-
-func redactRegistration(r *botapi.Registration) {
-	if r != nil && r.Credentials != nil && r.Credentials.Secret != "" {
-		r.Credentials.Secret = "[redacted]"
-	}
-}
-
-func printRegistrations(env *cliEnv, out outputOpts, regs []botapi.Registration) error {
-	for i := range regs {
-		redactRegistration(&regs[i])
-	}
-	if out.json() {
-		return writeJSONOut(env.stdout, regs)
-	}
-	tw := newTable(env.stdout, "NETWORK", "EXTERNAL ID", "APP", "NAME", "MODE", "PLATFORM", "CALLBACK")
-	for _, r := range regs {
-		row(tw, r.NetworkKey, r.ExternalID, r.AppID, r.Name, r.Mode, r.Platform, r.CallbackURL)
-	}
-	return tw.Flush()
-}
-
-func newRegistrationGetCmd(env *cliEnv) *cobra.Command {
+// newRegistrationReadCmd is a command that reads an app's registrations
+// from Khoros with read; pageRequired says whether it needs a page named.
+// Credentials' secrets are never shown.
+func newRegistrationReadCmd(env *cliEnv, use, short string, pageRequired bool,
+	read func(ctx context.Context, c *botapi.Client, page pageFlags, appID string) ([]botapi.Registration, error)) *cobra.Command {
 	var out outputOpts
 	var page pageFlags
 	cmd := &cobra.Command{
-		Use:   "get <app-id> --network <key> --external-id <id>",
-		Short: "Show the app's registration on a page (GET from Khoros)",
+		Use:   use,
+		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := page.check(true); err != nil {
+			if err := page.check(pageRequired); err != nil {
 				return err
 			}
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			c, err := botClient(cmd, env, db, args[0])
-			if err != nil {
-				return err
-			}
-			reg, _, err := c.GetRegistration(cmd.Context(), page.network, page.externalID, args[0])
-			if err != nil {
-				return fmt.Errorf("get registration: %w", err)
-			}
-			return printRegistrations(env, out, []botapi.Registration{*reg})
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				app, err := db.Store.AppGet(cmd.Context(), db.Pool, args[0])
+				if err != nil {
+					return err
+				}
+				c, err := db.Apps.Client(app)
+				if err != nil {
+					return err
+				}
+				regs, err := read(cmd.Context(), c, page, app.ID)
+				if err != nil {
+					return err
+				}
+				for i := range regs {
+					if c := regs[i].Credentials; c != nil && c.Secret != "" {
+						c.Secret = "[redacted]"
+					}
+				}
+				if out.json() {
+					return writeJSONOut(env.stdout, regs)
+				}
+				tw := newTable(env.stdout, "NETWORK", "EXTERNAL ID", "APP", "NAME", "MODE", "PLATFORM", "CALLBACK")
+				for _, r := range regs {
+					row(tw, r.NetworkKey, r.ExternalID, r.AppID, r.Name, r.Mode, r.Platform, r.CallbackURL)
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	page.add(cmd)
 	addOutputFlag(cmd, &out)
 	return cmd
-}
-
-func newRegistrationListCmd(env *cliEnv) *cobra.Command {
-	var out outputOpts
-	var page pageFlags
-	cmd := &cobra.Command{
-		Use:   "list <app-id> [--network <key> --external-id <id>]",
-		Short: "List the registrations the app's token sees, or those of one page (GET from Khoros)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := page.check(false); err != nil {
-				return err
-			}
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			c, err := botClient(cmd, env, db, args[0])
-			if err != nil {
-				return err
-			}
-			var regs []botapi.Registration
-			if page.network != "" {
-				regs, _, err = c.ListPageRegistrations(cmd.Context(), page.network, page.externalID)
-			} else {
-				regs, _, err = c.ListRegistrations(cmd.Context())
-			}
-			if err != nil {
-				return fmt.Errorf("list registrations: %w", err)
-			}
-			return printRegistrations(env, out, regs)
-		},
-	}
-	page.add(cmd)
-	addOutputFlag(cmd, &out)
-	return cmd
-}
-
-// AppHealthReport is one app's health, live from Khoros and as stored.
-type AppHealthReport struct {
-	AppID     string          `json:"app_id"`
-	Live      []botapi.Health `json:"live,omitempty"`
-	LiveError string          `json:"live_error,omitempty"`
-	Stored    string          `json:"stored,omitempty"`
-	CheckedAt *time.Time      `json:"checked_at,omitempty"`
 }
 
 func newHealthCmd(env *cliEnv) *cobra.Command {
@@ -318,65 +271,36 @@ func newHealthCmd(env *cliEnv) *cobra.Command {
 		Short: "Show apps' webhook health: live from Khoros (GET /bots/v3/health) and as last recorded",
 		Args:  cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			apps, err := db.store.AppList(cmd.Context(), db.pool)
-			if err != nil {
-				return err
-			}
-			if len(args) > 0 {
-				apps = apps[:0]
-				for _, id := range args {
-					a, err := db.store.AppGet(cmd.Context(), db.pool, id)
-					if err != nil {
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				apps, err := appsNamed(cmd.Context(), db, args)
+				if err != nil {
+					return err
+				}
+				res, failed := db.Apps.Health(cmd.Context(), apps, !stored)
+				if out.json() {
+					if err := writeJSONOut(env.stdout, res); err != nil {
 						return err
 					}
-					apps = append(apps, a)
-				}
-			}
-			reg := db.registry(env)
-			var res []AppHealthReport
-			failed := 0
-			for _, a := range apps {
-				rep := AppHealthReport{AppID: a.ID, Stored: a.HealthStatus, CheckedAt: a.HealthCheckedAt}
-				if !stored {
-					c, err := reg.Client(a)
-					if err == nil {
-						rep.Live, _, err = c.GetHealth(cmd.Context(), a.ID)
+				} else {
+					tw := newTable(env.stdout, "APP", "LIVE", "FAILURES", "SUCCESSES", "STORED", "CHECKED")
+					for _, r := range res {
+						live, fails, oks := any(r.LiveError), any(nil), any(nil)
+						if len(r.Live) > 0 {
+							live, fails, oks = r.Live[0].Status, r.Live[0].FailureCount, r.Live[0].SuccessCount
+						} else if r.LiveError == "" && !stored {
+							live = "no data"
+						}
+						row(tw, r.AppID, live, fails, oks, r.Stored, r.CheckedAt)
 					}
-					if err != nil {
-						rep.LiveError = err.Error()
-						failed++
+					if err := tw.Flush(); err != nil {
+						return err
 					}
 				}
-				res = append(res, rep)
-			}
-			if out.json() {
-				if err := writeJSONOut(env.stdout, res); err != nil {
-					return err
+				if failed > 0 {
+					return fmt.Errorf("health of %d of %s could not be read from Khoros", failed, plural(int64(len(res)), "app"))
 				}
-			} else {
-				tw := newTable(env.stdout, "APP", "LIVE", "FAILURES", "SUCCESSES", "STORED", "CHECKED")
-				for _, r := range res {
-					live, fails, oks := any(r.LiveError), any(nil), any(nil)
-					if len(r.Live) > 0 {
-						live, fails, oks = r.Live[0].Status, r.Live[0].FailureCount, r.Live[0].SuccessCount
-					} else if r.LiveError == "" && !stored {
-						live = "no data"
-					}
-					row(tw, r.AppID, live, fails, oks, r.Stored, r.CheckedAt)
-				}
-				if err := tw.Flush(); err != nil {
-					return err
-				}
-			}
-			if failed > 0 {
-				return fmt.Errorf("health of %d of %s could not be read from Khoros", failed, plural(int64(len(res)), "app"))
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&stored, "stored", false, "show only what the reconciler recorded; call nothing")

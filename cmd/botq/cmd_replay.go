@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/botq/botq/api"
+	"github.com/botq/botq/server"
 	"github.com/botq/botq/store"
 )
 
@@ -79,18 +80,15 @@ func (r *replayRun) run(cmd *cobra.Command, args []string) error {
 		return err
 	}
 	r.opts.Actor = actorOr(r.env, r.actor)
-	db, err := r.env.openDB(cmd.Context())
-	if err != nil {
-		return err
-	}
-	defer db.close()
-	switch {
-	case len(f.IDs) == 1 && !r.dryRun:
-		return r.one(cmd.Context(), db, f.IDs[0])
-	case r.dryRun:
-		return r.plan(cmd.Context(), db, f)
-	}
-	return r.bulk(cmd.Context(), db, f, len(args) > 0)
+	return r.env.withDB(cmd.Context(), func(db *server.Conn) error {
+		switch {
+		case len(f.IDs) == 1 && !r.dryRun:
+			return r.one(cmd.Context(), db, f.IDs[0])
+		case r.dryRun:
+			return r.plan(cmd.Context(), db, f)
+		}
+		return r.bulk(cmd.Context(), db, f, len(args) > 0)
+	})
 }
 
 // target checks the flags and returns what to replay: the actions named,
@@ -123,8 +121,8 @@ func (r *replayRun) target(args []string) (store.ActionFilter, error) {
 }
 
 // one replays one action.
-func (r *replayRun) one(ctx context.Context, db *cliDB, id int64) error {
-	res, err := db.store.ActionReplay(ctx, db.pool, id, r.opts)
+func (r *replayRun) one(ctx context.Context, db *server.Conn, id int64) error {
+	res, err := db.Store.ActionReplay(ctx, db.Pool, id, r.opts)
 	if refused, ok := store.IsReplayRefused(err); ok {
 		return refusalError(refused)
 	}
@@ -139,15 +137,12 @@ func (r *replayRun) one(ctx context.Context, db *cliDB, id int64) error {
 }
 
 // plan shows what a replay of f would do (--dry-run).
-func (r *replayRun) plan(ctx context.Context, db *cliDB, f store.ActionFilter) error {
-	plan, err := db.store.ActionReplayPlan(ctx, db.pool, f, r.opts, r.sample)
+func (r *replayRun) plan(ctx context.Context, db *server.Conn, f store.ActionFilter) error {
+	plan, err := db.Store.ActionReplayPlan(ctx, db.Pool, f, r.opts, r.sample)
 	if err != nil {
 		return err
 	}
-	res := api.BulkReplayResponse{DryRun: true, Matched: plan.Matched, Eligible: plan.Eligible, Skipped: plan.Skipped, Sample: []api.Action{}}
-	for _, a := range plan.Sample {
-		res.Sample = append(res.Sample, api.NewAction(a))
-	}
+	res := api.NewReplayPlan(plan)
 	if r.out.json() {
 		return writeJSONOut(r.env.stdout, res)
 	}
@@ -166,9 +161,9 @@ func (r *replayRun) plan(ctx context.Context, db *cliDB, f store.ActionFilter) e
 
 // bulk replays the actions of f in batches; named says they were named by
 // id, so one left out is an error.
-func (r *replayRun) bulk(ctx context.Context, db *cliDB, f store.ActionFilter, named bool) error {
+func (r *replayRun) bulk(ctx context.Context, db *server.Conn, f store.ActionFilter, named bool) error {
 	var p *progress
-	res, err := db.store.ActionReplayBulk(ctx, db.pool, store.ReplayBulkParams{
+	res, err := db.Store.ActionReplayBulk(ctx, db.Pool, store.ReplayBulkParams{
 		Filter: f, Options: r.opts, BatchSize: r.batchSize,
 		Progress: func(done, total int64) {
 			if p == nil {
@@ -186,24 +181,20 @@ func (r *replayRun) bulk(ctx context.Context, db *cliDB, f store.ActionFilter, n
 		}
 		return err
 	}
-	skipped := res.Plan.Skipped
-	if res.Skipped > 0 {
-		skipped["changed_meanwhile"] = res.Skipped
-	}
+	out := api.NewReplayResult(res)
 	if r.out.json() {
-		if err := writeJSONOut(r.env.stdout, api.BulkReplayResponse{Matched: res.Plan.Matched, Eligible: res.Plan.Eligible,
-			Skipped: skipped, Replayed: res.Replayed, FirstActionIDs: res.FirstIDs}); err != nil {
+		if err := writeJSONOut(r.env.stdout, out); err != nil {
 			return err
 		}
 	} else {
-		fmt.Fprintf(r.env.stdout, "replayed %d of %s matched\n", res.Replayed, plural(res.Plan.Matched, "action"))
-		printSkipped(r.env, skipped)
-		if len(res.FirstIDs) > 0 {
-			fmt.Fprintf(r.env.stdout, "new actions: %s; see one with: botq actions show %d\n", idList(res.FirstIDs, res.Replayed), res.FirstIDs[0])
+		fmt.Fprintf(r.env.stdout, "replayed %d of %s matched\n", out.Replayed, plural(out.Matched, "action"))
+		printSkipped(r.env, out.Skipped)
+		if len(out.FirstActionIDs) > 0 {
+			fmt.Fprintf(r.env.stdout, "new actions: %s; see one with: botq actions show %d\n", idList(out.FirstActionIDs, out.Replayed), out.FirstActionIDs[0])
 		}
 	}
-	if named && len(skipped) > 0 {
-		return fmt.Errorf("%d of the actions named were not replayed (see above)", res.Plan.Matched-res.Replayed)
+	if named && len(out.Skipped) > 0 {
+		return fmt.Errorf("%d of the actions named were not replayed (see above)", out.Matched-out.Replayed)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/botq/botq/api"
 	"github.com/botq/botq/jobs"
+	"github.com/botq/botq/server"
 	"github.com/botq/botq/store"
 )
 
@@ -82,41 +83,35 @@ func newRequestsListCmd(env *cliEnv) *cobra.Command {
 			if limit < 1 || limit > api.MaxLimit {
 				return usagef("--limit must be from 1 to %d, not %d", api.MaxLimit, limit)
 			}
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			p := store.RequestListParams{Filter: f, Limit: limit}
-			if after != "" {
-				last, err := db.store.RequestGet(cmd.Context(), db.pool, after)
-				if errors.Is(err, store.ErrNotFound) {
-					return usagef("--after: no request record %q", after)
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				p := store.RequestListParams{Filter: f, Limit: limit}
+				if after != "" {
+					last, err := db.Store.RequestGet(cmd.Context(), db.Pool, after)
+					if errors.Is(err, store.ErrNotFound) {
+						return usagef("--after: no request record %q", after)
+					}
+					if err != nil {
+						return err
+					}
+					p.After = &store.RequestCursor{FirstSeenAt: last.FirstSeenAt, RequestID: last.RequestID}
 				}
+				items, more, err := db.Store.RequestList(cmd.Context(), db.Pool, p)
 				if err != nil {
 					return err
 				}
-				p.After = &store.RequestCursor{FirstSeenAt: last.FirstSeenAt, RequestID: last.RequestID}
-			}
-			items, more, err := db.store.RequestList(cmd.Context(), db.pool, p)
-			if err != nil {
-				return err
-			}
-			res := api.RequestList{Requests: make([]api.Request, len(items))}
-			for i, it := range items {
-				res.Requests[i] = api.NewRequest(&it.Request, it.Kind)
-			}
-			if more && len(items) > 0 {
-				defer fmt.Fprintf(env.stderr, "more: --after %s for the next page, or botq requests export\n", items[len(items)-1].RequestID)
-			}
-			if out.json() {
-				return writeJSONOut(env.stdout, res)
-			}
-			tw := newTable(env.stdout, "REQUEST ID", "APP", "ACTION", "KIND", "ORIGIN", "STATE", "FIRST SEEN", "FINALIZED", "DETAILS")
-			for _, r := range res.Requests {
-				row(tw, r.RequestID, r.AppID, r.ActionID, r.Kind, r.Origin, r.State, r.FirstSeenAt, r.FinalizedAt, string(r.Details))
-			}
-			return tw.Flush()
+				res := api.RequestList{Requests: api.NewRequests(items)}
+				if more && len(items) > 0 {
+					defer fmt.Fprintf(env.stderr, "more: --after %s for the next page, or botq requests export\n", items[len(items)-1].RequestID)
+				}
+				if out.json() {
+					return writeJSONOut(env.stdout, res)
+				}
+				tw := newTable(env.stdout, "REQUEST ID", "APP", "ACTION", "KIND", "ORIGIN", "STATE", "FIRST SEEN", "FINALIZED", "DETAILS")
+				for _, r := range res.Requests {
+					row(tw, r.RequestID, r.AppID, r.ActionID, r.Kind, r.Origin, r.State, r.FirstSeenAt, r.FinalizedAt, string(r.Details))
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	filter.add(cmd)
@@ -133,36 +128,33 @@ func newRequestsShowCmd(env *cliEnv) *cobra.Command {
 		Short: "Show one request record",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			it, err := db.store.RequestView(cmd.Context(), db.pool, args[0])
-			if err != nil {
-				return err
-			}
-			r := api.NewRequest(&it.Request, it.Kind)
-			if out.json() {
-				return writeJSONOut(env.stdout, r)
-			}
-			tw := newTable(env.stdout, "FIELD", "VALUE")
-			for _, kv := range [][2]any{
-				{"request id", r.RequestID}, {"app", r.AppID}, {"action", r.ActionID}, {"kind", r.Kind}, {"origin", r.Origin},
-				{"state", r.State}, {"http status", r.HTTPStatus}, {"khoros created", r.KhorosCreatedAt},
-				{"khoros completed", r.KhorosCompletedAt}, {"first seen", r.FirstSeenAt}, {"last checked", r.LastCheckedAt},
-				{"checks", r.CheckCount}, {"finalized", r.FinalizedAt}, {"reason", r.Reason},
-			} {
-				rowFull(tw, kv[0], kv[1])
-			}
-			if err := tw.Flush(); err != nil {
-				return err
-			}
-			fmt.Fprintf(env.stdout, "\ndetails: %s\n", r.Details)
-			if len(r.Payload) > 0 {
-				fmt.Fprintf(env.stdout, "payload: %s\n", r.Payload)
-			}
-			return nil
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				it, err := db.Store.RequestView(cmd.Context(), db.Pool, args[0])
+				if err != nil {
+					return err
+				}
+				r := api.NewRequest(&it.Request, it.Kind)
+				if out.json() {
+					return writeJSONOut(env.stdout, r)
+				}
+				tw := newTable(env.stdout, "FIELD", "VALUE")
+				for _, kv := range [][2]any{
+					{"request id", r.RequestID}, {"app", r.AppID}, {"action", r.ActionID}, {"kind", r.Kind}, {"origin", r.Origin},
+					{"state", r.State}, {"http status", r.HTTPStatus}, {"khoros created", r.KhorosCreatedAt},
+					{"khoros completed", r.KhorosCompletedAt}, {"first seen", r.FirstSeenAt}, {"last checked", r.LastCheckedAt},
+					{"checks", r.CheckCount}, {"finalized", r.FinalizedAt}, {"reason", r.Reason},
+				} {
+					rowFull(tw, kv[0], kv[1])
+				}
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				fmt.Fprintf(env.stdout, "\ndetails: %s\n", r.Details)
+				if len(r.Payload) > 0 {
+					fmt.Fprintf(env.stdout, "payload: %s\n", r.Payload)
+				}
+				return nil
+			})
 		},
 	}
 	addOutputFlag(cmd, &out)
@@ -192,31 +184,28 @@ A progress bar shows on a terminal (or with --progress).`,
 			if err != nil {
 				return err
 			}
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			var w io.Writer = env.stdout
-			var file *os.File
-			if outPath != "" && outPath != "-" {
-				if file, err = os.Create(outPath); err != nil {
-					return fmt.Errorf("--out: %w", err)
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				var w io.Writer = env.stdout
+				var file *os.File
+				if outPath != "" && outPath != "-" {
+					if file, err = os.Create(outPath); err != nil {
+						return fmt.Errorf("--out: %w", err)
+					}
+					defer file.Close()
+					w = file
 				}
-				defer file.Close()
-				w = file
-			}
-			n, err := exportRequests(cmd.Context(), env, db, f, format, w, bar)
-			if err != nil {
-				return err
-			}
-			if file != nil {
-				if err := file.Close(); err != nil {
-					return fmt.Errorf("--out: %w", err)
+				n, err := exportRequests(cmd.Context(), env, db, f, format, w, bar)
+				if err != nil {
+					return err
 				}
-				fmt.Fprintf(env.stderr, "exported %s to %s\n", plural(n, "request record"), outPath)
-			}
-			return nil
+				if file != nil {
+					if err := file.Close(); err != nil {
+						return fmt.Errorf("--out: %w", err)
+					}
+					fmt.Fprintf(env.stderr, "exported %s to %s\n", plural(n, "request record"), outPath)
+				}
+				return nil
+			})
 		},
 	}
 	filter.add(cmd)
@@ -226,38 +215,22 @@ A progress bar shows on a terminal (or with --progress).`,
 	return cmd
 }
 
-// exportRequests streams the records to w and returns how many it wrote.
-func exportRequests(ctx context.Context, env *cliEnv, db *cliDB, f store.RequestFilter, format string, w io.Writer, forceBar bool) (int64, error) {
-	rw, err := api.NewRequestWriter(w, format)
-	if err != nil {
-		return 0, err
-	}
-	var p *progress
+// exportRequests streams the records to w, with a progress bar, and
+// returns how many it wrote.
+func exportRequests(ctx context.Context, env *cliEnv, db *server.Conn, f store.RequestFilter, format string, w io.Writer, forceBar bool) (int64, error) {
+	p := &progress{}
 	if forceBar || isTerminal(env.stderr) {
-		total, err := db.store.RequestCount(ctx, db.pool, f)
+		total, err := db.Store.RequestCount(ctx, db.Pool, f)
 		if err != nil {
 			return 0, err
 		}
 		p = newProgress(env, forceBar, total, "exporting")
-	} else {
-		p = &progress{}
 	}
-	n, err := db.store.RequestExport(ctx, db.pool, f, func(it *store.RequestItem) error {
-		if err := rw.Write(it); err != nil {
-			return fmt.Errorf("write export: %w", err)
-		}
-		if rw.Count()%1000 == 0 {
-			p.set(rw.Count())
-		}
-		return nil
-	})
+	n, err := api.ExportRequests(ctx, db.Store, db.Pool, f, format, w, p.set)
 	if err != nil {
 		return n, err
 	}
 	p.set(n)
 	p.done()
-	if err := rw.Close(); err != nil {
-		return n, fmt.Errorf("write export: %w", err)
-	}
 	return n, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/botq/botq/server"
 	"github.com/botq/botq/store"
 )
 
@@ -27,14 +28,8 @@ func newTokenCmd(env *cliEnv) *cobra.Command {
 	return cmd
 }
 
-// storeToken stores a token for the app and reports it.
-func storeToken(cmd *cobra.Command, env *cliEnv, db *cliDB, out *outputOpts, appID, token, actor, reason string) error {
-	app, resumed, err := db.registry(env).StoreToken(cmd.Context(), appID, token, actor, reason)
-	return reportToken(cmd, env, db, out, app, resumed, err)
-}
-
 // reportToken ends a command that stored an app's token.
-func reportToken(cmd *cobra.Command, env *cliEnv, db *cliDB, out *outputOpts, app *store.App, resumed bool, err error) error {
+func reportToken(cmd *cobra.Command, env *cliEnv, db *server.Conn, f *appWriteFlags, app *store.App, resumed bool, err error) error {
 	if err != nil {
 		return err
 	}
@@ -42,7 +37,7 @@ func reportToken(cmd *cobra.Command, env *cliEnv, db *cliDB, out *outputOpts, ap
 	if resumed {
 		lines = append(lines, fmt.Sprintf("app %s was paused for its token and is resumed", app.ID))
 	}
-	return reportApp(cmd.Context(), env, db, out, app.ID, lines...)
+	return f.report(cmd.Context(), env, db, app.ID, lines...)
 }
 
 func expiry(t *time.Time) string {
@@ -65,8 +60,8 @@ func readSecret(r io.Reader, what string) (string, error) {
 }
 
 func newTokenSetCmd(env *cliEnv) *cobra.Command {
-	var file, actor, reason string
-	var out outputOpts
+	var file string
+	var f appWriteFlags
 	cmd := &cobra.Command{
 		Use:   "set <app-id>",
 		Short: "Store a token for an app, read from stdin or --file (never from a flag)",
@@ -87,24 +82,19 @@ func newTokenSetCmd(env *cliEnv) *cobra.Command {
 			} else if token, err = readSecret(env.stdin, "token"); err != nil {
 				return err
 			}
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			return storeToken(cmd, env, db, &out, args[0], token, actorOr(env, actor), reason)
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				app, resumed, err := db.Apps.StoreToken(cmd.Context(), args[0], token, actorOr(env, f.actor), f.reason)
+				return reportToken(cmd, env, db, &f, app, resumed, err)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&file, "file", "", "read the token from this file (default: stdin)")
-	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the token_set event)")
-	addActorFlag(cmd, &actor)
-	addOutputFlag(cmd, &out)
+	f.add(cmd, "why (recorded in the token_set event)")
 	return cmd
 }
 
 func newTokenBootstrapCmd(env *cliEnv) *cobra.Command {
-	var actor string
-	var out outputOpts
+	var f appWriteFlags
 	var existing bool
 	cmd := &cobra.Command{
 		Use:   "bootstrap <app-id>",
@@ -116,64 +106,53 @@ on the first line, the password on the second). With --existing, fetches the tok
 already exists instead of creating one.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			user, pass, err := careCredentials(env)
-			if err != nil {
-				return err
-			}
-			app, resumed, err := db.registry(env).Bootstrap(cmd.Context(), db.cfg.Khoros.CareBaseURL, user, pass, args[0], existing, actorOr(env, actor))
-			return reportToken(cmd, env, db, &out, app, resumed, err)
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				user, pass, err := careCredentials(env)
+				if err != nil {
+					return err
+				}
+				app, resumed, err := db.Apps.Bootstrap(cmd.Context(), db.Config.Khoros.CareBaseURL, user, pass, args[0], existing, actorOr(env, f.actor))
+				return reportToken(cmd, env, db, &f, app, resumed, err)
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&existing, "existing", false, "fetch the app's existing token instead of creating one")
-	addActorFlag(cmd, &actor)
-	addOutputFlag(cmd, &out)
+	f.add(cmd, "")
 	return cmd
 }
 
 func newTokenRefreshCmd(env *cliEnv) *cobra.Command {
-	var actor, reason string
-	var out outputOpts
+	var f appWriteFlags
 	cmd := &cobra.Command{
 		Use:   "refresh <app-id>",
 		Short: "Exchange an app's stored token for a new one now (the old one keeps working 10 minutes)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			app, err := db.store.AppGet(cmd.Context(), db.pool, args[0])
-			if err != nil {
-				return err
-			}
-			if reason == "" {
-				reason = "refreshed by an operator"
-			}
-			res, err := db.registry(env).Refresh(cmd.Context(), app.ID, app.TokenVersion, actorOr(env, actor), reason)
-			if err != nil {
-				return err
-			}
-			if !res.Refreshed {
-				return reportApp(cmd.Context(), env, db, &out, app.ID, fmt.Sprintf("app %s's token changed meanwhile (now version %d); nothing refreshed", app.ID, res.App.TokenVersion))
-			}
-			return reportApp(cmd.Context(), env, db, &out, app.ID, fmt.Sprintf("refreshed token of app %s: version %d, expires %s", app.ID, res.App.TokenVersion, cell(res.App.TokenExpiresAt)))
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				app, err := db.Store.AppGet(cmd.Context(), db.Pool, args[0])
+				if err != nil {
+					return err
+				}
+				if f.reason == "" {
+					f.reason = "refreshed by an operator"
+				}
+				res, err := db.Apps.Refresh(cmd.Context(), app.ID, app.TokenVersion, actorOr(env, f.actor), f.reason)
+				if err != nil {
+					return err
+				}
+				if !res.Refreshed {
+					return f.report(cmd.Context(), env, db, app.ID, fmt.Sprintf("app %s's token changed meanwhile (now version %d); nothing refreshed", app.ID, res.App.TokenVersion))
+				}
+				return f.report(cmd.Context(), env, db, app.ID, fmt.Sprintf("refreshed token of app %s: version %d, expires %s", app.ID, res.App.TokenVersion, cell(res.App.TokenExpiresAt)))
+			})
 		},
 	}
-	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the token_refresh event)")
-	addActorFlag(cmd, &actor)
-	addOutputFlag(cmd, &out)
+	f.add(cmd, "why (recorded in the token_refresh event)")
 	return cmd
 }
 
 func newTokenRevokeCmd(env *cliEnv) *cobra.Command {
-	var actor, reason string
-	var out outputOpts
+	var f appWriteFlags
 	cmd := &cobra.Command{
 		Use:   "revoke <app-id>",
 		Short: "Revoke every token of an app at Khoros, forget the stored one and pause the app",
@@ -182,24 +161,19 @@ with no grace period. botq forgets the stored token and pauses the app until a n
 set (botq token set or bootstrap), which resumes it.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if reason == "" {
+			if f.reason == "" {
 				return usagef("--reason is required: say why the tokens are revoked")
 			}
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			app, err := db.registry(env).Revoke(cmd.Context(), args[0], actorOr(env, actor), reason)
-			if err != nil {
-				return err
-			}
-			return reportApp(cmd.Context(), env, db, &out, app.ID, fmt.Sprintf("revoked every token of app %s; the app is paused until a new token is set", app.ID))
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				app, err := db.Apps.Revoke(cmd.Context(), args[0], actorOr(env, f.actor), f.reason)
+				if err != nil {
+					return err
+				}
+				return f.report(cmd.Context(), env, db, app.ID, fmt.Sprintf("revoked every token of app %s; the app is paused until a new token is set", app.ID))
+			})
 		},
 	}
-	cmd.Flags().StringVar(&reason, "reason", "", "why (required; recorded in the token_revoke event)")
-	addActorFlag(cmd, &actor)
-	addOutputFlag(cmd, &out)
+	f.add(cmd, "why (required; recorded in the token_revoke event)")
 	return cmd
 }
 
@@ -210,35 +184,25 @@ func newTokenStatusCmd(env *cliEnv) *cobra.Command {
 		Short: "Show where each app's token comes from, its version and expiry (never the token)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := env.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.close()
-			apps, err := db.store.AppList(cmd.Context(), db.pool)
-			if err != nil {
-				return err
-			}
-			if len(args) == 1 {
-				a, err := db.store.AppGet(cmd.Context(), db.pool, args[0])
+			return env.withDB(cmd.Context(), func(db *server.Conn) error {
+				apps, err := appsNamed(cmd.Context(), db, args)
 				if err != nil {
 					return err
 				}
-				apps = []*store.App{a}
-			}
-			res := db.registry(env).TokenStatuses(apps)
-			if out.json() {
-				return writeJSONOut(env.stdout, res)
-			}
-			tw := newTable(env.stdout, "APP", "SOURCE", "VERSION", "EXPIRES", "REFRESHED", "KEY OK", "PAUSED UNTIL")
-			for _, st := range res {
-				keyOK := any(nil)
-				if st.KeyOK != nil {
-					keyOK = *st.KeyOK
+				res := db.Apps.TokenStatuses(apps)
+				if out.json() {
+					return writeJSONOut(env.stdout, res)
 				}
-				row(tw, st.AppID, st.Source, st.Version, st.ExpiresAt, st.RefreshedAt, keyOK, st.PausedUntil)
-			}
-			return tw.Flush()
+				tw := newTable(env.stdout, "APP", "SOURCE", "VERSION", "EXPIRES", "REFRESHED", "KEY OK", "PAUSED UNTIL")
+				for _, st := range res {
+					keyOK := any(nil)
+					if st.KeyOK != nil {
+						keyOK = *st.KeyOK
+					}
+					row(tw, st.AppID, st.Source, st.Version, st.ExpiresAt, st.RefreshedAt, keyOK, st.PausedUntil)
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	addOutputFlag(cmd, &out)

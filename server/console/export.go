@@ -160,14 +160,7 @@ func (c *Console) exportRequests(w http.ResponseWriter, r *http.Request, _ *user
 		return err
 	}
 	c.startExport(w, "requests", format)
-	ew, err := api.NewRequestWriter(&api.FlushWriter{W: w}, format)
-	if err != nil {
-		return err
-	}
-	if _, err := c.cfg.Store.RequestExport(r.Context(), c.cfg.DB, q.filter, ew.Write); err != nil {
-		c.abortExport(r, err)
-	}
-	if err := ew.Close(); err != nil {
+	if _, err := api.ExportRequests(r.Context(), c.cfg.Store, c.cfg.DB, q.filter, format, &api.FlushWriter{W: w}, nil); err != nil {
 		c.abortExport(r, err)
 	}
 	return nil

@@ -120,10 +120,7 @@ func (c *Console) replayPlan(w http.ResponseWriter, r *http.Request, u *user) er
 	if err != nil {
 		return err
 	}
-	data := replayPlanData{Query: q, Plan: plan}
-	for _, a := range plan.Sample {
-		data.Sample = append(data.Sample, api.NewAction(a))
-	}
+	data := replayPlanData{Query: q, Plan: plan, Sample: api.NewActions(plan.Sample)}
 	for _, k := range []string{"unfinished", store.ReplayOptionSucceeded, store.ReplayOptionPossiblySent,
 		store.ReplayOptionReplayOfReplay, store.ReplayOptionReplayed} {
 		if n := plan.Skipped[k]; n > 0 {

@@ -36,7 +36,7 @@ const (
 func (c *Console) overview(w http.ResponseWriter, r *http.Request, u *user) error {
 	ctx := r.Context()
 	now := c.cfg.Now().UTC()
-	sts, err := c.cfg.Store.AppStatusList(ctx, c.cfg.DB, "")
+	apps, err := api.LoadApps(ctx, c.cfg.Store, c.cfg.DB, "", c.cfg.ExternalToken, now)
 	if err != nil {
 		return err
 	}
@@ -54,9 +54,8 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, u *user) erro
 		return err
 	}
 	data := overviewData{Plot: newPlot(buckets, plotStep)}
-	for _, st := range sts {
-		a := api.NewApp(st, c.cfg.ExternalToken(st.ID), now)
-		data.Apps = append(data.Apps, overviewApp{App: a, InFlight: activity[st.ID].InFlight, Failed: activity[st.ID].Failed,
+	for _, a := range apps {
+		data.Apps = append(data.Apps, overviewApp{App: a, InFlight: activity[a.ID].InFlight, Failed: activity[a.ID].Failed,
 			Token: tokenState(a.Token, now)})
 	}
 	c.render(w, r, u, http.StatusOK, "overview", "Overview", data)
@@ -111,9 +110,7 @@ func (c *Console) actions(w http.ResponseWriter, r *http.Request, u *user) error
 	if err != nil {
 		return err
 	}
-	for _, a := range list {
-		data.Actions = append(data.Actions, api.NewAction(a))
-	}
+	data.Actions = api.NewActions(list)
 	if more {
 		last := list[len(list)-1]
 		data.Next = withParam("/actions", q.values(), "before", actionCursorText(store.ActionCursor{CreatedAt: last.CreatedAt, ID: last.ID}))
@@ -305,9 +302,7 @@ func (c *Console) events(w http.ResponseWriter, r *http.Request, u *user) error 
 	if err != nil {
 		return err
 	}
-	for _, e := range evs {
-		data.Events = append(data.Events, api.NewEvent(e))
-	}
+	data.Events = api.NewEvents(evs)
 	if more {
 		data.Next = withParam("/events", q.values(), "before", strconv.FormatInt(evs[len(evs)-1].ID, 10))
 	}
@@ -323,13 +318,12 @@ type appsData struct {
 
 func (c *Console) apps(w http.ResponseWriter, r *http.Request, u *user) error {
 	now := c.cfg.Now().UTC()
-	sts, err := c.cfg.Store.AppStatusList(r.Context(), c.cfg.DB, "")
+	apps, err := api.LoadApps(r.Context(), c.cfg.Store, c.cfg.DB, "", c.cfg.ExternalToken, now)
 	if err != nil {
 		return err
 	}
 	var data appsData
-	for _, st := range sts {
-		a := api.NewApp(st, c.cfg.ExternalToken(st.ID), now)
+	for _, a := range apps {
 		data.Apps = append(data.Apps, overviewApp{App: a, Token: tokenState(a.Token, now)})
 	}
 	c.render(w, r, u, http.StatusOK, "apps", "Apps", data)
