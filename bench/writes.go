@@ -78,9 +78,13 @@ type writesPhase struct {
 // is counted from the WAL when it was read, else from the tables' counters
 // (IndexEntriesFrom says which).
 type writesPerAction struct {
-	WALBytes         float64 `json:"wal_bytes"`
-	WALRecords       float64 `json:"wal_records"`
-	WALFPI           float64 `json:"wal_fpi"`
+	WALBytes   float64 `json:"wal_bytes"`
+	WALRecords float64 `json:"wal_records"`
+	WALFPI     float64 `json:"wal_fpi"`
+	// WALFPIBytes is the part of WALBytes that full-page images take
+	// (known from the WAL only): the first change of a page after a
+	// checkpoint, so it depends on when checkpoints fall.
+	WALFPIBytes      float64 `json:"wal_fpi_bytes"`
 	Rows             float64 `json:"rows"`
 	IndexEntries     float64 `json:"index_entries"`
 	IndexEntriesFrom string  `json:"index_entries_from"`
@@ -112,6 +116,8 @@ type walRelation struct {
 	Records int64 `json:"records"`
 	Bytes   int64 `json:"bytes"`
 	FPI     int64 `json:"fpi"`
+	// FPIBytes is the part of Bytes that full-page images take.
+	FPIBytes int64 `json:"fpi_bytes"`
 	// Entries are index entries written: B-tree leaf inserts (and the
 	// splits that carry one), GIN pending-list appends.
 	Entries int64            `json:"index_entries,omitempty"`
@@ -320,6 +326,18 @@ func (b *bench) writesSide(ctx context.Context, schema string, n int, enqueue, e
 // writesPhase runs work on n actions and counts what it wrote.
 func (b *bench) writesPhase(ctx context.Context, schema string, n int, indexes map[string][2]int,
 	work func(context.Context, int) error, done func(writesCounts) bool) (*writesPhase, error) {
+	// A temporary replication slot keeps the phase's WAL until pg_waldump
+	// has read it, however many checkpoints others' writes bring; it goes
+	// with its session, even if the bench dies.
+	slot, err := b.enqueueConn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer slot.Close(context.WithoutCancel(ctx))
+	var slotNote string
+	if _, err := slot.Exec(ctx, `SELECT pg_create_physical_replication_slot('botq_bench_writes_' || pg_backend_pid(), true, true)`); err != nil {
+		slotNote = "; no replication slot kept the WAL: " + err.Error()
+	}
 	before, err := b.writesSettled(ctx, schema, nil, nil)
 	if err != nil {
 		return nil, err
@@ -361,13 +379,15 @@ func (b *bench) writesPhase(ctx context.Context, schema string, n int, indexes m
 	p.WALBytes, p.WALRecords, p.WALFPI = p.ClusterWALBytes, p.ClusterWALRecords, p.ClusterWALFPI
 	p.WALFrom = "the cluster's: WAL position, pg_stat_wal"
 	entriesFrom := "pg_stat_user_tables × indexes"
+	var fpiBytes int64
 	if err := b.walByRelation(ctx, p, schema); err != nil {
-		p.WALNote = err.Error()
+		p.WALNote = err.Error() + slotNote
 	} else {
 		p.WALBytes, p.WALRecords, p.WALFPI, entries = 0, 0, 0, 0
 		for _, r := range p.WALByRelation {
 			if !r.Others {
 				p.WALBytes, p.WALRecords, p.WALFPI, entries = p.WALBytes+r.Bytes, p.WALRecords+r.Records, p.WALFPI+r.FPI, entries+r.Entries
+				fpiBytes += r.FPIBytes
 			}
 		}
 		p.WALFrom = "the side's: pg_waldump, records of the schema's relations and of the transactions that wrote them"
@@ -375,7 +395,7 @@ func (b *bench) writesPhase(ctx context.Context, schema string, n int, indexes m
 	}
 	per := func(v int64) float64 { return float64(v) / float64(n) }
 	cpuMicros := func(cores float64) float64 { return cores * p.CPU.WindowSeconds * 1e6 / float64(n) }
-	p.PerAction = writesPerAction{WALBytes: per(p.WALBytes), WALRecords: per(p.WALRecords), WALFPI: per(p.WALFPI), Rows: per(rows),
+	p.PerAction = writesPerAction{WALBytes: per(p.WALBytes), WALRecords: per(p.WALRecords), WALFPI: per(p.WALFPI), WALFPIBytes: per(fpiBytes), Rows: per(rows),
 		IndexEntries: per(entries), IndexEntriesFrom: entriesFrom,
 		PostgresMicros: cpuMicros(p.CPU.PostgresCores), BenchMicros: cpuMicros(p.CPU.BenchCores)}
 	return p, nil
@@ -592,8 +612,9 @@ func parseWALDump(r io.Reader, db string, names map[string]walRel) ([]*walRelati
 		rmgr, rest, _ := strings.Cut(line, " ")
 		_, lens, _ := strings.Cut(rest, "len (rec/tot):")
 		lens, _, _ = strings.Cut(lens, ",")
-		_, tot, _ := strings.Cut(lens, "/")
+		rec, tot, _ := strings.Cut(lens, "/")
 		size, _ := strconv.ParseInt(strings.TrimSpace(tot), 10, 64)
+		noImages, _ := strconv.ParseInt(strings.TrimSpace(rec), 10, 64)
 		_, xid, _ := strings.Cut(rest, "tx:")
 		xid, _, _ = strings.Cut(strings.TrimSpace(xid), ",")
 		_, desc, _ := strings.Cut(rest, "desc: ")
@@ -628,6 +649,7 @@ func parseWALDump(r io.Reader, db string, names map[string]walRel) ([]*walRelati
 		w.Records++
 		w.Bytes += (size + 7) &^ 7
 		w.FPI += int64(strings.Count(desc, " FPW"))
+		w.FPIBytes += size - noImages
 		w.Ops[op]++
 		switch op {
 		case "Btree INSERT_LEAF", "Btree INSERT_POST", "Btree SPLIT_L", "Btree SPLIT_R", "Gin UPDATE_META_PAGE":
@@ -652,7 +674,7 @@ func parseWALDump(r io.Reader, db string, names map[string]walRel) ([]*walRelati
 }
 
 func (w *walRelation) add(o *walRelation) {
-	w.Records, w.Bytes, w.FPI, w.Entries = w.Records+o.Records, w.Bytes+o.Bytes, w.FPI+o.FPI, w.Entries+o.Entries
+	w.Records, w.Bytes, w.FPI, w.FPIBytes, w.Entries = w.Records+o.Records, w.Bytes+o.Bytes, w.FPI+o.FPI, w.FPIBytes+o.FPIBytes, w.Entries+o.Entries
 	for op, k := range o.Ops {
 		w.Ops[op] += k
 	}
