@@ -154,8 +154,9 @@ func (b *bench) runWrites(ctx context.Context, sc *benchScenario) error {
 	sc.Details["warmup_actions"] = writesWarmup(n)
 	sc.Details["river"] = riverSide
 	sc.Details["botq"] = botqSide
-	sc.Details["measured"] = "per phase: WAL position advance (cluster-wide), pg_stat_wal records and full-page images, " +
-		"pg_stat_user_tables of the side's schema once still; warm-up actions, ANALYZE and CHECKPOINT before the enqueue, ANALYZE before the result"
+	sc.Details["measured"] = "per phase: rows from pg_stat_user_tables of the side's schema once its clients closed and the counters held still; " +
+		"WAL from pg_waldump (the records of the schema's relations and of the transactions that wrote them; wal_from), " +
+		"else the cluster's WAL position and pg_stat_wal; warm-up actions, ANALYZE and CHECKPOINT before the enqueue, ANALYZE before the result"
 	for _, ph := range []struct {
 		name        string
 		river, botq *writesPhase
