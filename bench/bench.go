@@ -15,7 +15,7 @@ import (
 
 // ScenarioNames are the scenarios of `botq bench`, in the order they
 // run: each botq scenario runs right after the baseline it is compared with.
-var ScenarioNames = []string{"r0", "r1", "sql", "batch", "http", "r2", "drain", "latency", "reconciler", "slow"}
+var ScenarioNames = []string{"r0", "r1", "sql", "batch", "http", "r2", "drain", "latency", "reconciler", "slow", "writes"}
 
 // Options are the flags of `botq bench`.
 type Options struct {
@@ -49,6 +49,10 @@ type Options struct {
 	// Role is the role botq acts as (database.role): botq_runtime when the
 	// bench's user may make it, else the user itself. The bench sets it.
 	Role string
+	// Writes is how many actions (and River jobs) the writes scenario
+	// counts the writes of; WALDump is pg_waldump (default: found).
+	Writes  int
+	WALDump string
 }
 
 func DefaultOptions() Options {
@@ -65,6 +69,7 @@ func DefaultOptions() Options {
 		ReconcilerRequests: 10_000,
 		ReconcilerInterval: 2 * time.Second,
 		SlowLatency:        100 * time.Millisecond,
+		Writes:             20_000,
 		Rounds:             1,
 	}
 }
@@ -78,6 +83,7 @@ func (o *Options) ApplySmoke() {
 	o.DrainMillion = false
 	o.ReconcilerRequests = 300
 	o.ReconcilerInterval = time.Second
+	o.Writes = 300
 }
 
 // Validate fills in the warm-up when it is not set and returns every
@@ -101,6 +107,7 @@ func (o *Options) Validate() error {
 		{o.SQLClients < 1 || o.BatchSize < 1 || o.LightRate <= 0 || o.ReconcilerRequests < 1 ||
 			o.ReconcilerInterval <= 0 || o.SlowLatency <= 0,
 			"--sql-clients, --batch-size, --light-rate, --reconciler-requests, --reconciler-interval and --slow-latency must be positive"},
+		{o.Writes < 10, "--writes must be at least 10"},
 		{o.Rounds < 1 || o.Rounds > 9, "--rounds must be from 1 to 9"},
 	} {
 		if c.bad {

@@ -40,6 +40,11 @@ var benchFigureKeys = []string{
 	"reconciler.calls_per_settled", "reconciler.lag_p50", "reconciler.lag_p90", "reconciler.lag_p99",
 	"reconciler.records_per_settled", "reconciler.settled", "reconciler.calls", "reconciler.pending_peak",
 	"slow.river_rate", "slow.total_vs_river", "slow.total_rate", "slow.app_a_rate", "slow.app_b_rate", "slow.apps_total_rate",
+	"writes.river_enqueue_wal_bytes", "writes.enqueue_wal_bytes", "writes.river_enqueue_wal_records", "writes.enqueue_wal_records",
+	"writes.river_enqueue_rows", "writes.enqueue_rows", "writes.river_enqueue_index_entries", "writes.enqueue_index_entries",
+	"writes.river_result_wal_bytes", "writes.result_wal_bytes", "writes.river_result_wal_records", "writes.result_wal_records",
+	"writes.river_result_rows", "writes.result_rows", "writes.river_result_index_entries", "writes.result_index_entries",
+	"writes.river_enqueue_postgres_cpu", "writes.enqueue_postgres_cpu", "writes.river_result_postgres_cpu", "writes.result_postgres_cpu",
 }
 
 // TestBenchSmoke runs `botq bench --smoke`, a seconds-long run of every
@@ -91,6 +96,41 @@ func TestBenchSmoke(t *testing.T) {
 		require.NotEqual(t, "unknown", rep.River)
 	}
 	require.Contains(t, stdout, "SCENARIO", "the table")
+	requireWrites(t, rep)
+}
+
+// requireWrites checks the writes scenario's counts, which are exact
+// whatever the machine: every phase found the rows its work must write.
+func requireWrites(t *testing.T, rep benchReport) {
+	t.Helper()
+	for _, sc := range rep.Scenarios {
+		if sc.Name != "writes" {
+			continue
+		}
+		sides := map[string]*writesSide{}
+		for _, k := range []string{"botq", "river"} {
+			data, err := json.Marshal(sc.Details[k])
+			require.NoError(t, err)
+			var side writesSide
+			require.NoError(t, json.Unmarshal(data, &side))
+			sides[k] = &side
+			for _, p := range []*writesPhase{side.Enqueue, side.Result} {
+				require.Equal(t, 300, p.Actions)
+				require.Positive(t, p.WALBytes, k)
+				require.Positive(t, p.PerAction.IndexEntries, k)
+			}
+		}
+		botq, rv := sides["botq"], sides["river"]
+		require.EqualValues(t, 300, botq.Enqueue.Tables["action"].Inserted, "one action per INSERT")
+		require.EqualValues(t, 300, botq.Enqueue.Tables["river_job"].Inserted, "and its job")
+		require.Nil(t, botq.Enqueue.Tables["attempt"], "no worker runs during the enqueue")
+		require.EqualValues(t, 300, botq.Result.Tables["attempt"].Inserted, "one attempt per action")
+		require.EqualValues(t, 300, rv.Enqueue.Tables["river_job"].Inserted)
+		require.GreaterOrEqual(t, rv.Result.Tables["river_job"].Updated, int64(600), "running, then completed")
+		require.Greater(t, botq.Result.PerAction.Rows, rv.Result.PerAction.Rows)
+		return
+	}
+	t.Fatal("no writes scenario")
 }
 
 // runBenchSmoke runs the bench's smoke run, with its options changed by

@@ -310,6 +310,7 @@ func (b *bench) report() *benchReport {
 			"reconciler_requests": o.ReconcilerRequests,
 			"reconciler_interval": o.ReconcilerInterval.String(),
 			"slow_latency":        o.SlowLatency.String(),
+			"writes":              o.Writes,
 			"rounds":              o.Rounds,
 			"scenarios":           b.ranScenarios(),
 			"simulator":           "botapi/sim in the bench process, loopback HTTP, no added latency unless stated, call log off",
@@ -367,6 +368,7 @@ func (b *bench) expectedFigures() []string {
 	add("reconciler", "reconciler.calls_per_settled", "reconciler.lag_p50", "reconciler.lag_p90", "reconciler.lag_p99",
 		"reconciler.records_per_settled", "reconciler.settled", "reconciler.calls", "reconciler.pending_peak")
 	add("slow", "slow.river_rate", "slow.total_vs_river", "slow.total_rate", "slow.app_a_rate", "slow.app_b_rate", "slow.apps_total_rate")
+	add("writes", writesFigureKeys()...)
 	return out
 }
 

@@ -31,6 +31,8 @@ botq:
   latency     enqueue commit to Bot v3 call at 20/s and at 50% of the sql scenario's rate
   reconciler  Bot v3 calls per settled request and settle lag with --reconciler-requests pending
   slow        simulator latency 100ms: throughput against River's and the apps' concurrency
+botq and River:
+  writes      rows, index entries and WAL per action over --writes actions, enqueue and result apart
 
 Each scenario works in its own schemas of the database (created, truncated between scenarios, dropped at
 the end), so use a database of its own (for example botq_bench). The run takes a few minutes and stops by
@@ -80,6 +82,8 @@ after the other, and reports each figure's median (and each ratio's, paired by r
 	f.IntVar(&o.ReconcilerRequests, "reconciler-requests", o.ReconcilerRequests, "pending requests in the reconciler scenario")
 	durationVar(f, &o.ReconcilerInterval, "reconciler-interval", o.ReconcilerInterval, "the reconciler's poll interval in the reconciler scenario")
 	durationVar(f, &o.SlowLatency, "slow-latency", o.SlowLatency, "simulator latency in the slow scenario")
+	f.IntVar(&o.Writes, "writes", o.Writes, "actions (and River jobs) the writes scenario counts the writes of, after a tenth as many to warm up")
+	f.StringVar(&o.WALDump, "pg-waldump", "", "pg_waldump of the server's version, for the writes scenario's WAL by relation (default: on PATH, else /usr/lib/postgresql/<version>/bin)")
 	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of each scenario's measured window to <this>-<scenario>.pprof")
 	f.BoolVar(&o.PGStats, "pg-stats", false, "sample Postgres wait events (pg_stat_activity, every 100ms) and pg_stat_statements, if loaded, per scenario")
 	f.Float64Var(&o.MaxLoad, "max-load", 0, "before the run, wait (up to 10 minutes) until the 1-minute load average is below this (0: do not wait)")
