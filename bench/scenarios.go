@@ -206,33 +206,44 @@ func (b *bench) measureSteady(ctx context.Context, sc *benchScenario, s steady) 
 	return res, nil
 }
 
-// sqlClients runs n clients, each on its own connection, calling fn with a
-// fresh sequence number until ctx ends.
+// sqlClients runs the SQL clients, each calling fn with a fresh sequence
+// number until ctx ends, and counts the calls.
 func (b *bench) sqlClients(ctx context.Context, counter *atomic.Int64, fn func(ctx context.Context, conn *pgx.Conn, n int64) error) error {
+	err := b.eachSQLClient(ctx, func(ctx context.Context, conn *pgx.Conn) error {
+		for ctx.Err() == nil {
+			if err := fn(ctx, conn, b.nextSeq(1)); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+			counter.Add(1)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// eachSQLClient runs fn once for each of --sql-clients clients, at once,
+// each on its own connection; the first error stops the others, and a
+// connection that cannot be opened stops those already running.
+func (b *bench) eachSQLClient(ctx context.Context, fn func(ctx context.Context, conn *pgx.Conn) error) error {
 	g, gctx := newGroup(ctx)
 	for range b.o.SQLClients {
 		conn, err := b.enqueueConn(ctx)
 		if err != nil {
-			return err
+			g.cancel()
+			return errors.Join(err, g.Wait())
 		}
 		g.Go(func() error {
 			defer conn.Close(context.WithoutCancel(ctx))
-			for gctx.Err() == nil {
-				if err := fn(gctx, conn, b.nextSeq(1)); err != nil {
-					if gctx.Err() != nil {
-						return nil
-					}
-					return err
-				}
-				counter.Add(1)
-			}
-			return nil
+			return fn(gctx, conn)
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	return ctx.Err()
+	return g.Wait()
 }
 
 // enqueueConn opens one enqueuing client's own connection.

@@ -468,24 +468,14 @@ func (b *bench) writesSnap(ctx context.Context, schema string) (writesSnap, erro
 func (b *bench) insertEach(ctx context.Context, n int, fn func(ctx context.Context, conn *pgx.Conn, seq int64) error) error {
 	first := b.nextSeq(n)
 	var next atomic.Int64
-	g, gctx := newGroup(ctx)
-	for range b.o.SQLClients {
-		conn, err := b.enqueueConn(ctx)
-		if err != nil {
-			g.cancel()
-			return errors.Join(err, g.Wait())
-		}
-		g.Go(func() error {
-			defer conn.Close(context.WithoutCancel(ctx))
-			for i := next.Add(1) - 1; i < int64(n); i = next.Add(1) - 1 {
-				if err := fn(gctx, conn, first+i); err != nil {
-					return err
-				}
+	return b.eachSQLClient(ctx, func(ctx context.Context, conn *pgx.Conn) error {
+		for i := next.Add(1) - 1; i < int64(n); i = next.Add(1) - 1 {
+			if err := fn(ctx, conn, first+i); err != nil {
+				return err
 			}
-			return nil
-		})
-	}
-	return g.Wait()
+		}
+		return nil
+	})
 }
 
 // waitCount waits (up to 10 minutes) until count reaches want.
