@@ -26,8 +26,10 @@ func explain(ctx context.Context, t *testing.T, tx pgx.Tx, sql string, args ...a
 // lane's actions, newest first, as ActionList reads them) and the lane's
 // next queued action (as lane_release_next and action_lanes_advance look
 // it up, with the latter's generic plan and settings), which descends to
-// the lane's queued entries without reading its finished ones; and an
-// app's failures of a day come from the index of failures by app.
+// the lane's queued entries without reading its finished ones; an app's
+// failures of a day come from the index of failures by app without reading
+// the table, an author's actions from the author index, and the live
+// backlog from the index of live actions.
 func TestLaneIndexServesTimelineAndAdvance(t *testing.T) {
 	ctx := context.Background()
 	tx := storetest.Tx(t)
@@ -40,7 +42,8 @@ func TestLaneIndexServesTimelineAndAdvance(t *testing.T) {
 		"SET LOCAL session_replication_role = replica",
 		"INSERT INTO app (id) VALUES ('lane-app'), ('other-app')",
 		`INSERT INTO action (app_id, kind, payload, idempotency_key, lane, state, river_job_id, created_at, finished_at)
-		 SELECT CASE WHEN i % 5 = 0 THEN 'lane-app' ELSE 'other-app' END, 'respond', '{}', 'k' || i,
+		 SELECT CASE WHEN i % 5 = 0 THEN 'lane-app' ELSE 'other-app' END, 'respond',
+		        jsonb_build_object('author', jsonb_build_object('id', 'u' || (i % 2000))), 'k' || i,
 		        'facebook/page-1/u' || (i % 2000),
 		        CASE WHEN i > 19990 THEN 'queued' WHEN i % 20 < 2 THEN 'failed' ELSE 'succeeded' END, -i,
 		        now() - (i * 7919 % 20000) * interval '4 minutes',
@@ -77,8 +80,20 @@ func TestLaneIndexServesTimelineAndAdvance(t *testing.T) {
 		_, err := tx.Exec(ctx, s)
 		require.NoError(t, err, s)
 	}
-	failed := explain(ctx, t, tx, `SELECT a.id FROM action a LEFT JOIN river_job j ON j.id = a.river_job_id
+	// The page's ids come from the index alone (ActionList's actionPageSQL).
+	failed := explain(ctx, t, tx, `SELECT a.id FROM action a
 		WHERE a.app_id = $1 AND (a.state IN ('failed')) AND a.created_at >= now() - interval '1 day' AND a.created_at < now()
 		ORDER BY a.id DESC LIMIT 101`, "lane-app")
 	require.Contains(t, failed, "action_failed_app_idx", failed)
+
+	// An author's actions, newest first, as the console pages them.
+	author := explain(ctx, t, tx, `SELECT a.id FROM action a
+		WHERE a.app_id = $1 AND a.payload -> 'author' ->> 'id' = $2
+		ORDER BY a.created_at DESC, a.id DESC LIMIT 101`, "lane-app", "u5")
+	require.Contains(t, author, "action_author_idx", author)
+
+	// The live backlog per app (AppStatusList) reads live actions only.
+	live := explain(ctx, t, tx, `SELECT app_id, count(*), min(created_at) FROM action
+		WHERE state IN ('queued', 'retrying', 'unknown') AND ($1 = '' OR app_id = $1) GROUP BY app_id`, "")
+	require.Contains(t, live, "action_live_idx", live)
 }

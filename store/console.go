@@ -88,14 +88,7 @@ func (s *Store) ActionPage(ctx context.Context, db DBTX, p ActionPageParams) (ac
 	if p.Before != nil {
 		w.add("(a.created_at, a.id) < (" + w.arg(p.Before.CreatedAt) + ", " + w.arg(p.Before.ID) + ")")
 	}
-	limit := w.arg(p.Limit + 1)
-	rows, err := db.Query(ctx, s.q(`
-		SELECT `+actionViewColumns+`
-		FROM botq.action a
-		`+riverJobJoin+`
-		WHERE `+w.String()+`
-		ORDER BY a.created_at DESC, a.id DESC
-		LIMIT `+limit), w.args...)
+	rows, err := db.Query(ctx, s.q(actionPageSQL(&w, "a.created_at DESC, a.id DESC", p.Limit+1)), w.args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("page actions: %w", mapError(err))
 	}

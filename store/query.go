@@ -50,6 +50,8 @@ type ActionFilter struct {
 type sqlWhere struct {
 	conds []string
 	args  []any
+	// job is set when a condition names the River job (aliased j).
+	job bool
 }
 
 // arg adds an argument and returns its placeholder.
@@ -110,8 +112,10 @@ func (f *ActionFilter) apply(w *sqlWhere) {
 			switch s {
 			case ActionRunning:
 				ors = append(ors, "(a.state IN ('queued', 'retrying') AND j.state = 'running')")
+				w.job = true
 			case ActionQueued, ActionRetrying:
 				ors = append(ors, "(a.state = "+w.arg(string(s))+" AND j.state IS DISTINCT FROM 'running')")
+				w.job = true
 			default:
 				plain = append(plain, string(s))
 			}
@@ -123,9 +127,12 @@ func (f *ActionFilter) apply(w *sqlWhere) {
 		// A final action finished after it was created, so From bounds its
 		// finished_at too. Saying so changes no answer, and bounds the scan
 		// of the failures' index by finish time (action_failed_idx), which
-		// the planner may pick over the one by app and creation: without the
-		// bound it read every failure kept.
-		if !f.From.IsZero() && allFinal(f.States) {
+		// serves the failures of every app: without the bound it read every
+		// failure kept. One app's failures have an index of their own by
+		// creation time (action_failed_app_idx); there the bound would only
+		// tempt the planner to intersect the failures since From, of every
+		// app, with the app's actions of the range.
+		if !f.From.IsZero() && f.AppID == "" && allFinal(f.States) {
 			w.add("a.finished_at >= " + w.arg(f.From))
 		}
 	}
@@ -206,14 +213,7 @@ func (s *Store) ActionList(ctx context.Context, db DBTX, p ActionListParams) (ac
 	} else if p.AfterID > 0 {
 		w.add("a.id < " + w.arg(p.AfterID))
 	}
-	limit := w.arg(p.Limit + 1)
-	rows, err := db.Query(ctx, s.q(`
-		SELECT `+actionViewColumns+`
-		FROM botq.action a
-		`+riverJobJoin+`
-		WHERE `+w.String()+`
-		ORDER BY a.id `+order+`
-		LIMIT `+limit), w.args...)
+	rows, err := db.Query(ctx, s.q(actionPageSQL(&w, "a.id "+order, p.Limit+1)), w.args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("list actions: %w", mapError(err))
 	}
@@ -225,6 +225,33 @@ func (s *Store) ActionList(ctx context.Context, db DBTX, p ActionListParams) (ac
 		return actions[:p.Limit], true, nil
 	}
 	return actions, false, nil
+}
+
+// actionPageSQL selects a page of the actions matching w, in order, at most
+// limit. The page's ids are chosen first, then only their rows are read:
+// an index that holds the ids (action_failed_app_idx, action_lane_idx)
+// answers the choice alone, where reading every matching row to sort it
+// would cost as many table pages as the range has rows. The choice joins
+// the River job only when a condition needs it: Postgres drops an unused
+// join, but not before it has ruled out reading the ids from the index
+// alone.
+func actionPageSQL(w *sqlWhere, order string, limit int) string {
+	job := ""
+	if w.job {
+		job = riverJobJoin
+	}
+	return `
+		SELECT ` + actionViewColumns + `
+		FROM (
+			SELECT a.id FROM botq.action a
+			` + job + `
+			WHERE ` + w.String() + `
+			ORDER BY ` + order + `
+			LIMIT ` + w.arg(limit) + `
+		) page
+		JOIN botq.action a ON a.id = page.id
+		` + riverJobJoin + `
+		ORDER BY ` + order
 }
 
 // ActionView returns the action with id as listings show it (ActionRunning
