@@ -234,6 +234,14 @@ func RunHistory(ctx context.Context, o HistoryOptions, stdout, stderr io.Writer)
 		if run != nil {
 			rep.Runs = append(rep.Runs, run)
 		}
+		// A large size takes an hour or more: what is done is kept
+		// should a later size not finish.
+		if o.Out != "" && err == nil {
+			rep.Growth = historyGrowthOf(rep.Runs)
+			if err := writeJSON(o.Out, rep); err != nil {
+				return err
+			}
+		}
 		if err != nil {
 			runErr = fmt.Errorf("history of %d actions: %w", n, err)
 			break
