@@ -73,32 +73,47 @@ func writeJSONOut(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func newTable(w io.Writer, header ...string) *tabwriter.Writer {
+// writeList ends a listing: v as JSON with --output json, else items as a
+// table whose long cells are cut to keep one line per item (`show` and
+// the JSON output have them whole).
+func writeList[T any](w io.Writer, o outputOpts, v any, header []string, items []T, cols func(T) []any) error {
+	if o.json() {
+		return writeJSONOut(w, v)
+	}
+	return writeTable(w, maxCell, header, items, cols)
+}
+
+// writeTable writes items as a table of header, a row an item, its cells
+// cut to cut bytes (0: never cut).
+func writeTable[T any](w io.Writer, cut int, header []string, items []T, cols func(T) []any) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, strings.Join(header, "\t"))
-	return tw
-}
-
-// row writes a row of a listing, whose long cells are cut to keep one
-// line per item; `show` and the JSON output have them whole.
-func row(tw io.Writer, cols ...any) {
-	parts := make([]string, len(cols))
-	for i, c := range cols {
-		parts[i] = cell(c)
-		if len(parts[i]) > maxCell {
-			parts[i] = parts[i][:maxCell-3] + "..."
+	for _, it := range items {
+		parts := make([]string, 0, len(header))
+		for _, c := range cols(it) {
+			s := cell(c)
+			if cut > 0 && len(s) > cut {
+				s = s[:cut-3] + "..."
+			}
+			parts = append(parts, s)
 		}
+		fmt.Fprintln(tw, strings.Join(parts, "\t"))
 	}
-	fmt.Fprintln(tw, strings.Join(parts, "\t"))
+	return tw.Flush()
 }
 
-// rowFull writes a row whose cells are never cut (the `show` commands).
-func rowFull(tw io.Writer, cols ...any) {
-	parts := make([]string, len(cols))
-	for i, c := range cols {
-		parts[i] = cell(c)
+// writeFields writes a FIELD/VALUE table (the `show` commands), whole.
+func writeFields(w io.Writer, fields [][2]any) error {
+	return writeTable(w, 0, []string{"FIELD", "VALUE"}, fields, func(kv [2]any) []any { return kv[:] })
+}
+
+// writeSection writes a titled table of items, whole, if there are any.
+func writeSection[T any](w io.Writer, title string, header []string, items []T, cols func(T) []any) error {
+	if len(items) == 0 {
+		return nil
 	}
-	fmt.Fprintln(tw, strings.Join(parts, "\t"))
+	fmt.Fprintf(w, "\n%s:\n", title)
+	return writeTable(w, 0, header, items, cols)
 }
 
 // maxCell is the widest cell of a listing.
@@ -119,12 +134,12 @@ func cell(v any) string {
 		if x == nil {
 			return "-"
 		}
-		s = x.UTC().Format("2006-01-02 15:04:05")
+		return cell(*x)
 	case *int64:
 		if x == nil {
 			return "-"
 		}
-		s = strconv.FormatInt(*x, 10)
+		return cell(*x)
 	default:
 		s = fmt.Sprint(x)
 	}

@@ -39,12 +39,7 @@ func newAppListCmd(env *cliEnv) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				res := api.AppList{Apps: apps}
-				if out.json() {
-					return writeJSONOut(env.stdout, res)
-				}
-				printApps(env, res.Apps)
-				return nil
+				return writeList(env.stdout, out, api.AppList{Apps: apps}, []string{"APP", "REGION", "TOKEN", "EXPIRES", "HEALTH", "PAUSED UNTIL", "QUEUE", "OLDEST (s)", "PENDING REQ"}, apps, appCols)
 			})
 		},
 	}
@@ -101,23 +96,19 @@ func (f *appWriteFlags) report(ctx context.Context, env *cliEnv, db *server.Conn
 	return writeJSONOut(env.stdout, apps[0])
 }
 
-func printApps(env *cliEnv, apps []api.App) {
-	tw := newTable(env.stdout, "APP", "REGION", "TOKEN", "EXPIRES", "HEALTH", "PAUSED UNTIL", "QUEUE", "OLDEST (s)", "PENDING REQ")
-	for _, a := range apps {
-		paused := any(nil)
-		if a.Paused {
-			paused = a.PausedUntil
-			if a.PausedUntil != nil && a.PausedUntil.Equal(store.Forever) {
-				paused = "until resumed"
-			}
+func appCols(a api.App) []any {
+	paused := any(nil)
+	if a.Paused {
+		paused = a.PausedUntil
+		if a.PausedUntil != nil && a.PausedUntil.Equal(store.Forever) {
+			paused = "until resumed"
 		}
-		oldest := any(nil)
-		if a.Queue.OldestAgeSeconds != nil {
-			oldest = fmt.Sprintf("%.0f", *a.Queue.OldestAgeSeconds)
-		}
-		row(tw, a.ID, a.Region, a.Token.Source, a.Token.ExpiresAt, a.Health.Status, paused, a.Queue.Depth, oldest, a.Queue.PendingRequests)
 	}
-	_ = tw.Flush()
+	oldest := any(nil)
+	if a.Queue.OldestAgeSeconds != nil {
+		oldest = fmt.Sprintf("%.0f", *a.Queue.OldestAgeSeconds)
+	}
+	return []any{a.ID, a.Region, a.Token.Source, a.Token.ExpiresAt, a.Health.Status, paused, a.Queue.Depth, oldest, a.Queue.PendingRequests}
 }
 
 func newAppPauseCmd(env *cliEnv) *cobra.Command {

@@ -60,18 +60,13 @@ whose idempotency key the app used already is not enqueued again; the existing o
 				if err != nil {
 					return err
 				}
-				if out.json() {
-					outRes := make([]api.EnqueueResponse, len(res))
-					for i, r := range res {
-						outRes[i] = api.EnqueueResponse{Action: api.NewAction(r.Action), Existed: r.Existed}
-					}
-					return writeJSONOut(env.stdout, outRes)
+				outRes := make([]api.EnqueueResponse, len(res))
+				for i, r := range res {
+					outRes[i] = api.EnqueueResponse{Action: api.NewAction(r.Action), Existed: r.Existed}
 				}
-				tw := newTable(env.stdout, "ID", "APP", "KIND", "STATE", "EXISTED", "IDEMPOTENCY KEY")
-				for _, r := range res {
-					row(tw, r.Action.ID, r.Action.AppID, r.Action.Kind, string(r.Action.State), r.Existed, r.Action.IdempotencyKey)
-				}
-				return tw.Flush()
+				return writeList(env.stdout, out, outRes, []string{"ID", "APP", "KIND", "STATE", "EXISTED", "IDEMPOTENCY KEY"}, res, func(r store.ActionInsertResult) []any {
+					return []any{r.Action.ID, r.Action.AppID, r.Action.Kind, string(r.Action.State), r.Existed, r.Action.IdempotencyKey}
+				})
 			})
 		},
 	}

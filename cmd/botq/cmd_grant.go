@@ -92,14 +92,9 @@ func newGrantListCmd(env *cliEnv) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if out.json() {
-					return writeJSONOut(env.stdout, map[string]any{"grants": grants})
-				}
-				tw := newTable(env.stdout, "PRINCIPAL", "APP", "KINDS", "GRANTED BY", "AT")
-				for _, g := range grants {
-					row(tw, g.Principal, g.AppID, g.Scope, g.GrantedBy, g.GrantedAt)
-				}
-				return tw.Flush()
+				return writeList(env.stdout, out, map[string]any{"grants": grants}, []string{"PRINCIPAL", "APP", "KINDS", "GRANTED BY", "AT"}, grants, func(g store.Grant) []any {
+					return []any{g.Principal, g.AppID, g.Scope, g.GrantedBy, g.GrantedAt}
+				})
 			})
 		},
 	}

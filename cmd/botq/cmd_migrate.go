@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pressly/goose/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/botq/botq/migrations"
@@ -82,15 +83,13 @@ func newMigrateCmd(env *cliEnv) *cobra.Command {
 					if !migrated {
 						fmt.Fprintf(env.stdout, "schema %s was never migrated (botq migrate up)\n", cfg.Database.Schema)
 					}
-					tw := newTable(env.stdout, "VERSION", "STATE", "APPLIED AT", "SOURCE")
-					for _, s := range st {
+					return writeTable(env.stdout, 0, []string{"VERSION", "STATE", "APPLIED AT", "SOURCE"}, st, func(s *goose.MigrationStatus) []any {
 						applied := "-"
 						if !s.AppliedAt.IsZero() {
 							applied = s.AppliedAt.Format("2006-01-02 15:04:05Z07:00")
 						}
-						rowFull(tw, s.Source.Version, s.State, applied, migrations.SourceName(s.Source))
-					}
-					return tw.Flush()
+						return []any{s.Source.Version, s.State, applied, migrations.SourceName(s.Source)}
+					})
 				})
 			},
 		},

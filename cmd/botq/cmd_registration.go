@@ -13,6 +13,7 @@ import (
 
 	"github.com/botq/botq/api"
 	"github.com/botq/botq/botapi"
+	"github.com/botq/botq/botapi/appclient"
 	"github.com/botq/botq/jobs"
 	"github.com/botq/botq/server"
 	"github.com/botq/botq/store"
@@ -247,14 +248,9 @@ func newRegistrationReadCmd(env *cliEnv, use, short string, pageRequired bool,
 						c.Secret = "[redacted]"
 					}
 				}
-				if out.json() {
-					return writeJSONOut(env.stdout, regs)
-				}
-				tw := newTable(env.stdout, "NETWORK", "EXTERNAL ID", "APP", "NAME", "MODE", "PLATFORM", "CALLBACK")
-				for _, r := range regs {
-					row(tw, r.NetworkKey, r.ExternalID, r.AppID, r.Name, r.Mode, r.Platform, r.CallbackURL)
-				}
-				return tw.Flush()
+				return writeList(env.stdout, out, regs, []string{"NETWORK", "EXTERNAL ID", "APP", "NAME", "MODE", "PLATFORM", "CALLBACK"}, regs, func(r botapi.Registration) []any {
+					return []any{r.NetworkKey, r.ExternalID, r.AppID, r.Name, r.Mode, r.Platform, r.CallbackURL}
+				})
 			})
 		},
 	}
@@ -277,24 +273,17 @@ func newHealthCmd(env *cliEnv) *cobra.Command {
 					return err
 				}
 				res, failed := db.Apps.Health(cmd.Context(), apps, !stored)
-				if out.json() {
-					if err := writeJSONOut(env.stdout, res); err != nil {
-						return err
+				err = writeList(env.stdout, out, res, []string{"APP", "LIVE", "FAILURES", "SUCCESSES", "STORED", "CHECKED"}, res, func(r appclient.HealthReport) []any {
+					live, fails, oks := any(r.LiveError), any(nil), any(nil)
+					if len(r.Live) > 0 {
+						live, fails, oks = r.Live[0].Status, r.Live[0].FailureCount, r.Live[0].SuccessCount
+					} else if r.LiveError == "" && !stored {
+						live = "no data"
 					}
-				} else {
-					tw := newTable(env.stdout, "APP", "LIVE", "FAILURES", "SUCCESSES", "STORED", "CHECKED")
-					for _, r := range res {
-						live, fails, oks := any(r.LiveError), any(nil), any(nil)
-						if len(r.Live) > 0 {
-							live, fails, oks = r.Live[0].Status, r.Live[0].FailureCount, r.Live[0].SuccessCount
-						} else if r.LiveError == "" && !stored {
-							live = "no data"
-						}
-						row(tw, r.AppID, live, fails, oks, r.Stored, r.CheckedAt)
-					}
-					if err := tw.Flush(); err != nil {
-						return err
-					}
+					return []any{r.AppID, live, fails, oks, r.Stored, r.CheckedAt}
+				})
+				if err != nil {
+					return err
 				}
 				if failed > 0 {
 					return fmt.Errorf("health of %d of %s could not be read from Khoros", failed, plural(int64(len(res)), "app"))

@@ -152,11 +152,9 @@ func (r *replayRun) plan(ctx context.Context, db *server.Conn, f store.ActionFil
 		return nil
 	}
 	fmt.Fprintf(r.env.stdout, "\nthe first %d:\n", len(res.Sample))
-	tw := newTable(r.env.stdout, "ID", "APP", "KIND", "STATE", "CREATED", "LAST ERROR")
-	for _, a := range res.Sample {
-		row(tw, a.ID, a.AppID, a.Kind, a.State, a.CreatedAt, a.LastError)
-	}
-	return tw.Flush()
+	return writeTable(r.env.stdout, maxCell, []string{"ID", "APP", "KIND", "STATE", "CREATED", "LAST ERROR"}, res.Sample, func(a api.Action) []any {
+		return []any{a.ID, a.AppID, a.Kind, a.State, a.CreatedAt, a.LastError}
+	})
 }
 
 // bulk replays the actions of f in batches; named says they were named by

@@ -103,14 +103,9 @@ func newRequestsListCmd(env *cliEnv) *cobra.Command {
 				if more && len(items) > 0 {
 					defer fmt.Fprintf(env.stderr, "more: --after %s for the next page, or botq requests export\n", items[len(items)-1].RequestID)
 				}
-				if out.json() {
-					return writeJSONOut(env.stdout, res)
-				}
-				tw := newTable(env.stdout, "REQUEST ID", "APP", "ACTION", "KIND", "ORIGIN", "STATE", "FIRST SEEN", "FINALIZED", "DETAILS")
-				for _, r := range res.Requests {
-					row(tw, r.RequestID, r.AppID, r.ActionID, r.Kind, r.Origin, r.State, r.FirstSeenAt, r.FinalizedAt, string(r.Details))
-				}
-				return tw.Flush()
+				return writeList(env.stdout, out, res, []string{"REQUEST ID", "APP", "ACTION", "KIND", "ORIGIN", "STATE", "FIRST SEEN", "FINALIZED", "DETAILS"}, res.Requests, func(r api.Request) []any {
+					return []any{r.RequestID, r.AppID, r.ActionID, r.Kind, r.Origin, r.State, r.FirstSeenAt, r.FinalizedAt, string(r.Details)}
+				})
 			})
 		},
 	}
@@ -137,16 +132,13 @@ func newRequestsShowCmd(env *cliEnv) *cobra.Command {
 				if out.json() {
 					return writeJSONOut(env.stdout, r)
 				}
-				tw := newTable(env.stdout, "FIELD", "VALUE")
-				for _, kv := range [][2]any{
+				err = writeFields(env.stdout, [][2]any{
 					{"request id", r.RequestID}, {"app", r.AppID}, {"action", r.ActionID}, {"kind", r.Kind}, {"origin", r.Origin},
 					{"state", r.State}, {"http status", r.HTTPStatus}, {"khoros created", r.KhorosCreatedAt},
 					{"khoros completed", r.KhorosCompletedAt}, {"first seen", r.FirstSeenAt}, {"last checked", r.LastCheckedAt},
 					{"checks", r.CheckCount}, {"finalized", r.FinalizedAt}, {"reason", r.Reason},
-				} {
-					rowFull(tw, kv[0], kv[1])
-				}
-				if err := tw.Flush(); err != nil {
+				})
+				if err != nil {
 					return err
 				}
 				fmt.Fprintf(env.stdout, "\ndetails: %s\n", r.Details)

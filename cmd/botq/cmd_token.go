@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/botq/botq/botapi/appclient"
 	"github.com/botq/botq/server"
 	"github.com/botq/botq/store"
 )
@@ -190,18 +191,13 @@ func newTokenStatusCmd(env *cliEnv) *cobra.Command {
 					return err
 				}
 				res := db.Apps.TokenStatuses(apps)
-				if out.json() {
-					return writeJSONOut(env.stdout, res)
-				}
-				tw := newTable(env.stdout, "APP", "SOURCE", "VERSION", "EXPIRES", "REFRESHED", "KEY OK", "PAUSED UNTIL")
-				for _, st := range res {
+				return writeList(env.stdout, out, res, []string{"APP", "SOURCE", "VERSION", "EXPIRES", "REFRESHED", "KEY OK", "PAUSED UNTIL"}, res, func(st appclient.TokenStatus) []any {
 					keyOK := any(nil)
 					if st.KeyOK != nil {
 						keyOK = *st.KeyOK
 					}
-					row(tw, st.AppID, st.Source, st.Version, st.ExpiresAt, st.RefreshedAt, keyOK, st.PausedUntil)
-				}
-				return tw.Flush()
+					return []any{st.AppID, st.Source, st.Version, st.ExpiresAt, st.RefreshedAt, keyOK, st.PausedUntil}
+				})
 			})
 		},
 	}
