@@ -45,6 +45,40 @@ func (e *cliEnv) withDB(ctx context.Context, fn func(*server.Conn) error) error 
 	return fn(db)
 }
 
+// runDB is the RunE of a command that has nothing to check before it
+// needs the database.
+func (e *cliEnv) runDB(fn func(cmd *cobra.Command, args []string, db *server.Conn) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		return e.withDB(cmd.Context(), func(db *server.Conn) error { return fn(cmd, args, db) })
+	}
+}
+
+// group is a command that holds subcommands (app, token, ...).
+func group(use, short string, subs ...*cobra.Command) *cobra.Command {
+	cmd := &cobra.Command{Use: use, Short: short}
+	cmd.AddCommand(subs...)
+	return cmd
+}
+
+// readInput reads --file, or stdin without it (or with "-"), up to max
+// bytes.
+func (e *cliEnv) readInput(file, what string, max int64) ([]byte, error) {
+	r := e.stdin
+	if file != "" && file != "-" {
+		f, err := os.Open(file)
+		if err != nil {
+			return nil, fmt.Errorf("--file: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	b, err := io.ReadAll(io.LimitReader(r, max))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", what, err)
+	}
+	return b, nil
+}
+
 // outputOpts are the flags every reading command has.
 type outputOpts struct {
 	format string
@@ -158,33 +192,27 @@ func plural(n int64, noun string) string {
 	return strconv.FormatInt(n, 10) + " " + noun + "s"
 }
 
-// defaultActor is who the CLI records: the operating-system user.
-func defaultActor(env *cliEnv) string {
+func addActorFlag(cmd *cobra.Command, actor *string) {
+	cmd.Flags().StringVar(actor, "actor", "", `who is recorded as doing this (default "cli:<os user>", or $BOTQ_ACTOR)`)
+}
+
+// actorOr is who the CLI records: actor (--actor), else $BOTQ_ACTOR, else
+// the operating-system user.
+func actorOr(env *cliEnv, actor string) string {
+	if actor != "" {
+		return actor
+	}
 	if v, ok := env.lookupEnv("BOTQ_ACTOR"); ok && v != "" {
 		return v
 	}
-	name := ""
-	if u, err := user.Current(); err == nil {
+	name, _ := env.lookupEnv("USER")
+	if u, err := user.Current(); err == nil && u.Username != "" {
 		name = u.Username
-	}
-	if name == "" {
-		name, _ = env.lookupEnv("USER")
 	}
 	if name == "" {
 		name = "unknown"
 	}
 	return "cli:" + name
-}
-
-func addActorFlag(cmd *cobra.Command, actor *string) {
-	cmd.Flags().StringVar(actor, "actor", "", `who is recorded as doing this (default "cli:<os user>", or $BOTQ_ACTOR)`)
-}
-
-func actorOr(env *cliEnv, actor string) string {
-	if actor != "" {
-		return actor
-	}
-	return defaultActor(env)
 }
 
 // durationValue is a duration flag in botq's one syntax (api.ParseDuration:
@@ -295,41 +323,23 @@ func (f *actionFilterFlags) empty() bool {
 	return f.app == "" && f.kind == "" && f.lane == "" && len(f.states) == 0 && f.times == (timeRangeFlags{})
 }
 
-// progress shows a bar on stderr when it is a terminal (or when forced), and
-// nothing otherwise, so scripts and logs get no control characters.
-type progress struct {
-	bar *progressbar.ProgressBar
-}
-
-func newProgress(env *cliEnv, force bool, total int64, what string) *progress {
-	if !(force || isTerminal(env.stderr)) || total == 0 {
-		return &progress{}
-	}
-	return &progress{bar: progressbar.NewOptions64(total,
+// newProgress is a bar on stderr when it is a terminal (or when forced), and
+// an invisible one otherwise, so scripts and logs get no control characters.
+func newProgress(env *cliEnv, force bool, total int64, what string) *progressbar.ProgressBar {
+	return progressbar.NewOptions64(total,
+		progressbar.OptionSetVisibility((force || isTerminal(env.stderr)) && total > 0),
 		progressbar.OptionSetWriter(env.stderr),
 		progressbar.OptionSetDescription(what),
 		progressbar.OptionShowCount(),
 		progressbar.OptionSetPredictTime(true),
 		progressbar.OptionThrottle(100*time.Millisecond),
 		progressbar.OptionClearOnFinish(),
-	)}
+	)
 }
 
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
-}
-
-func (p *progress) set(n int64) {
-	if p.bar != nil {
-		_ = p.bar.Set64(n)
-	}
-}
-
-func (p *progress) done() {
-	if p.bar != nil {
-		_ = p.bar.Finish()
-	}
 }
 
 // parseID reads an action id argument.

@@ -14,12 +14,8 @@ import (
 )
 
 func newActionsCmd(env *cliEnv) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "actions",
-		Short: "List, inspect and cancel actions",
-	}
-	cmd.AddCommand(newActionsListCmd(env), newActionsShowCmd(env), newActionsCancelCmd(env))
-	return cmd
+	return group("actions", "List, inspect and cancel actions",
+		newActionsListCmd(env), newActionsShowCmd(env), newActionsCancelCmd(env))
 }
 
 func newActionsListCmd(env *cliEnv) *cobra.Command {

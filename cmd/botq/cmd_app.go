@@ -14,12 +14,8 @@ import (
 )
 
 func newAppCmd(env *cliEnv) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "app",
-		Short: "Create and change apps, show them with their token, health and queue; pause and resume their calls",
-	}
-	cmd.AddCommand(newAppListCmd(env), newAppSetCmd(env), newAppPauseCmd(env), newAppResumeCmd(env))
-	return cmd
+	return group("app", "Create and change apps, show them with their token, health and queue; pause and resume their calls",
+		newAppListCmd(env), newAppSetCmd(env), newAppPauseCmd(env), newAppResumeCmd(env))
 }
 
 func newAppListCmd(env *cliEnv) *cobra.Command {
@@ -29,19 +25,17 @@ func newAppListCmd(env *cliEnv) *cobra.Command {
 		Aliases: []string{"show"},
 		Short:   "List apps (or one) with token expiry, health, pause and queue depth",
 		Args:    cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return env.withDB(cmd.Context(), func(db *server.Conn) error {
-				id := ""
-				if len(args) == 1 {
-					id = args[0]
-				}
-				apps, err := api.LoadApps(cmd.Context(), db.Store, db.Pool, id, db.Apps.External, time.Now())
-				if err != nil {
-					return err
-				}
-				return writeList(env.stdout, out, api.AppList{Apps: apps}, []string{"APP", "REGION", "TOKEN", "EXPIRES", "HEALTH", "PAUSED UNTIL", "QUEUE", "OLDEST (s)", "PENDING REQ"}, apps, appCols)
-			})
-		},
+		RunE: env.runDB(func(cmd *cobra.Command, args []string, db *server.Conn) error {
+			id := ""
+			if len(args) == 1 {
+				id = args[0]
+			}
+			apps, err := api.LoadApps(cmd.Context(), db.Store, db.Pool, id, db.Apps.External, time.Now())
+			if err != nil {
+				return err
+			}
+			return writeList(env.stdout, out, api.AppList{Apps: apps}, []string{"APP", "REGION", "TOKEN", "EXPIRES", "HEALTH", "PAUSED UNTIL", "QUEUE", "OLDEST (s)", "PENDING REQ"}, apps, appCols)
+		}),
 	}
 	addOutputFlag(cmd, &out)
 	return cmd
@@ -170,15 +164,13 @@ func newAppResumeCmd(env *cliEnv) *cobra.Command {
 		Use:   "resume <app-id>",
 		Short: "Resume an app's calls (and clear a Khoros throttle); waiting actions run at once",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return env.withDB(cmd.Context(), func(db *server.Conn) error {
-				a, err := db.Store.AppResumeAudited(cmd.Context(), db.Pool, args[0], actorOr(env, f.actor), f.reason)
-				if err != nil {
-					return err
-				}
-				return f.report(cmd.Context(), env, db, a.ID, fmt.Sprintf("resumed app %s", a.ID))
-			})
-		},
+		RunE: env.runDB(func(cmd *cobra.Command, args []string, db *server.Conn) error {
+			a, err := db.Store.AppResumeAudited(cmd.Context(), db.Pool, args[0], actorOr(env, f.actor), f.reason)
+			if err != nil {
+				return err
+			}
+			return f.report(cmd.Context(), env, db, a.ID, fmt.Sprintf("resumed app %s", a.ID))
+		}),
 	}
 	f.add(cmd, "why (recorded in the resume event)")
 	return cmd

@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -37,16 +35,11 @@ whose idempotency key the app used already is not enqueued again; the existing o
   botq enqueue --file actions.json --wait 30s`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var r io.Reader = env.stdin
-			if file != "" && file != "-" {
-				f, err := os.Open(file)
-				if err != nil {
-					return fmt.Errorf("--file: %w", err)
-				}
-				defer f.Close()
-				r = f
+			raw, err := env.readInput(file, "actions", 64<<20)
+			if err != nil {
+				return err
 			}
-			reqs, err := decodeActions(r)
+			reqs, err := decodeActions(raw)
 			if err != nil {
 				return err
 			}
@@ -77,17 +70,14 @@ whose idempotency key the app used already is not enqueued again; the existing o
 	return cmd
 }
 
-// decodeActions reads one action object or an array of them, strictly.
-func decodeActions(r io.Reader) ([]api.EnqueueRequest, error) {
-	raw, err := io.ReadAll(io.LimitReader(r, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("read actions: %w", err)
-	}
+// decodeActions decodes one action object or an array of them, strictly.
+func decodeActions(raw []byte) ([]api.EnqueueRequest, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 {
 		return nil, usagef("no JSON on stdin (or in --file): give an action object or an array of them")
 	}
 	var reqs []api.EnqueueRequest
+	var err error
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if raw[0] == '[' {

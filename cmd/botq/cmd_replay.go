@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/botq/botq/api"
@@ -160,18 +161,18 @@ func (r *replayRun) plan(ctx context.Context, db *server.Conn, f store.ActionFil
 // bulk replays the actions of f in batches; named says they were named by
 // id, so one left out is an error.
 func (r *replayRun) bulk(ctx context.Context, db *server.Conn, f store.ActionFilter, named bool) error {
-	var p *progress
+	var p *progressbar.ProgressBar
 	res, err := db.Store.ActionReplayBulk(ctx, db.Pool, store.ReplayBulkParams{
 		Filter: f, Options: r.opts, BatchSize: r.batchSize,
 		Progress: func(done, total int64) {
 			if p == nil {
 				p = newProgress(r.env, r.bar, total, "replaying")
 			}
-			p.set(done)
+			_ = p.Set64(done)
 		},
 	})
 	if p != nil {
-		p.done()
+		_ = p.Finish()
 	}
 	if err != nil {
 		if res != nil && res.Replayed > 0 {
