@@ -192,6 +192,23 @@ func plural(n int64, noun string) string {
 	return strconv.FormatInt(n, 10) + " " + noun + "s"
 }
 
+// writeFlags are the flags of a command that changes something: --actor,
+// --reason and --output.
+type writeFlags struct {
+	out    outputOpts
+	actor  string
+	reason string
+}
+
+// add adds the flags; --reason only with its usage.
+func (f *writeFlags) add(cmd *cobra.Command, reasonUsage string) {
+	if reasonUsage != "" {
+		cmd.Flags().StringVar(&f.reason, "reason", "", reasonUsage)
+	}
+	addActorFlag(cmd, &f.actor)
+	addOutputFlag(cmd, &f.out)
+}
+
 func addActorFlag(cmd *cobra.Command, actor *string) {
 	cmd.Flags().StringVar(actor, "actor", "", `who is recorded as doing this (default "cli:<os user>", or $BOTQ_ACTOR)`)
 }

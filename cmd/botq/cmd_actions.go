@@ -142,11 +142,7 @@ func eventCols(e api.Event) []any {
 }
 
 func newActionsCancelCmd(env *cliEnv) *cobra.Command {
-	var (
-		out    outputOpts
-		reason string
-		actor  string
-	)
+	var f writeFlags
 	cmd := &cobra.Command{
 		Use:   "cancel <action-id>",
 		Short: "Cancel an action that is not in flight (queued, retrying or unknown)",
@@ -165,7 +161,7 @@ is cancelled "possibly sent", and replaying it needs --possibly-sent.`,
 			if err != nil {
 				return err
 			}
-			if reason == "" {
+			if f.reason == "" {
 				return usagef("--reason is required: say why the action is cancelled")
 			}
 			return env.withDB(cmd.Context(), func(db *server.Conn) error {
@@ -173,12 +169,12 @@ is cancelled "possibly sent", and replaying it needs --possibly-sent.`,
 				if err != nil {
 					return explain(err)
 				}
-				a, note, err := db.Store.ActionCancelChecked(cmd.Context(), db.Pool, id, actorOr(env, actor), reason, check)
+				a, note, err := db.Store.ActionCancelChecked(cmd.Context(), db.Pool, id, actorOr(env, f.actor), f.reason, check)
 				if err != nil {
 					return explain(err)
 				}
 				warning := api.PossiblySentWarning(a, note, replayFlags[store.ReplayOptionPossiblySent])
-				if out.json() {
+				if f.out.json() {
 					return writeJSONOut(env.stdout, api.CancelResponse{Action: api.NewAction(a), Warning: warning})
 				}
 				fmt.Fprintf(env.stdout, "cancelled action %d\n", a.ID)
@@ -189,9 +185,7 @@ is cancelled "possibly sent", and replaying it needs --possibly-sent.`,
 			})
 		},
 	}
-	cmd.Flags().StringVar(&reason, "reason", "", "why (required; recorded in the cancel event)")
-	addActorFlag(cmd, &actor)
-	addOutputFlag(cmd, &out)
+	f.add(cmd, "why (required; recorded in the cancel event)")
 	return cmd
 }
 

@@ -57,26 +57,9 @@ func appsNamed(ctx context.Context, db *server.Conn, ids []string) ([]*store.App
 	return apps, nil
 }
 
-// appWriteFlags are the flags of a command that changes an app: --actor,
-// --reason and --output.
-type appWriteFlags struct {
-	out    outputOpts
-	actor  string
-	reason string
-}
-
-// add adds the flags; --reason only with its usage.
-func (f *appWriteFlags) add(cmd *cobra.Command, reasonUsage string) {
-	if reasonUsage != "" {
-		cmd.Flags().StringVar(&f.reason, "reason", "", reasonUsage)
-	}
-	addActorFlag(cmd, &f.actor)
-	addOutputFlag(cmd, &f.out)
-}
-
-// report ends the command: its sentences, or with --output json the app
+// report ends a command that changed an app: its sentences, or with --output json the app
 // as `botq app list` shows it.
-func (f *appWriteFlags) report(ctx context.Context, env *cliEnv, db *server.Conn, appID string, lines ...string) error {
+func (f *writeFlags) report(ctx context.Context, env *cliEnv, db *server.Conn, appID string, lines ...string) error {
 	if !f.out.json() {
 		for _, l := range lines {
 			fmt.Fprintln(env.stdout, l)
@@ -107,7 +90,7 @@ func appCols(a api.App) []any {
 
 func newAppPauseCmd(env *cliEnv) *cobra.Command {
 	var (
-		f      appWriteFlags
+		f      writeFlags
 		until  string
 		forDur time.Duration
 	)
@@ -159,7 +142,7 @@ run when the app is resumed. Records a pause event.`,
 }
 
 func newAppResumeCmd(env *cliEnv) *cobra.Command {
-	var f appWriteFlags
+	var f writeFlags
 	cmd := &cobra.Command{
 		Use:   "resume <app-id>",
 		Short: "Resume an app's calls (and clear a Khoros throttle); waiting actions run at once",
@@ -179,7 +162,7 @@ func newAppResumeCmd(env *cliEnv) *cobra.Command {
 func newAppSetCmd(env *cliEnv) *cobra.Command {
 	var (
 		a server.AppConfig
-		f appWriteFlags
+		f writeFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "set <app-id>",

@@ -18,10 +18,9 @@ import (
 
 func newEnqueueCmd(env *cliEnv) *cobra.Command {
 	var (
-		out   outputOpts
-		file  string
-		actor string
-		wait  time.Duration
+		f    writeFlags
+		file string
+		wait time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "enqueue",
@@ -47,7 +46,7 @@ whose idempotency key the app used already is not enqueued again; the existing o
 				ps := make([]store.ActionInsertParams, len(reqs))
 				for i, q := range reqs {
 					ps[i] = store.ActionInsertParams{AppID: q.AppID, Kind: q.Kind, Payload: q.Payload,
-						IdempotencyKey: q.IdempotencyKey, Lane: q.Lane, CreatedBy: actorOr(env, actor)}
+						IdempotencyKey: q.IdempotencyKey, Lane: q.Lane, CreatedBy: actorOr(env, f.actor)}
 				}
 				res, err := enqueue(cmd.Context(), db, ps, wait)
 				if err != nil {
@@ -57,7 +56,7 @@ whose idempotency key the app used already is not enqueued again; the existing o
 				for i, r := range res {
 					outRes[i] = api.EnqueueResponse{Action: api.NewAction(r.Action), Existed: r.Existed}
 				}
-				return writeList(env.stdout, out, outRes, []string{"ID", "APP", "KIND", "STATE", "EXISTED", "IDEMPOTENCY KEY"}, res, func(r store.ActionInsertResult) []any {
+				return writeList(env.stdout, f.out, outRes, []string{"ID", "APP", "KIND", "STATE", "EXISTED", "IDEMPOTENCY KEY"}, res, func(r store.ActionInsertResult) []any {
 					return []any{r.Action.ID, r.Action.AppID, r.Action.Kind, string(r.Action.State), r.Existed, r.Action.IdempotencyKey}
 				})
 			})
@@ -65,8 +64,7 @@ whose idempotency key the app used already is not enqueued again; the existing o
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "read the JSON from this file (default: stdin)")
 	durationVar(cmd.Flags(), &wait, "wait", 0, "wait up to this long for the actions to be sent or finished")
-	addActorFlag(cmd, &actor)
-	addOutputFlag(cmd, &out)
+	f.add(cmd, "")
 	return cmd
 }
 

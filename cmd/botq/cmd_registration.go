@@ -52,17 +52,15 @@ func newRegistrationCmd(env *cliEnv) *cobra.Command {
 
 // actionWriteFlags are the flags of commands that enqueue one action.
 type actionWriteFlags struct {
-	out   outputOpts
-	actor string
-	key   string
-	wait  time.Duration
+	writeFlags
+	key  string
+	wait time.Duration
 }
 
 func (f *actionWriteFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.key, "idempotency-key", "", "enqueue at most once per app with this key (default: a random one)")
 	durationVar(cmd.Flags(), &f.wait, "wait", 0, "wait up to this long for Khoros to accept it")
-	addActorFlag(cmd, &f.actor)
-	addOutputFlag(cmd, &f.out)
+	f.writeFlags.add(cmd, "")
 }
 
 // enqueueOne enqueues an action and prints its id (and, with --wait, its

@@ -27,11 +27,10 @@ var replayFlags = map[string]string{
 
 // replayRun is one `botq replay`: its flags, then what it replays.
 type replayRun struct {
-	env       *cliEnv
-	out       outputOpts
+	env *cliEnv
+	writeFlags
 	filter    actionFilterFlags
 	opts      store.ReplayOptions
-	actor     string
 	dryRun    bool
 	batchSize int
 	sample    int
@@ -61,7 +60,6 @@ says how many and why. It runs in batches, each its own transaction, with a prog
 	}
 	r.filter.add(cmd)
 	f := cmd.Flags()
-	f.StringVar(&r.opts.Reason, "reason", "", "why (required; recorded in each replay's event)")
 	f.BoolVar(&r.dryRun, "dry-run", false, "show what would be replayed; change nothing")
 	f.BoolVar(&r.opts.AllowSucceeded, "allow-succeeded", false, "also replay actions that succeeded (sends them again)")
 	f.BoolVar(&r.opts.AllowReplayOfReplay, "allow-replay-of-replay", false, "also replay actions that are themselves replays")
@@ -70,8 +68,7 @@ says how many and why. It runs in batches, each its own transaction, with a prog
 	f.IntVar(&r.batchSize, "batch-size", 500, "actions replayed per transaction")
 	f.IntVar(&r.sample, "sample", 20, "with --dry-run, how many of the actions to list")
 	f.BoolVar(&r.bar, "progress", false, "show a progress bar even when stderr is not a terminal")
-	addActorFlag(cmd, &r.actor)
-	addOutputFlag(cmd, &r.out)
+	r.add(cmd, "why (required; recorded in each replay's event)")
 	return cmd
 }
 
@@ -80,7 +77,7 @@ func (r *replayRun) run(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	r.opts.Actor = actorOr(r.env, r.actor)
+	r.opts.Actor, r.opts.Reason = actorOr(r.env, r.actor), r.reason
 	return r.env.withDB(cmd.Context(), func(db *server.Conn) error {
 		switch {
 		case len(f.IDs) == 1 && !r.dryRun:
@@ -95,7 +92,7 @@ func (r *replayRun) run(cmd *cobra.Command, args []string) error {
 // target checks the flags and returns what to replay: the actions named,
 // or those matching the filter.
 func (r *replayRun) target(args []string) (store.ActionFilter, error) {
-	if strings.TrimSpace(r.opts.Reason) == "" {
+	if strings.TrimSpace(r.reason) == "" {
 		return store.ActionFilter{}, usagef("--reason is required: say why these actions are replayed")
 	}
 	if r.batchSize < 1 || r.batchSize > 10000 {

@@ -23,7 +23,7 @@ func newTokenCmd(env *cliEnv) *cobra.Command {
 }
 
 // reportToken ends a command that stored an app's token.
-func reportToken(cmd *cobra.Command, env *cliEnv, db *server.Conn, f *appWriteFlags, app *store.App, resumed bool, err error) error {
+func reportToken(cmd *cobra.Command, env *cliEnv, db *server.Conn, f *writeFlags, app *store.App, resumed bool, err error) error {
 	if err != nil {
 		return err
 	}
@@ -43,7 +43,7 @@ func expiry(t *time.Time) string {
 
 func newTokenSetCmd(env *cliEnv) *cobra.Command {
 	var file string
-	var f appWriteFlags
+	var f writeFlags
 	cmd := &cobra.Command{
 		Use:   "set <app-id>",
 		Short: "Store a token for an app, read from stdin or --file (never from a flag)",
@@ -73,7 +73,7 @@ func newTokenSetCmd(env *cliEnv) *cobra.Command {
 }
 
 func newTokenBootstrapCmd(env *cliEnv) *cobra.Command {
-	var f appWriteFlags
+	var f writeFlags
 	var existing bool
 	cmd := &cobra.Command{
 		Use:   "bootstrap <app-id>",
@@ -98,7 +98,7 @@ on the first line, the password on the second).`,
 }
 
 func newTokenRefreshCmd(env *cliEnv) *cobra.Command {
-	var f appWriteFlags
+	var f writeFlags
 	cmd := &cobra.Command{
 		Use:   "refresh <app-id>",
 		Short: "Exchange an app's stored token for a new one now (the old one keeps working 10 minutes)",
@@ -126,7 +126,7 @@ func newTokenRefreshCmd(env *cliEnv) *cobra.Command {
 }
 
 func newTokenRevokeCmd(env *cliEnv) *cobra.Command {
-	var f appWriteFlags
+	var f writeFlags
 	cmd := &cobra.Command{
 		Use:   "revoke <app-id>",
 		Short: "Revoke every token of an app at Khoros, forget the stored one and pause the app",
