@@ -3,7 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -46,13 +47,10 @@ func newReplayCmd(env *cliEnv) *cobra.Command {
 (replay_of) and created by you; the original and its history never change. Each replay
 records a replay event with you as actor and --reason.
 
-Only finished actions are replayed (failed or cancelled). Replaying one that succeeded
-needs --allow-succeeded, replaying a replay --allow-replay-of-replay, replaying one
-that was replayed already --allow-replayed, and replaying one cancelled "possibly sent"
-(cancelled while its send's fate was unknown: its message may have reached the customer)
---possibly-sent. A bulk replay (by filter) skips the others and
-says how many and why. It runs in batches, each its own transaction, with a progress bar;
---dry-run shows what would be replayed.`,
+Only finished actions are replayed (failed or cancelled); one that succeeded, is a replay,
+was replayed already or was cancelled "possibly sent" (while its send's fate was unknown)
+needs the flag that allows it. A bulk replay (by filter) skips the others and says how many
+and why. It runs in batches, each its own transaction, with a progress bar.`,
 		Example: `  botq replay 1234 --reason "Khoros 500s"
   botq replay --app my-app --state failed --since 24h --dry-run --reason "outage 31 Jan"
   botq replay --app my-app --state failed --since 24h --reason "outage 31 Jan"`,
@@ -216,12 +214,7 @@ func refusalError(r *store.ReplayRefusedError) error {
 }
 
 func printSkipped(env *cliEnv, skipped map[string]int64) {
-	keys := make([]string, 0, len(skipped))
-	for k := range skipped {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(skipped)) {
 		how := replayFlags[k]
 		if how == "" {
 			how = "(they changed while the replay ran)"
