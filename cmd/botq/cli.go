@@ -45,6 +45,40 @@ func (e *cliEnv) withDB(ctx context.Context, fn func(*server.Conn) error) error 
 	return fn(db)
 }
 
+// runDB is the RunE of a command that has nothing to check before it
+// needs the database.
+func (e *cliEnv) runDB(fn func(cmd *cobra.Command, args []string, db *server.Conn) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		return e.withDB(cmd.Context(), func(db *server.Conn) error { return fn(cmd, args, db) })
+	}
+}
+
+// group is a command that holds subcommands (app, token, ...).
+func group(use, short string, subs ...*cobra.Command) *cobra.Command {
+	cmd := &cobra.Command{Use: use, Short: short}
+	cmd.AddCommand(subs...)
+	return cmd
+}
+
+// readInput reads --file, or stdin without it (or with "-"), up to max
+// bytes.
+func (e *cliEnv) readInput(file, what string, max int64) ([]byte, error) {
+	r := e.stdin
+	if file != "" && file != "-" {
+		f, err := os.Open(file)
+		if err != nil {
+			return nil, fmt.Errorf("--file: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	b, err := io.ReadAll(io.LimitReader(r, max))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", what, err)
+	}
+	return b, nil
+}
+
 // outputOpts are the flags every reading command has.
 type outputOpts struct {
 	format string
@@ -73,32 +107,47 @@ func writeJSONOut(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func newTable(w io.Writer, header ...string) *tabwriter.Writer {
+// writeList ends a listing: v as JSON with --output json, else items as a
+// table whose long cells are cut to keep one line per item (`show` and
+// the JSON output have them whole).
+func writeList[T any](w io.Writer, o outputOpts, v any, header []string, items []T, cols func(T) []any) error {
+	if o.json() {
+		return writeJSONOut(w, v)
+	}
+	return writeTable(w, maxCell, header, items, cols)
+}
+
+// writeTable writes items as a table of header, a row an item, its cells
+// cut to cut bytes (0: never cut).
+func writeTable[T any](w io.Writer, cut int, header []string, items []T, cols func(T) []any) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, strings.Join(header, "\t"))
-	return tw
-}
-
-// row writes a row of a listing, whose long cells are cut to keep one
-// line per item; `show` and the JSON output have them whole.
-func row(tw io.Writer, cols ...any) {
-	parts := make([]string, len(cols))
-	for i, c := range cols {
-		parts[i] = cell(c)
-		if len(parts[i]) > maxCell {
-			parts[i] = parts[i][:maxCell-3] + "..."
+	for _, it := range items {
+		parts := make([]string, 0, len(header))
+		for _, c := range cols(it) {
+			s := cell(c)
+			if cut > 0 && len(s) > cut {
+				s = s[:cut-3] + "..."
+			}
+			parts = append(parts, s)
 		}
+		fmt.Fprintln(tw, strings.Join(parts, "\t"))
 	}
-	fmt.Fprintln(tw, strings.Join(parts, "\t"))
+	return tw.Flush()
 }
 
-// rowFull writes a row whose cells are never cut (the `show` commands).
-func rowFull(tw io.Writer, cols ...any) {
-	parts := make([]string, len(cols))
-	for i, c := range cols {
-		parts[i] = cell(c)
+// writeFields writes a FIELD/VALUE table (the `show` commands), whole.
+func writeFields(w io.Writer, fields [][2]any) error {
+	return writeTable(w, 0, []string{"FIELD", "VALUE"}, fields, func(kv [2]any) []any { return kv[:] })
+}
+
+// writeSection writes a titled table of items, whole, if there are any.
+func writeSection[T any](w io.Writer, title string, header []string, items []T, cols func(T) []any) error {
+	if len(items) == 0 {
+		return nil
 	}
-	fmt.Fprintln(tw, strings.Join(parts, "\t"))
+	fmt.Fprintf(w, "\n%s:\n", title)
+	return writeTable(w, 0, header, items, cols)
 }
 
 // maxCell is the widest cell of a listing.
@@ -119,12 +168,12 @@ func cell(v any) string {
 		if x == nil {
 			return "-"
 		}
-		s = x.UTC().Format("2006-01-02 15:04:05")
+		return cell(*x)
 	case *int64:
 		if x == nil {
 			return "-"
 		}
-		s = strconv.FormatInt(*x, 10)
+		return cell(*x)
 	default:
 		s = fmt.Sprint(x)
 	}
@@ -143,33 +192,44 @@ func plural(n int64, noun string) string {
 	return strconv.FormatInt(n, 10) + " " + noun + "s"
 }
 
-// defaultActor is who the CLI records: the operating-system user.
-func defaultActor(env *cliEnv) string {
-	if v, ok := env.lookupEnv("BOTQ_ACTOR"); ok && v != "" {
-		return v
+// writeFlags are the flags of a command that changes something: --actor,
+// --reason and --output.
+type writeFlags struct {
+	out    outputOpts
+	actor  string
+	reason string
+}
+
+// add adds the flags; --reason only with its usage.
+func (f *writeFlags) add(cmd *cobra.Command, reasonUsage string) {
+	if reasonUsage != "" {
+		cmd.Flags().StringVar(&f.reason, "reason", "", reasonUsage)
 	}
-	name := ""
-	if u, err := user.Current(); err == nil {
-		name = u.Username
-	}
-	if name == "" {
-		name, _ = env.lookupEnv("USER")
-	}
-	if name == "" {
-		name = "unknown"
-	}
-	return "cli:" + name
+	addActorFlag(cmd, &f.actor)
+	addOutputFlag(cmd, &f.out)
 }
 
 func addActorFlag(cmd *cobra.Command, actor *string) {
 	cmd.Flags().StringVar(actor, "actor", "", `who is recorded as doing this (default "cli:<os user>", or $BOTQ_ACTOR)`)
 }
 
+// actorOr is who the CLI records: actor (--actor), else $BOTQ_ACTOR, else
+// the operating-system user.
 func actorOr(env *cliEnv, actor string) string {
 	if actor != "" {
 		return actor
 	}
-	return defaultActor(env)
+	if v, ok := env.lookupEnv("BOTQ_ACTOR"); ok && v != "" {
+		return v
+	}
+	name, _ := env.lookupEnv("USER")
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		name = u.Username
+	}
+	if name == "" {
+		name = "unknown"
+	}
+	return "cli:" + name
 }
 
 // durationValue is a duration flag in botq's one syntax (api.ParseDuration:
@@ -280,41 +340,23 @@ func (f *actionFilterFlags) empty() bool {
 	return f.app == "" && f.kind == "" && f.lane == "" && len(f.states) == 0 && f.times == (timeRangeFlags{})
 }
 
-// progress shows a bar on stderr when it is a terminal (or when forced), and
-// nothing otherwise, so scripts and logs get no control characters.
-type progress struct {
-	bar *progressbar.ProgressBar
-}
-
-func newProgress(env *cliEnv, force bool, total int64, what string) *progress {
-	if !(force || isTerminal(env.stderr)) || total == 0 {
-		return &progress{}
-	}
-	return &progress{bar: progressbar.NewOptions64(total,
+// newProgress is a bar on stderr when it is a terminal (or when forced), and
+// an invisible one otherwise, so scripts and logs get no control characters.
+func newProgress(env *cliEnv, force bool, total int64, what string) *progressbar.ProgressBar {
+	return progressbar.NewOptions64(total,
+		progressbar.OptionSetVisibility((force || isTerminal(env.stderr)) && total > 0),
 		progressbar.OptionSetWriter(env.stderr),
 		progressbar.OptionSetDescription(what),
 		progressbar.OptionShowCount(),
 		progressbar.OptionSetPredictTime(true),
 		progressbar.OptionThrottle(100*time.Millisecond),
 		progressbar.OptionClearOnFinish(),
-	)}
+	)
 }
 
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
-}
-
-func (p *progress) set(n int64) {
-	if p.bar != nil {
-		_ = p.bar.Set64(n)
-	}
-}
-
-func (p *progress) done() {
-	if p.bar != nil {
-		_ = p.bar.Finish()
-	}
 }
 
 // parseID reads an action id argument.

@@ -1,8 +1,8 @@
 package main
 
 import (
+	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"time"
 
@@ -14,12 +14,8 @@ import (
 )
 
 func newActionsCmd(env *cliEnv) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "actions",
-		Short: "List, inspect and cancel actions",
-	}
-	cmd.AddCommand(newActionsListCmd(env), newActionsShowCmd(env), newActionsCancelCmd(env))
-	return cmd
+	return group("actions", "List, inspect and cancel actions",
+		newActionsListCmd(env), newActionsShowCmd(env), newActionsCancelCmd(env))
 }
 
 func newActionsListCmd(env *cliEnv) *cobra.Command {
@@ -52,14 +48,11 @@ func newActionsListCmd(env *cliEnv) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if out.json() {
-					return writeJSONOut(env.stdout, api.ActionList{Actions: api.NewActions(actions)})
-				}
-				tw := newTable(env.stdout, "ID", "APP", "KIND", "STATE", "ATTEMPTS", "CREATED", "REPLAY OF", "LAST ERROR")
-				for _, a := range actions {
-					row(tw, a.ID, a.AppID, a.Kind, string(a.State), a.AttemptCount, a.CreatedAt, a.ReplayOf, a.LastError)
-				}
-				if err := tw.Flush(); err != nil {
+				err = writeList(env.stdout, out, api.ActionList{Actions: api.NewActions(actions)},
+					[]string{"ID", "APP", "KIND", "STATE", "ATTEMPTS", "CREATED", "REPLAY OF", "LAST ERROR"}, actions, func(a *store.Action) []any {
+						return []any{a.ID, a.AppID, a.Kind, string(a.State), a.AttemptCount, a.CreatedAt, a.ReplayOf, a.LastError}
+					})
+				if err != nil || out.json() {
 					return err
 				}
 				if more {
@@ -109,53 +102,29 @@ func newActionsShowCmd(env *cliEnv) *cobra.Command {
 }
 
 func printActionDetail(env *cliEnv, d *api.ActionDetail) error {
-	a := d.Action
-	tw := newTable(env.stdout, "FIELD", "VALUE")
-	for _, kv := range [][2]any{
+	a, w := d.Action, env.stdout
+	err := writeFields(w, [][2]any{
 		{"id", a.ID}, {"app", a.AppID}, {"kind", a.Kind}, {"state", a.State}, {"idempotency key", a.IdempotencyKey},
 		{"lane", a.Lane}, {"river job", a.RiverJobID}, {"replay of", a.ReplayOf}, {"attempts", a.AttemptCount},
 		{"request id", a.RequestID}, {"last error", a.LastError}, {"created", a.CreatedAt}, {"created by", a.CreatedBy},
 		{"updated", a.UpdatedAt}, {"finished", a.FinishedAt}, {"possibly sent", possiblySentCell(a)},
-	} {
-		rowFull(tw, kv[0], kv[1])
-	}
-	if err := tw.Flush(); err != nil {
+	})
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.stdout, "\npayload: %s\n", a.Payload)
-	if len(d.Attempts) > 0 {
-		fmt.Fprintln(env.stdout, "\nattempts:")
-		tw = newTable(env.stdout, "#", "STARTED", "MS", "SENT", "STATUS", "OUTCOME", "REQUEST ID", "ERROR")
-		for _, t := range d.Attempts {
-			rowFull(tw, t.Number, t.StartedAt, fmt.Sprintf("%.0f", t.DurationMS), t.WireSent, t.HTTPStatus, t.Outcome, t.RequestID, t.Error)
-		}
-		if err := tw.Flush(); err != nil {
-			return err
-		}
-	}
-	if len(d.Requests) > 0 {
-		fmt.Fprintln(env.stdout, "\nrequest records:")
-		tw = newTable(env.stdout, "REQUEST ID", "STATE", "FIRST SEEN", "FINALIZED", "DETAILS")
-		for _, r := range d.Requests {
-			rowFull(tw, r.RequestID, r.State, r.FirstSeenAt, r.FinalizedAt, string(r.Details))
-		}
-		if err := tw.Flush(); err != nil {
-			return err
-		}
-	}
-	if len(d.Events) > 0 {
-		fmt.Fprintln(env.stdout, "\nevents:")
-		printEvents(env, d.Events, rowFull)
-	}
-	if len(d.Replays) > 0 {
-		fmt.Fprintln(env.stdout, "\nreplays:")
-		tw = newTable(env.stdout, "ID", "STATE", "CREATED", "CREATED BY")
-		for _, r := range d.Replays {
-			rowFull(tw, r.ID, r.State, r.CreatedAt, r.CreatedBy)
-		}
-		return tw.Flush()
-	}
-	return nil
+	fmt.Fprintf(w, "\npayload: %s\n", a.Payload)
+	return errors.Join(
+		writeSection(w, "attempts", []string{"#", "STARTED", "MS", "SENT", "STATUS", "OUTCOME", "REQUEST ID", "ERROR"}, d.Attempts, func(t api.Attempt) []any {
+			return []any{t.Number, t.StartedAt, fmt.Sprintf("%.0f", t.DurationMS), t.WireSent, t.HTTPStatus, t.Outcome, t.RequestID, t.Error}
+		}),
+		writeSection(w, "request records", []string{"REQUEST ID", "STATE", "FIRST SEEN", "FINALIZED", "DETAILS"}, d.Requests, func(r api.Request) []any {
+			return []any{r.RequestID, r.State, r.FirstSeenAt, r.FinalizedAt, string(r.Details)}
+		}),
+		writeSection(w, "events", eventHeader, d.Events, eventCols),
+		writeSection(w, "replays", []string{"ID", "STATE", "CREATED", "CREATED BY"}, d.Replays, func(r api.Action) []any {
+			return []any{r.ID, r.State, r.CreatedAt, r.CreatedBy}
+		}),
+	)
 }
 
 // possiblySentCell shows the flag of an action cancelled possibly sent.
@@ -166,22 +135,14 @@ func possiblySentCell(a api.Action) string {
 	return "YES: cancelled while its send's fate was unknown; replaying it needs --possibly-sent"
 }
 
-// printEvents writes events as a table, each row with write (row or
-// rowFull).
-func printEvents(env *cliEnv, evs []api.Event, write func(io.Writer, ...any)) {
-	tw := newTable(env.stdout, "ID", "AT", "KIND", "APP", "ACTION", "ACTOR", "REASON", "AFTER")
-	for _, e := range evs {
-		write(tw, e.ID, e.At, e.Kind, e.AppID, e.ActionID, e.Actor, e.Reason, string(e.After))
-	}
-	_ = tw.Flush()
+var eventHeader = []string{"ID", "AT", "KIND", "APP", "ACTION", "ACTOR", "REASON", "AFTER"}
+
+func eventCols(e api.Event) []any {
+	return []any{e.ID, e.At, e.Kind, e.AppID, e.ActionID, e.Actor, e.Reason, string(e.After)}
 }
 
 func newActionsCancelCmd(env *cliEnv) *cobra.Command {
-	var (
-		out    outputOpts
-		reason string
-		actor  string
-	)
+	var f writeFlags
 	cmd := &cobra.Command{
 		Use:   "cancel <action-id>",
 		Short: "Cancel an action that is not in flight (queued, retrying or unknown)",
@@ -200,7 +161,7 @@ is cancelled "possibly sent", and replaying it needs --possibly-sent.`,
 			if err != nil {
 				return err
 			}
-			if reason == "" {
+			if f.reason == "" {
 				return usagef("--reason is required: say why the action is cancelled")
 			}
 			return env.withDB(cmd.Context(), func(db *server.Conn) error {
@@ -208,12 +169,12 @@ is cancelled "possibly sent", and replaying it needs --possibly-sent.`,
 				if err != nil {
 					return explain(err)
 				}
-				a, note, err := db.Store.ActionCancelChecked(cmd.Context(), db.Pool, id, actorOr(env, actor), reason, check)
+				a, note, err := db.Store.ActionCancelChecked(cmd.Context(), db.Pool, id, actorOr(env, f.actor), f.reason, check)
 				if err != nil {
 					return explain(err)
 				}
 				warning := api.PossiblySentWarning(a, note, replayFlags[store.ReplayOptionPossiblySent])
-				if out.json() {
+				if f.out.json() {
 					return writeJSONOut(env.stdout, api.CancelResponse{Action: api.NewAction(a), Warning: warning})
 				}
 				fmt.Fprintf(env.stdout, "cancelled action %d\n", a.ID)
@@ -224,9 +185,7 @@ is cancelled "possibly sent", and replaying it needs --possibly-sent.`,
 			})
 		},
 	}
-	cmd.Flags().StringVar(&reason, "reason", "", "why (required; recorded in the cancel event)")
-	addActorFlag(cmd, &actor)
-	addOutputFlag(cmd, &out)
+	f.add(cmd, "why (required; recorded in the cancel event)")
 	return cmd
 }
 
@@ -264,10 +223,9 @@ func newEventsCmd(env *cliEnv) *cobra.Command {
 					return err
 				}
 				res := api.EventList{Events: api.NewEvents(evs)}
-				if out.json() {
-					return writeJSONOut(env.stdout, res)
+				if err := writeList(env.stdout, out, res, eventHeader, res.Events, eventCols); err != nil || out.json() {
+					return err
 				}
-				printEvents(env, res.Events, row)
 				if more {
 					fmt.Fprintf(env.stderr, "more: --after %d\n", evs[len(evs)-1].ID)
 				}

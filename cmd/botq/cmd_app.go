@@ -14,12 +14,8 @@ import (
 )
 
 func newAppCmd(env *cliEnv) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "app",
-		Short: "Create and change apps, show them with their token, health and queue; pause and resume their calls",
-	}
-	cmd.AddCommand(newAppListCmd(env), newAppSetCmd(env), newAppPauseCmd(env), newAppResumeCmd(env))
-	return cmd
+	return group("app", "Create and change apps, show them with their token, health and queue; pause and resume their calls",
+		newAppListCmd(env), newAppSetCmd(env), newAppPauseCmd(env), newAppResumeCmd(env))
 }
 
 func newAppListCmd(env *cliEnv) *cobra.Command {
@@ -29,24 +25,17 @@ func newAppListCmd(env *cliEnv) *cobra.Command {
 		Aliases: []string{"show"},
 		Short:   "List apps (or one) with token expiry, health, pause and queue depth",
 		Args:    cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return env.withDB(cmd.Context(), func(db *server.Conn) error {
-				id := ""
-				if len(args) == 1 {
-					id = args[0]
-				}
-				apps, err := api.LoadApps(cmd.Context(), db.Store, db.Pool, id, db.Apps.External, time.Now())
-				if err != nil {
-					return err
-				}
-				res := api.AppList{Apps: apps}
-				if out.json() {
-					return writeJSONOut(env.stdout, res)
-				}
-				printApps(env, res.Apps)
-				return nil
-			})
-		},
+		RunE: env.runDB(func(cmd *cobra.Command, args []string, db *server.Conn) error {
+			id := ""
+			if len(args) == 1 {
+				id = args[0]
+			}
+			apps, err := api.LoadApps(cmd.Context(), db.Store, db.Pool, id, db.Apps.External, time.Now())
+			if err != nil {
+				return err
+			}
+			return writeList(env.stdout, out, api.AppList{Apps: apps}, []string{"APP", "REGION", "TOKEN", "EXPIRES", "HEALTH", "PAUSED UNTIL", "QUEUE", "OLDEST (s)", "PENDING REQ"}, apps, appCols)
+		}),
 	}
 	addOutputFlag(cmd, &out)
 	return cmd
@@ -68,26 +57,9 @@ func appsNamed(ctx context.Context, db *server.Conn, ids []string) ([]*store.App
 	return apps, nil
 }
 
-// appWriteFlags are the flags of a command that changes an app: --actor,
-// --reason and --output.
-type appWriteFlags struct {
-	out    outputOpts
-	actor  string
-	reason string
-}
-
-// add adds the flags; --reason only with its usage.
-func (f *appWriteFlags) add(cmd *cobra.Command, reasonUsage string) {
-	if reasonUsage != "" {
-		cmd.Flags().StringVar(&f.reason, "reason", "", reasonUsage)
-	}
-	addActorFlag(cmd, &f.actor)
-	addOutputFlag(cmd, &f.out)
-}
-
-// report ends the command: its sentences, or with --output json the app
+// report ends a command that changed an app: its sentences, or with --output json the app
 // as `botq app list` shows it.
-func (f *appWriteFlags) report(ctx context.Context, env *cliEnv, db *server.Conn, appID string, lines ...string) error {
+func (f *writeFlags) report(ctx context.Context, env *cliEnv, db *server.Conn, appID string, lines ...string) error {
 	if !f.out.json() {
 		for _, l := range lines {
 			fmt.Fprintln(env.stdout, l)
@@ -101,28 +73,24 @@ func (f *appWriteFlags) report(ctx context.Context, env *cliEnv, db *server.Conn
 	return writeJSONOut(env.stdout, apps[0])
 }
 
-func printApps(env *cliEnv, apps []api.App) {
-	tw := newTable(env.stdout, "APP", "REGION", "TOKEN", "EXPIRES", "HEALTH", "PAUSED UNTIL", "QUEUE", "OLDEST (s)", "PENDING REQ")
-	for _, a := range apps {
-		paused := any(nil)
-		if a.Paused {
-			paused = a.PausedUntil
-			if a.PausedUntil != nil && a.PausedUntil.Equal(store.Forever) {
-				paused = "until resumed"
-			}
+func appCols(a api.App) []any {
+	paused := any(nil)
+	if a.Paused {
+		paused = a.PausedUntil
+		if a.PausedUntil != nil && a.PausedUntil.Equal(store.Forever) {
+			paused = "until resumed"
 		}
-		oldest := any(nil)
-		if a.Queue.OldestAgeSeconds != nil {
-			oldest = fmt.Sprintf("%.0f", *a.Queue.OldestAgeSeconds)
-		}
-		row(tw, a.ID, a.Region, a.Token.Source, a.Token.ExpiresAt, a.Health.Status, paused, a.Queue.Depth, oldest, a.Queue.PendingRequests)
 	}
-	_ = tw.Flush()
+	oldest := any(nil)
+	if a.Queue.OldestAgeSeconds != nil {
+		oldest = fmt.Sprintf("%.0f", *a.Queue.OldestAgeSeconds)
+	}
+	return []any{a.ID, a.Region, a.Token.Source, a.Token.ExpiresAt, a.Health.Status, paused, a.Queue.Depth, oldest, a.Queue.PendingRequests}
 }
 
 func newAppPauseCmd(env *cliEnv) *cobra.Command {
 	var (
-		f      appWriteFlags
+		f      writeFlags
 		until  string
 		forDur time.Duration
 	)
@@ -174,20 +142,18 @@ run when the app is resumed. Records a pause event.`,
 }
 
 func newAppResumeCmd(env *cliEnv) *cobra.Command {
-	var f appWriteFlags
+	var f writeFlags
 	cmd := &cobra.Command{
 		Use:   "resume <app-id>",
 		Short: "Resume an app's calls (and clear a Khoros throttle); waiting actions run at once",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return env.withDB(cmd.Context(), func(db *server.Conn) error {
-				a, err := db.Store.AppResumeAudited(cmd.Context(), db.Pool, args[0], actorOr(env, f.actor), f.reason)
-				if err != nil {
-					return err
-				}
-				return f.report(cmd.Context(), env, db, a.ID, fmt.Sprintf("resumed app %s", a.ID))
-			})
-		},
+		RunE: env.runDB(func(cmd *cobra.Command, args []string, db *server.Conn) error {
+			a, err := db.Store.AppResumeAudited(cmd.Context(), db.Pool, args[0], actorOr(env, f.actor), f.reason)
+			if err != nil {
+				return err
+			}
+			return f.report(cmd.Context(), env, db, a.ID, fmt.Sprintf("resumed app %s", a.ID))
+		}),
 	}
 	f.add(cmd, "why (recorded in the resume event)")
 	return cmd
@@ -196,7 +162,7 @@ func newAppResumeCmd(env *cliEnv) *cobra.Command {
 func newAppSetCmd(env *cliEnv) *cobra.Command {
 	var (
 		a server.AppConfig
-		f appWriteFlags
+		f writeFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "set <app-id>",

@@ -36,8 +36,7 @@ botq and River:
 
 Each scenario works in its own schemas of the database (created, truncated between scenarios, dropped at
 the end), so use a database of its own (for example botq_bench). The run takes a few minutes and stops by
-itself; --smoke runs every scenario for about a second. --rounds N runs the scenarios N times, one round
-after the other, and reports each figure's median (and each ratio's, paired by round) with its range.`,
+itself. With --rounds, a ratio's median is that of the ratios paired by round, shown with its range.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := env.defaultDatabaseURL(&o.DatabaseURL); err != nil {

@@ -5,11 +5,7 @@ import (
 )
 
 func newConfigCmd(env *cliEnv) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "config",
-		Short: "Inspect botq's configuration",
-	}
-	cmd.AddCommand(&cobra.Command{
+	return group("config", "Inspect botq's configuration", &cobra.Command{
 		Use:   "check",
 		Short: "Print the resolved configuration without secrets, or every problem found",
 		Long: `Resolves the configuration (defaults, then --config, then the environment), validates it
@@ -29,5 +25,4 @@ are never printed. With problems, every one is listed and the exit status is 1.`
 			return err
 		},
 	})
-	return cmd
 }

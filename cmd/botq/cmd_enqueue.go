@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,10 +18,9 @@ import (
 
 func newEnqueueCmd(env *cliEnv) *cobra.Command {
 	var (
-		out   outputOpts
-		file  string
-		actor string
-		wait  time.Duration
+		f    writeFlags
+		file string
+		wait time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "enqueue",
@@ -37,16 +34,11 @@ whose idempotency key the app used already is not enqueued again; the existing o
   botq enqueue --file actions.json --wait 30s`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var r io.Reader = env.stdin
-			if file != "" && file != "-" {
-				f, err := os.Open(file)
-				if err != nil {
-					return fmt.Errorf("--file: %w", err)
-				}
-				defer f.Close()
-				r = f
+			raw, err := env.readInput(file, "actions", 64<<20)
+			if err != nil {
+				return err
 			}
-			reqs, err := decodeActions(r)
+			reqs, err := decodeActions(raw)
 			if err != nil {
 				return err
 			}
@@ -54,45 +46,36 @@ whose idempotency key the app used already is not enqueued again; the existing o
 				ps := make([]store.ActionInsertParams, len(reqs))
 				for i, q := range reqs {
 					ps[i] = store.ActionInsertParams{AppID: q.AppID, Kind: q.Kind, Payload: q.Payload,
-						IdempotencyKey: q.IdempotencyKey, Lane: q.Lane, CreatedBy: actorOr(env, actor)}
+						IdempotencyKey: q.IdempotencyKey, Lane: q.Lane, CreatedBy: actorOr(env, f.actor)}
 				}
 				res, err := enqueue(cmd.Context(), db, ps, wait)
 				if err != nil {
 					return err
 				}
-				if out.json() {
-					outRes := make([]api.EnqueueResponse, len(res))
-					for i, r := range res {
-						outRes[i] = api.EnqueueResponse{Action: api.NewAction(r.Action), Existed: r.Existed}
-					}
-					return writeJSONOut(env.stdout, outRes)
+				outRes := make([]api.EnqueueResponse, len(res))
+				for i, r := range res {
+					outRes[i] = api.EnqueueResponse{Action: api.NewAction(r.Action), Existed: r.Existed}
 				}
-				tw := newTable(env.stdout, "ID", "APP", "KIND", "STATE", "EXISTED", "IDEMPOTENCY KEY")
-				for _, r := range res {
-					row(tw, r.Action.ID, r.Action.AppID, r.Action.Kind, string(r.Action.State), r.Existed, r.Action.IdempotencyKey)
-				}
-				return tw.Flush()
+				return writeList(env.stdout, f.out, outRes, []string{"ID", "APP", "KIND", "STATE", "EXISTED", "IDEMPOTENCY KEY"}, res, func(r store.ActionInsertResult) []any {
+					return []any{r.Action.ID, r.Action.AppID, r.Action.Kind, string(r.Action.State), r.Existed, r.Action.IdempotencyKey}
+				})
 			})
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "read the JSON from this file (default: stdin)")
 	durationVar(cmd.Flags(), &wait, "wait", 0, "wait up to this long for the actions to be sent or finished")
-	addActorFlag(cmd, &actor)
-	addOutputFlag(cmd, &out)
+	f.add(cmd, "")
 	return cmd
 }
 
-// decodeActions reads one action object or an array of them, strictly.
-func decodeActions(r io.Reader) ([]api.EnqueueRequest, error) {
-	raw, err := io.ReadAll(io.LimitReader(r, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("read actions: %w", err)
-	}
+// decodeActions decodes one action object or an array of them, strictly.
+func decodeActions(raw []byte) ([]api.EnqueueRequest, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 {
 		return nil, usagef("no JSON on stdin (or in --file): give an action object or an array of them")
 	}
 	var reqs []api.EnqueueRequest
+	var err error
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if raw[0] == '[' {

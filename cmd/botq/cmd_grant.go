@@ -13,12 +13,8 @@ import (
 // by its name, an API key as api:<name>.
 
 func newGrantCmd(env *cliEnv) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "grant",
-		Short: "Grant principals (bots' database roles, api:<key name>) the apps they may enqueue for",
-	}
-	cmd.AddCommand(newGrantAddCmd(env), newGrantRemoveCmd(env), newGrantListCmd(env))
-	return cmd
+	return group("grant", "Grant principals (bots' database roles, api:<key name>) the apps they may enqueue for",
+		newGrantAddCmd(env), newGrantRemoveCmd(env), newGrantListCmd(env))
 }
 
 func newGrantAddCmd(env *cliEnv) *cobra.Command {
@@ -34,20 +30,18 @@ role (its name) or an API key (api:<name>). Recorded as a grant event.`,
   botq grant add api:acme-bot my-bot --reason "acme's bot"
   botq grant add api:provisioner my-bot --all-kinds`,
 		Args: cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: env.runDB(func(cmd *cobra.Command, args []string, db *server.Conn) error {
 			scope := store.ScopeConversation
 			if allKinds {
 				scope = store.ScopeAll
 			}
-			return env.withDB(cmd.Context(), func(db *server.Conn) error {
-				g, err := db.Store.GrantAdd(cmd.Context(), db.Pool, args[0], args[1], scope, actorOr(env, actor), reason)
-				if err != nil {
-					return explain(err)
-				}
-				fmt.Fprintf(env.stdout, "granted %s app %s (%s kinds)\n", g.Principal, g.AppID, g.Scope)
-				return nil
-			})
-		},
+			g, err := db.Store.GrantAdd(cmd.Context(), db.Pool, args[0], args[1], scope, actorOr(env, actor), reason)
+			if err != nil {
+				return explain(err)
+			}
+			fmt.Fprintf(env.stdout, "granted %s app %s (%s kinds)\n", g.Principal, g.AppID, g.Scope)
+			return nil
+		}),
 	}
 	cmd.Flags().BoolVar(&allKinds, "all-kinds", false, "also the registration, mode and token kinds")
 	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the grant event)")
@@ -61,15 +55,13 @@ func newGrantRemoveCmd(env *cliEnv) *cobra.Command {
 		Use:   "remove <principal> <app-id|*>",
 		Short: "Take a principal's grant of an app away",
 		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return env.withDB(cmd.Context(), func(db *server.Conn) error {
-				if err := db.Store.GrantRemove(cmd.Context(), db.Pool, args[0], args[1], actorOr(env, actor), reason); err != nil {
-					return explain(err)
-				}
-				fmt.Fprintf(env.stdout, "revoked %s app %s\n", args[0], args[1])
-				return nil
-			})
-		},
+		RunE: env.runDB(func(cmd *cobra.Command, args []string, db *server.Conn) error {
+			if err := db.Store.GrantRemove(cmd.Context(), db.Pool, args[0], args[1], actorOr(env, actor), reason); err != nil {
+				return explain(err)
+			}
+			fmt.Fprintf(env.stdout, "revoked %s app %s\n", args[0], args[1])
+			return nil
+		}),
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the grant_revoke event)")
 	addActorFlag(cmd, &actor)
@@ -82,26 +74,19 @@ func newGrantListCmd(env *cliEnv) *cobra.Command {
 		Use:   "list [principal]",
 		Short: "List grants (of one principal)",
 		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: env.runDB(func(cmd *cobra.Command, args []string, db *server.Conn) error {
 			principal := ""
 			if len(args) == 1 {
 				principal = args[0]
 			}
-			return env.withDB(cmd.Context(), func(db *server.Conn) error {
-				grants, err := db.Store.GrantList(cmd.Context(), db.Pool, principal)
-				if err != nil {
-					return err
-				}
-				if out.json() {
-					return writeJSONOut(env.stdout, map[string]any{"grants": grants})
-				}
-				tw := newTable(env.stdout, "PRINCIPAL", "APP", "KINDS", "GRANTED BY", "AT")
-				for _, g := range grants {
-					row(tw, g.Principal, g.AppID, g.Scope, g.GrantedBy, g.GrantedAt)
-				}
-				return tw.Flush()
+			grants, err := db.Store.GrantList(cmd.Context(), db.Pool, principal)
+			if err != nil {
+				return err
+			}
+			return writeList(env.stdout, out, map[string]any{"grants": grants}, []string{"PRINCIPAL", "APP", "KINDS", "GRANTED BY", "AT"}, grants, func(g store.Grant) []any {
+				return []any{g.Principal, g.AppID, g.Scope, g.GrantedBy, g.GrantedAt}
 			})
-		},
+		}),
 	}
 	addOutputFlag(cmd, &out)
 	return cmd

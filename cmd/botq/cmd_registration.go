@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -13,6 +11,7 @@ import (
 
 	"github.com/botq/botq/api"
 	"github.com/botq/botq/botapi"
+	"github.com/botq/botq/botapi/appclient"
 	"github.com/botq/botq/jobs"
 	"github.com/botq/botq/server"
 	"github.com/botq/botq/store"
@@ -22,11 +21,7 @@ import (
 // audited like any other); reads call Bot v3 directly.
 
 func newRegistrationCmd(env *cliEnv) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "registration",
-		Short: "Register bots on network pages (create, update, delete are queued actions; get, list read Khoros)",
-	}
-	cmd.AddCommand(
+	return group("registration", "Register bots on network pages (create, update, delete are queued actions; get, list read Khoros)",
 		newRegistrationWriteCmd(env, "create", jobs.KindRegistrationCreate, "Register the bot on a page (POST /bots/v3/registrations)"),
 		newRegistrationWriteCmd(env, "update", jobs.KindRegistrationUpdate, "Create or replace a registration (PUT /bots/v3/registrations)"),
 		newRegistrationDeleteCmd(env),
@@ -53,22 +48,19 @@ func newRegistrationCmd(env *cliEnv) *cobra.Command {
 				return regs, nil
 			}),
 	)
-	return cmd
 }
 
 // actionWriteFlags are the flags of commands that enqueue one action.
 type actionWriteFlags struct {
-	out   outputOpts
-	actor string
-	key   string
-	wait  time.Duration
+	writeFlags
+	key  string
+	wait time.Duration
 }
 
 func (f *actionWriteFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.key, "idempotency-key", "", "enqueue at most once per app with this key (default: a random one)")
 	durationVar(cmd.Flags(), &f.wait, "wait", 0, "wait up to this long for Khoros to accept it")
-	addActorFlag(cmd, &f.actor)
-	addOutputFlag(cmd, &f.out)
+	f.writeFlags.add(cmd, "")
 }
 
 // enqueueOne enqueues an action and prints its id (and, with --wait, its
@@ -115,18 +107,9 @@ companyKey, platform, networkKey, externalId, name, callbackUrl, mode, credentia
 from --file or stdin; its appId is the app's.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var r io.Reader = env.stdin
-			if file != "" && file != "-" {
-				fh, err := os.Open(file)
-				if err != nil {
-					return fmt.Errorf("--file: %w", err)
-				}
-				defer fh.Close()
-				r = fh
-			}
-			payload, err := io.ReadAll(io.LimitReader(r, 256<<10))
+			payload, err := env.readInput(file, "registration", 256<<10)
 			if err != nil {
-				return fmt.Errorf("read registration: %w", err)
+				return err
 			}
 			if !json.Valid(payload) {
 				return usagef("the registration is not valid JSON (from --file or stdin)")
@@ -247,14 +230,9 @@ func newRegistrationReadCmd(env *cliEnv, use, short string, pageRequired bool,
 						c.Secret = "[redacted]"
 					}
 				}
-				if out.json() {
-					return writeJSONOut(env.stdout, regs)
-				}
-				tw := newTable(env.stdout, "NETWORK", "EXTERNAL ID", "APP", "NAME", "MODE", "PLATFORM", "CALLBACK")
-				for _, r := range regs {
-					row(tw, r.NetworkKey, r.ExternalID, r.AppID, r.Name, r.Mode, r.Platform, r.CallbackURL)
-				}
-				return tw.Flush()
+				return writeList(env.stdout, out, regs, []string{"NETWORK", "EXTERNAL ID", "APP", "NAME", "MODE", "PLATFORM", "CALLBACK"}, regs, func(r botapi.Registration) []any {
+					return []any{r.NetworkKey, r.ExternalID, r.AppID, r.Name, r.Mode, r.Platform, r.CallbackURL}
+				})
 			})
 		},
 	}
@@ -270,38 +248,29 @@ func newHealthCmd(env *cliEnv) *cobra.Command {
 		Use:   "health [app-id...]",
 		Short: "Show apps' webhook health: live from Khoros (GET /bots/v3/health) and as last recorded",
 		Args:  cobra.ArbitraryArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return env.withDB(cmd.Context(), func(db *server.Conn) error {
-				apps, err := appsNamed(cmd.Context(), db, args)
-				if err != nil {
-					return err
+		RunE: env.runDB(func(cmd *cobra.Command, args []string, db *server.Conn) error {
+			apps, err := appsNamed(cmd.Context(), db, args)
+			if err != nil {
+				return err
+			}
+			res, failed := db.Apps.Health(cmd.Context(), apps, !stored)
+			err = writeList(env.stdout, out, res, []string{"APP", "LIVE", "FAILURES", "SUCCESSES", "STORED", "CHECKED"}, res, func(r appclient.HealthReport) []any {
+				live, fails, oks := any(r.LiveError), any(nil), any(nil)
+				if len(r.Live) > 0 {
+					live, fails, oks = r.Live[0].Status, r.Live[0].FailureCount, r.Live[0].SuccessCount
+				} else if r.LiveError == "" && !stored {
+					live = "no data"
 				}
-				res, failed := db.Apps.Health(cmd.Context(), apps, !stored)
-				if out.json() {
-					if err := writeJSONOut(env.stdout, res); err != nil {
-						return err
-					}
-				} else {
-					tw := newTable(env.stdout, "APP", "LIVE", "FAILURES", "SUCCESSES", "STORED", "CHECKED")
-					for _, r := range res {
-						live, fails, oks := any(r.LiveError), any(nil), any(nil)
-						if len(r.Live) > 0 {
-							live, fails, oks = r.Live[0].Status, r.Live[0].FailureCount, r.Live[0].SuccessCount
-						} else if r.LiveError == "" && !stored {
-							live = "no data"
-						}
-						row(tw, r.AppID, live, fails, oks, r.Stored, r.CheckedAt)
-					}
-					if err := tw.Flush(); err != nil {
-						return err
-					}
-				}
-				if failed > 0 {
-					return fmt.Errorf("health of %d of %s could not be read from Khoros", failed, plural(int64(len(res)), "app"))
-				}
-				return nil
+				return []any{r.AppID, live, fails, oks, r.Stored, r.CheckedAt}
 			})
-		},
+			if err != nil {
+				return err
+			}
+			if failed > 0 {
+				return fmt.Errorf("health of %d of %s could not be read from Khoros", failed, plural(int64(len(res)), "app"))
+			}
+			return nil
+		}),
 	}
 	cmd.Flags().BoolVar(&stored, "stored", false, "show only what the reconciler recorded; call nothing")
 	addOutputFlag(cmd, &out)

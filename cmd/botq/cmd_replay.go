@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/botq/botq/api"
@@ -26,11 +28,10 @@ var replayFlags = map[string]string{
 
 // replayRun is one `botq replay`: its flags, then what it replays.
 type replayRun struct {
-	env       *cliEnv
-	out       outputOpts
+	env *cliEnv
+	writeFlags
 	filter    actionFilterFlags
 	opts      store.ReplayOptions
-	actor     string
 	dryRun    bool
 	batchSize int
 	sample    int
@@ -46,13 +47,10 @@ func newReplayCmd(env *cliEnv) *cobra.Command {
 (replay_of) and created by you; the original and its history never change. Each replay
 records a replay event with you as actor and --reason.
 
-Only finished actions are replayed (failed or cancelled). Replaying one that succeeded
-needs --allow-succeeded, replaying a replay --allow-replay-of-replay, replaying one
-that was replayed already --allow-replayed, and replaying one cancelled "possibly sent"
-(cancelled while its send's fate was unknown: its message may have reached the customer)
---possibly-sent. A bulk replay (by filter) skips the others and
-says how many and why. It runs in batches, each its own transaction, with a progress bar;
---dry-run shows what would be replayed.`,
+Only finished actions are replayed (failed or cancelled); one that succeeded, is a replay,
+was replayed already or was cancelled "possibly sent" (while its send's fate was unknown)
+needs the flag that allows it. A bulk replay (by filter) skips the others and says how many
+and why. It runs in batches, each its own transaction, with a progress bar.`,
 		Example: `  botq replay 1234 --reason "Khoros 500s"
   botq replay --app my-app --state failed --since 24h --dry-run --reason "outage 31 Jan"
   botq replay --app my-app --state failed --since 24h --reason "outage 31 Jan"`,
@@ -60,7 +58,6 @@ says how many and why. It runs in batches, each its own transaction, with a prog
 	}
 	r.filter.add(cmd)
 	f := cmd.Flags()
-	f.StringVar(&r.opts.Reason, "reason", "", "why (required; recorded in each replay's event)")
 	f.BoolVar(&r.dryRun, "dry-run", false, "show what would be replayed; change nothing")
 	f.BoolVar(&r.opts.AllowSucceeded, "allow-succeeded", false, "also replay actions that succeeded (sends them again)")
 	f.BoolVar(&r.opts.AllowReplayOfReplay, "allow-replay-of-replay", false, "also replay actions that are themselves replays")
@@ -69,8 +66,7 @@ says how many and why. It runs in batches, each its own transaction, with a prog
 	f.IntVar(&r.batchSize, "batch-size", 500, "actions replayed per transaction")
 	f.IntVar(&r.sample, "sample", 20, "with --dry-run, how many of the actions to list")
 	f.BoolVar(&r.bar, "progress", false, "show a progress bar even when stderr is not a terminal")
-	addActorFlag(cmd, &r.actor)
-	addOutputFlag(cmd, &r.out)
+	r.add(cmd, "why (required; recorded in each replay's event)")
 	return cmd
 }
 
@@ -79,7 +75,7 @@ func (r *replayRun) run(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	r.opts.Actor = actorOr(r.env, r.actor)
+	r.opts.Actor, r.opts.Reason = actorOr(r.env, r.actor), r.reason
 	return r.env.withDB(cmd.Context(), func(db *server.Conn) error {
 		switch {
 		case len(f.IDs) == 1 && !r.dryRun:
@@ -94,7 +90,7 @@ func (r *replayRun) run(cmd *cobra.Command, args []string) error {
 // target checks the flags and returns what to replay: the actions named,
 // or those matching the filter.
 func (r *replayRun) target(args []string) (store.ActionFilter, error) {
-	if strings.TrimSpace(r.opts.Reason) == "" {
+	if strings.TrimSpace(r.reason) == "" {
 		return store.ActionFilter{}, usagef("--reason is required: say why these actions are replayed")
 	}
 	if r.batchSize < 1 || r.batchSize > 10000 {
@@ -152,28 +148,26 @@ func (r *replayRun) plan(ctx context.Context, db *server.Conn, f store.ActionFil
 		return nil
 	}
 	fmt.Fprintf(r.env.stdout, "\nthe first %d:\n", len(res.Sample))
-	tw := newTable(r.env.stdout, "ID", "APP", "KIND", "STATE", "CREATED", "LAST ERROR")
-	for _, a := range res.Sample {
-		row(tw, a.ID, a.AppID, a.Kind, a.State, a.CreatedAt, a.LastError)
-	}
-	return tw.Flush()
+	return writeTable(r.env.stdout, maxCell, []string{"ID", "APP", "KIND", "STATE", "CREATED", "LAST ERROR"}, res.Sample, func(a api.Action) []any {
+		return []any{a.ID, a.AppID, a.Kind, a.State, a.CreatedAt, a.LastError}
+	})
 }
 
 // bulk replays the actions of f in batches; named says they were named by
 // id, so one left out is an error.
 func (r *replayRun) bulk(ctx context.Context, db *server.Conn, f store.ActionFilter, named bool) error {
-	var p *progress
+	var p *progressbar.ProgressBar
 	res, err := db.Store.ActionReplayBulk(ctx, db.Pool, store.ReplayBulkParams{
 		Filter: f, Options: r.opts, BatchSize: r.batchSize,
 		Progress: func(done, total int64) {
 			if p == nil {
 				p = newProgress(r.env, r.bar, total, "replaying")
 			}
-			p.set(done)
+			_ = p.Set64(done)
 		},
 	})
 	if p != nil {
-		p.done()
+		_ = p.Finish()
 	}
 	if err != nil {
 		if res != nil && res.Replayed > 0 {
@@ -220,12 +214,7 @@ func refusalError(r *store.ReplayRefusedError) error {
 }
 
 func printSkipped(env *cliEnv, skipped map[string]int64) {
-	keys := make([]string, 0, len(skipped))
-	for k := range skipped {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(skipped)) {
 		how := replayFlags[k]
 		if how == "" {
 			how = "(they changed while the replay ran)"

@@ -18,12 +18,8 @@ import (
 )
 
 func newRequestsCmd(env *cliEnv) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "requests",
-		Short: "List, inspect and export Khoros request records (what Khoros said about each call)",
-	}
-	cmd.AddCommand(newRequestsListCmd(env), newRequestsShowCmd(env), newRequestsExportCmd(env))
-	return cmd
+	return group("requests", "List, inspect and export Khoros request records (what Khoros said about each call)",
+		newRequestsListCmd(env), newRequestsShowCmd(env), newRequestsExportCmd(env))
 }
 
 // requestFilterFlags select request records.
@@ -103,14 +99,9 @@ func newRequestsListCmd(env *cliEnv) *cobra.Command {
 				if more && len(items) > 0 {
 					defer fmt.Fprintf(env.stderr, "more: --after %s for the next page, or botq requests export\n", items[len(items)-1].RequestID)
 				}
-				if out.json() {
-					return writeJSONOut(env.stdout, res)
-				}
-				tw := newTable(env.stdout, "REQUEST ID", "APP", "ACTION", "KIND", "ORIGIN", "STATE", "FIRST SEEN", "FINALIZED", "DETAILS")
-				for _, r := range res.Requests {
-					row(tw, r.RequestID, r.AppID, r.ActionID, r.Kind, r.Origin, r.State, r.FirstSeenAt, r.FinalizedAt, string(r.Details))
-				}
-				return tw.Flush()
+				return writeList(env.stdout, out, res, []string{"REQUEST ID", "APP", "ACTION", "KIND", "ORIGIN", "STATE", "FIRST SEEN", "FINALIZED", "DETAILS"}, res.Requests, func(r api.Request) []any {
+					return []any{r.RequestID, r.AppID, r.ActionID, r.Kind, r.Origin, r.State, r.FirstSeenAt, r.FinalizedAt, string(r.Details)}
+				})
 			})
 		},
 	}
@@ -127,35 +118,30 @@ func newRequestsShowCmd(env *cliEnv) *cobra.Command {
 		Use:   "show <request-id>",
 		Short: "Show one request record",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return env.withDB(cmd.Context(), func(db *server.Conn) error {
-				it, err := db.Store.RequestView(cmd.Context(), db.Pool, args[0])
-				if err != nil {
-					return err
-				}
-				r := api.NewRequest(&it.Request, it.Kind)
-				if out.json() {
-					return writeJSONOut(env.stdout, r)
-				}
-				tw := newTable(env.stdout, "FIELD", "VALUE")
-				for _, kv := range [][2]any{
-					{"request id", r.RequestID}, {"app", r.AppID}, {"action", r.ActionID}, {"kind", r.Kind}, {"origin", r.Origin},
-					{"state", r.State}, {"http status", r.HTTPStatus}, {"khoros created", r.KhorosCreatedAt},
-					{"khoros completed", r.KhorosCompletedAt}, {"first seen", r.FirstSeenAt}, {"last checked", r.LastCheckedAt},
-					{"checks", r.CheckCount}, {"finalized", r.FinalizedAt}, {"reason", r.Reason},
-				} {
-					rowFull(tw, kv[0], kv[1])
-				}
-				if err := tw.Flush(); err != nil {
-					return err
-				}
-				fmt.Fprintf(env.stdout, "\ndetails: %s\n", r.Details)
-				if len(r.Payload) > 0 {
-					fmt.Fprintf(env.stdout, "payload: %s\n", r.Payload)
-				}
-				return nil
+		RunE: env.runDB(func(cmd *cobra.Command, args []string, db *server.Conn) error {
+			it, err := db.Store.RequestView(cmd.Context(), db.Pool, args[0])
+			if err != nil {
+				return err
+			}
+			r := api.NewRequest(&it.Request, it.Kind)
+			if out.json() {
+				return writeJSONOut(env.stdout, r)
+			}
+			err = writeFields(env.stdout, [][2]any{
+				{"request id", r.RequestID}, {"app", r.AppID}, {"action", r.ActionID}, {"kind", r.Kind}, {"origin", r.Origin},
+				{"state", r.State}, {"http status", r.HTTPStatus}, {"khoros created", r.KhorosCreatedAt},
+				{"khoros completed", r.KhorosCompletedAt}, {"first seen", r.FirstSeenAt}, {"last checked", r.LastCheckedAt},
+				{"checks", r.CheckCount}, {"finalized", r.FinalizedAt}, {"reason", r.Reason},
 			})
-		},
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(env.stdout, "\ndetails: %s\n", r.Details)
+			if len(r.Payload) > 0 {
+				fmt.Fprintf(env.stdout, "payload: %s\n", r.Payload)
+			}
+			return nil
+		}),
 	}
 	addOutputFlag(cmd, &out)
 	return cmd
@@ -218,19 +204,19 @@ A progress bar shows on a terminal (or with --progress).`,
 // exportRequests streams the records to w, with a progress bar, and
 // returns how many it wrote.
 func exportRequests(ctx context.Context, env *cliEnv, db *server.Conn, f store.RequestFilter, format string, w io.Writer, forceBar bool) (int64, error) {
-	p := &progress{}
+	var total int64
 	if forceBar || isTerminal(env.stderr) {
-		total, err := db.Store.RequestCount(ctx, db.Pool, f)
-		if err != nil {
+		var err error
+		if total, err = db.Store.RequestCount(ctx, db.Pool, f); err != nil {
 			return 0, err
 		}
-		p = newProgress(env, forceBar, total, "exporting")
 	}
-	n, err := api.ExportRequests(ctx, db.Store, db.Pool, f, format, w, p.set)
+	p := newProgress(env, forceBar, total, "exporting")
+	n, err := api.ExportRequests(ctx, db.Store, db.Pool, f, format, w, func(n int64) { _ = p.Set64(n) })
 	if err != nil {
 		return n, err
 	}
-	p.set(n)
-	p.done()
+	_ = p.Set64(n)
+	_ = p.Finish()
 	return n, nil
 }

@@ -20,15 +20,9 @@ config) to scale out: run as many processes as you like against one database.`,
 			if err != nil {
 				return err
 			}
-			if noAPI {
-				cfg.Roles.API = false
-			}
-			if noWorkers {
-				cfg.Roles.Workers = false
-			}
-			if noReconciler {
-				cfg.Roles.Reconciler = false
-			}
+			cfg.Roles.API = cfg.Roles.API && !noAPI
+			cfg.Roles.Workers = cfg.Roles.Workers && !noWorkers
+			cfg.Roles.Reconciler = cfg.Roles.Reconciler && !noReconciler
 			m := server.NewMain(cfg, server.NewLogger(cfg.Log, env.stderr))
 			m.LookupEnv = env.lookupEnv
 			return m.Run(cmd.Context())

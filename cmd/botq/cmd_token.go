@@ -3,13 +3,12 @@ package main
 import (
 	"bufio"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/botq/botq/botapi/appclient"
 	"github.com/botq/botq/server"
 	"github.com/botq/botq/store"
 )
@@ -19,17 +18,12 @@ import (
 // a bootstrap from the environment or stdin.
 
 func newTokenCmd(env *cliEnv) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "token",
-		Short: "Set, bootstrap, refresh, revoke and inspect apps' Bot v3 tokens (stored encrypted)",
-	}
-	cmd.AddCommand(newTokenSetCmd(env), newTokenBootstrapCmd(env), newTokenRefreshCmd(env),
-		newTokenRevokeCmd(env), newTokenStatusCmd(env))
-	return cmd
+	return group("token", "Set, bootstrap, refresh, revoke and inspect apps' Bot v3 tokens (stored encrypted)",
+		newTokenSetCmd(env), newTokenBootstrapCmd(env), newTokenRefreshCmd(env), newTokenRevokeCmd(env), newTokenStatusCmd(env))
 }
 
 // reportToken ends a command that stored an app's token.
-func reportToken(cmd *cobra.Command, env *cliEnv, db *server.Conn, f *appWriteFlags, app *store.App, resumed bool, err error) error {
+func reportToken(cmd *cobra.Command, env *cliEnv, db *server.Conn, f *writeFlags, app *store.App, resumed bool, err error) error {
 	if err != nil {
 		return err
 	}
@@ -47,21 +41,9 @@ func expiry(t *time.Time) string {
 	return t.UTC().Format(time.RFC3339)
 }
 
-func readSecret(r io.Reader, what string) (string, error) {
-	b, err := io.ReadAll(io.LimitReader(r, 64<<10))
-	if err != nil {
-		return "", fmt.Errorf("read %s: %w", what, err)
-	}
-	s := strings.TrimSpace(string(b))
-	if s == "" {
-		return "", usagef("no %s on stdin (pipe it in, or use --file)", what)
-	}
-	return s, nil
-}
-
 func newTokenSetCmd(env *cliEnv) *cobra.Command {
 	var file string
-	var f appWriteFlags
+	var f writeFlags
 	cmd := &cobra.Command{
 		Use:   "set <app-id>",
 		Short: "Store a token for an app, read from stdin or --file (never from a flag)",
@@ -69,18 +51,15 @@ func newTokenSetCmd(env *cliEnv) *cobra.Command {
   botq token set my-app --file /run/secrets/khoros-token`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var token string
-			var err error
-			if file != "" {
-				b, err := os.ReadFile(file)
-				if err != nil {
-					return fmt.Errorf("--file: %w", err)
-				}
-				if token = strings.TrimSpace(string(b)); token == "" {
-					return usagef("--file %s is empty", file)
-				}
-			} else if token, err = readSecret(env.stdin, "token"); err != nil {
+			b, err := env.readInput(file, "token", 64<<10)
+			token := strings.TrimSpace(string(b))
+			switch {
+			case err != nil:
 				return err
+			case token == "" && file != "":
+				return usagef("--file %s is empty", file)
+			case token == "":
+				return usagef("no token on stdin (pipe it in, or use --file)")
 			}
 			return env.withDB(cmd.Context(), func(db *server.Conn) error {
 				app, resumed, err := db.Apps.StoreToken(cmd.Context(), args[0], token, actorOr(env, f.actor), f.reason)
@@ -94,7 +73,7 @@ func newTokenSetCmd(env *cliEnv) *cobra.Command {
 }
 
 func newTokenBootstrapCmd(env *cliEnv) *cobra.Command {
-	var f appWriteFlags
+	var f writeFlags
 	var existing bool
 	cmd := &cobra.Command{
 		Use:   "bootstrap <app-id>",
@@ -102,19 +81,16 @@ func newTokenBootstrapCmd(env *cliEnv) *cobra.Command {
 		Long: `Calls POST <khoros.care_base_url>/api/v2/tokens/khorosapi/ownerId/<app-id> with the Basic
 credentials of a Care user who has the Bot API role, and stores the token encrypted. The
 credentials come from BOTQ_CARE_USERNAME and BOTQ_CARE_PASSWORD, or from stdin (the user name
-on the first line, the password on the second). With --existing, fetches the token that
-already exists instead of creating one.`,
+on the first line, the password on the second).`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return env.withDB(cmd.Context(), func(db *server.Conn) error {
-				user, pass, err := careCredentials(env)
-				if err != nil {
-					return err
-				}
-				app, resumed, err := db.Apps.Bootstrap(cmd.Context(), db.Config.Khoros.CareBaseURL, user, pass, args[0], existing, actorOr(env, f.actor))
-				return reportToken(cmd, env, db, &f, app, resumed, err)
-			})
-		},
+		RunE: env.runDB(func(cmd *cobra.Command, args []string, db *server.Conn) error {
+			user, pass, err := careCredentials(env)
+			if err != nil {
+				return err
+			}
+			app, resumed, err := db.Apps.Bootstrap(cmd.Context(), db.Config.Khoros.CareBaseURL, user, pass, args[0], existing, actorOr(env, f.actor))
+			return reportToken(cmd, env, db, &f, app, resumed, err)
+		}),
 	}
 	cmd.Flags().BoolVar(&existing, "existing", false, "fetch the app's existing token instead of creating one")
 	f.add(cmd, "")
@@ -122,37 +98,35 @@ already exists instead of creating one.`,
 }
 
 func newTokenRefreshCmd(env *cliEnv) *cobra.Command {
-	var f appWriteFlags
+	var f writeFlags
 	cmd := &cobra.Command{
 		Use:   "refresh <app-id>",
 		Short: "Exchange an app's stored token for a new one now (the old one keeps working 10 minutes)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return env.withDB(cmd.Context(), func(db *server.Conn) error {
-				app, err := db.Store.AppGet(cmd.Context(), db.Pool, args[0])
-				if err != nil {
-					return err
-				}
-				if f.reason == "" {
-					f.reason = "refreshed by an operator"
-				}
-				res, err := db.Apps.Refresh(cmd.Context(), app.ID, app.TokenVersion, actorOr(env, f.actor), f.reason)
-				if err != nil {
-					return err
-				}
-				if !res.Refreshed {
-					return f.report(cmd.Context(), env, db, app.ID, fmt.Sprintf("app %s's token changed meanwhile (now version %d); nothing refreshed", app.ID, res.App.TokenVersion))
-				}
-				return f.report(cmd.Context(), env, db, app.ID, fmt.Sprintf("refreshed token of app %s: version %d, expires %s", app.ID, res.App.TokenVersion, cell(res.App.TokenExpiresAt)))
-			})
-		},
+		RunE: env.runDB(func(cmd *cobra.Command, args []string, db *server.Conn) error {
+			app, err := db.Store.AppGet(cmd.Context(), db.Pool, args[0])
+			if err != nil {
+				return err
+			}
+			if f.reason == "" {
+				f.reason = "refreshed by an operator"
+			}
+			res, err := db.Apps.Refresh(cmd.Context(), app.ID, app.TokenVersion, actorOr(env, f.actor), f.reason)
+			if err != nil {
+				return err
+			}
+			if !res.Refreshed {
+				return f.report(cmd.Context(), env, db, app.ID, fmt.Sprintf("app %s's token changed meanwhile (now version %d); nothing refreshed", app.ID, res.App.TokenVersion))
+			}
+			return f.report(cmd.Context(), env, db, app.ID, fmt.Sprintf("refreshed token of app %s: version %d, expires %s", app.ID, res.App.TokenVersion, cell(res.App.TokenExpiresAt)))
+		}),
 	}
 	f.add(cmd, "why (recorded in the token_refresh event)")
 	return cmd
 }
 
 func newTokenRevokeCmd(env *cliEnv) *cobra.Command {
-	var f appWriteFlags
+	var f writeFlags
 	cmd := &cobra.Command{
 		Use:   "revoke <app-id>",
 		Short: "Revoke every token of an app at Khoros, forget the stored one and pause the app",
@@ -183,27 +157,20 @@ func newTokenStatusCmd(env *cliEnv) *cobra.Command {
 		Use:   "status [app-id]",
 		Short: "Show where each app's token comes from, its version and expiry (never the token)",
 		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return env.withDB(cmd.Context(), func(db *server.Conn) error {
-				apps, err := appsNamed(cmd.Context(), db, args)
-				if err != nil {
-					return err
+		RunE: env.runDB(func(cmd *cobra.Command, args []string, db *server.Conn) error {
+			apps, err := appsNamed(cmd.Context(), db, args)
+			if err != nil {
+				return err
+			}
+			res := db.Apps.TokenStatuses(apps)
+			return writeList(env.stdout, out, res, []string{"APP", "SOURCE", "VERSION", "EXPIRES", "REFRESHED", "KEY OK", "PAUSED UNTIL"}, res, func(st appclient.TokenStatus) []any {
+				keyOK := any(nil)
+				if st.KeyOK != nil {
+					keyOK = *st.KeyOK
 				}
-				res := db.Apps.TokenStatuses(apps)
-				if out.json() {
-					return writeJSONOut(env.stdout, res)
-				}
-				tw := newTable(env.stdout, "APP", "SOURCE", "VERSION", "EXPIRES", "REFRESHED", "KEY OK", "PAUSED UNTIL")
-				for _, st := range res {
-					keyOK := any(nil)
-					if st.KeyOK != nil {
-						keyOK = *st.KeyOK
-					}
-					row(tw, st.AppID, st.Source, st.Version, st.ExpiresAt, st.RefreshedAt, keyOK, st.PausedUntil)
-				}
-				return tw.Flush()
+				return []any{st.AppID, st.Source, st.Version, st.ExpiresAt, st.RefreshedAt, keyOK, st.PausedUntil}
 			})
-		},
+		}),
 	}
 	addOutputFlag(cmd, &out)
 	return cmd

@@ -19,7 +19,7 @@ func FuzzDecodeActions(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, body string) {
-		reqs, err := decodeActions(strings.NewReader(body))
+		reqs, err := decodeActions([]byte(body))
 		if err != nil {
 			var ue usageError
 			if !errors.As(err, &ue) {

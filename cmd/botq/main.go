@@ -24,14 +24,14 @@ import (
 )
 
 // version is set at build time with -ldflags "-X main.version=..." (make
-// build does). Without it, buildVersion reads the version Go recorded in
-// the binary: the module version for `go install ...@v1.2.3` or @latest, a
-// pseudo-version of the commit for `go build` in a git checkout.
+// build does).
 var version = ""
 
-// buildVersion is botq's version: the -ldflags one, else the module
-// version Go recorded in the binary, else "dev" (a build without version
-// control information, e.g. with -buildvcs=false).
+// buildVersion is botq's version: the -ldflags one, else the version Go
+// recorded in the binary (the module version for `go install ...@v1.2.3`
+// or @latest, a pseudo-version of the commit for `go build` in a git
+// checkout), else "dev" (a build without version control information,
+// e.g. with -buildvcs=false).
 func buildVersion() string {
 	if version != "" {
 		return version
@@ -56,7 +56,7 @@ func main() {
 		debug.SetGCPercent(gcPercent)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	code := runEnv(ctx, os.Args[1:], os.LookupEnv, os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
@@ -68,13 +68,9 @@ func usagef(format string, args ...any) error {
 	return usageError{fmt.Errorf(format, args...)}
 }
 
-// run executes one command line and returns the exit status. Errors are
-// printed once, as one line naming what is wrong; never a stack trace.
-func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	return runEnv(ctx, args, os.LookupEnv, stdin, stdout, stderr)
-}
-
-// runEnv is run with the environment given as a lookup function.
+// runEnv executes one command line, with the environment given as a lookup
+// function, and returns the exit status. Errors are printed once, as one
+// line naming what is wrong; never a stack trace.
 func runEnv(ctx context.Context, args []string, env func(string) (string, bool), stdin io.Reader, stdout, stderr io.Writer) int {
 	botapi.Version = buildVersion()
 	root := newRootCmd(&cliEnv{stdin: stdin, stdout: stdout, stderr: stderr, lookupEnv: env})
@@ -166,16 +162,25 @@ func newRootCmd(env *cliEnv) *cobra.Command {
 		newProbeCmd(env),
 	)
 	for _, c := range root.Commands() {
-		wrapArgs(c)
-		refuseUnknownSubcommands(c)
+		strictArgs(c)
 	}
 	return root
 }
 
-// refuseUnknownSubcommands makes a command group (app, token, ...) refuse
-// an argument that names none of its subcommands, as the root does, instead
-// of printing its help and succeeding; alone, it still prints its help.
-func refuseUnknownSubcommands(c *cobra.Command) {
+// strictArgs makes argument-count mistakes usage errors, and a command
+// group (app, token, ...) refuse an argument that names none of its
+// subcommands, as the root does, instead of printing its help and
+// succeeding; alone, it still prints its help. Subcommands too.
+func strictArgs(c *cobra.Command) {
+	if c.Args != nil {
+		inner := c.Args
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := inner(cmd, args); err != nil {
+				return usageError{fmt.Errorf("%s: %w", cmd.CommandPath(), err)}
+			}
+			return nil
+		}
+	}
 	if c.HasSubCommands() && !c.Runnable() {
 		c.RunE = func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
@@ -190,23 +195,7 @@ func refuseUnknownSubcommands(c *cobra.Command) {
 		}
 	}
 	for _, sub := range c.Commands() {
-		refuseUnknownSubcommands(sub)
-	}
-}
-
-// wrapArgs makes argument-count mistakes usage errors, recursively.
-func wrapArgs(c *cobra.Command) {
-	if c.Args != nil {
-		inner := c.Args
-		c.Args = func(cmd *cobra.Command, args []string) error {
-			if err := inner(cmd, args); err != nil {
-				return usageError{fmt.Errorf("%s: %w", cmd.CommandPath(), err)}
-			}
-			return nil
-		}
-	}
-	for _, sub := range c.Commands() {
-		wrapArgs(sub)
+		strictArgs(sub)
 	}
 }
 
