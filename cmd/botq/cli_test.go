@@ -494,6 +494,10 @@ func TestCLIAppChangesAsJSON(t *testing.T) {
 	r := b.botq(t, "", "app", "resume", "js-app", "-o", "yaml")
 	require.Equal(t, 2, r.code)
 	require.Contains(t, r.stderr, "--output")
+
+	r = b.botq(t, "", "app", "set", "js-app", "--region", "US", "--company-key", "acme", "--lane-on-failure", "maybe")
+	require.Equal(t, 2, r.code)
+	require.Contains(t, r.stderr, "--lane-on-failure: must be continue or block", "the flag, as the user typed it")
 }
 
 // migrate status only looks: on a schema never migrated it lists every

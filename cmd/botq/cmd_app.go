@@ -177,7 +177,10 @@ botq serve at start, so change those in the file instead. Set the app's token wi
 			a.ID = args[0]
 			check := server.Config{Apps: []server.AppConfig{a}}
 			for _, problem := range check.ValidateApps() {
-				return usagef("%s", strings.Replace(strings.Replace(problem, "apps[0].", "--", 1), "_", "-", 1))
+				// The problem names the config key (apps[0].lane_on_failure):
+				// say the flag's name instead.
+				key, rest, _ := strings.Cut(strings.Replace(problem, "apps[0].", "--", 1), ":")
+				return usagef("%s:%s", strings.ReplaceAll(key, "_", "-"), rest)
 			}
 			return env.withDB(cmd.Context(), func(db *server.Conn) error {
 				app, err := db.Store.AppUpsertAudited(cmd.Context(), db.Pool, a.UpsertParams(), actorOr(env, f.actor))
