@@ -103,9 +103,9 @@ func (f *ActionFilter) apply(w *sqlWhere) {
 		w.add("a.created_at < " + w.arg(f.To))
 	}
 	if len(f.States) > 0 {
-		// Stored states stay a plain `state = ANY` so the state index serves
-		// them; queued and retrying exclude, and running includes, actions
-		// whose job is running.
+		// Stored states stay a plain `state IN` so the partial indexes of
+		// one state serve them; queued and retrying exclude, and running
+		// includes, actions whose job is running.
 		var plain []string
 		var ors []string
 		for _, s := range f.States {
@@ -124,17 +124,34 @@ func (f *ActionFilter) apply(w *sqlWhere) {
 			ors = append(ors, statesIn(w, plain))
 		}
 		w.add("(" + strings.Join(ors, " OR ") + ")")
-		// A final action finished after it was created, so From bounds its
-		// finished_at too. Saying so changes no answer, and bounds the scan
-		// of the failures' index by finish time (action_failed_idx), which
-		// serves the failures of every app: without the bound it read every
-		// failure kept. One app's failures have an index of their own by
-		// creation time (action_failed_app_idx); there the bound would only
-		// tempt the planner to intersect the failures since From, of every
-		// app, with the app's actions of the range.
-		if !f.From.IsZero() && f.AppID == "" && allFinal(f.States) {
-			w.add("a.finished_at >= " + w.arg(f.From))
-		}
+	}
+	if f.AppID == "" {
+		f.boundFinish(w)
+	}
+}
+
+// boundFinish adds that the actions finished at or after From, when every
+// state selected is final: a final action finished after it was created,
+// so this changes no answer. It bounds the scan of the failures' index by
+// finish time (action_failed_idx), which the planner picks for every app's
+// failures, and for one app's when it must read each matching row (a
+// count, a bulk replay): without the bound it read every failure kept. A page of one app's
+// actions (ActionList) does without it: the failures' index by app and
+// creation time gives the page's ids alone, and the bound would tempt the
+// planner to intersect every app's failures since From with the app's
+// actions of the range.
+func (f *ActionFilter) boundFinish(w *sqlWhere) {
+	if !f.From.IsZero() && len(f.States) > 0 && allFinal(f.States) {
+		w.add("a.finished_at >= " + w.arg(f.From))
+	}
+}
+
+// applyToCount is apply for a statement that reads every matching action
+// rather than a page: the finish time is bounded for one app too.
+func (f *ActionFilter) applyToCount(w *sqlWhere) {
+	f.apply(w)
+	if f.AppID != "" {
+		f.boundFinish(w)
 	}
 }
 
@@ -271,7 +288,7 @@ func (s *Store) ActionView(ctx context.Context, db DBTX, id int64) (*Action, err
 // ActionCount counts the actions matching f.
 func (s *Store) ActionCount(ctx context.Context, db DBTX, f ActionFilter) (int64, error) {
 	var w sqlWhere
-	f.apply(&w)
+	f.applyToCount(&w)
 	var n int64
 	err := db.QueryRow(ctx, s.q(`
 		SELECT count(*) FROM botq.action a

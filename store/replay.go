@@ -285,7 +285,7 @@ type ReplayPlan struct {
 // options o would replay, and returns the first sample of them.
 func (s *Store) ActionReplayPlan(ctx context.Context, db DBTX, f ActionFilter, o ReplayOptions, sample int) (*ReplayPlan, error) {
 	var w sqlWhere
-	f.apply(&w)
+	f.applyToCount(&w)
 	filter := w.String()
 	// Inside an aggregate's FILTER, NOT EXISTS would run once per row; a
 	// join against the replayed actions runs once.
@@ -401,7 +401,7 @@ func (s *Store) ActionReplayBulk(ctx context.Context, db TxDB, p ReplayBulkParam
 	var after int64
 	for {
 		var w sqlWhere
-		p.Filter.apply(&w)
+		p.Filter.applyToCount(&w)
 		w.add(eligibleSQL(&p.Options, notReplayedSQL))
 		w.add("a.id > " + w.arg(after))
 		w.add("a.id <= " + w.arg(maxID))
