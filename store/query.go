@@ -92,6 +92,13 @@ func (f *ActionFilter) apply(w *sqlWhere) {
 	}
 	if f.Author != "" {
 		w.add("a.payload -> 'author' ->> 'id' = " + w.arg(f.Author))
+		if f.AppID == "" {
+			// The author index leads with the app: naming every app (each
+			// action's app exists and is never deleted) lets the planner
+			// enter it once per app, where it would read every action of
+			// the range.
+			w.add("a.app_id IN (SELECT id FROM botq.app)")
+		}
 	}
 	if f.Text != "" {
 		w.add("a.payload::text ILIKE " + w.arg("%"+likeEscape(f.Text)+"%"))
