@@ -142,11 +142,11 @@ func (f *ActionFilter) apply(w *sqlWhere) {
 // so this changes no answer. It bounds the scan of the failures' index by
 // finish time (action_failed_idx), which the planner picks for every app's
 // failures, and for one app's when it must read each matching row (a
-// count, a bulk replay): without the bound it read every failure kept. A page of one app's
-// actions (ActionList) does without it: the failures' index by app and
-// creation time gives the page's ids alone, and the bound would tempt the
-// planner to intersect every app's failures since From with the app's
-// actions of the range.
+// count, a bulk replay): without the bound it read every failure kept. A
+// page of one app's actions (ActionList, ActionPage) does without it: the
+// failures' index by app and creation time gives the page's ids alone, and
+// the bound would tempt the planner to intersect every app's failures
+// since From with the app's actions of the range.
 func (f *ActionFilter) boundFinish(w *sqlWhere) {
 	if !f.From.IsZero() && len(f.States) > 0 && allFinal(f.States) {
 		w.add("a.finished_at >= " + w.arg(f.From))
